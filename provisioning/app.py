@@ -1,0 +1,56 @@
+"""The HTTP side: operator API, customer API, adapter provisioning, web UI.
+
+``create_app`` builds the aiohttp application around a running switch's
+services (no globals: everything hangs off typed ``AppKey``s).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from switch.transport.ratelimit import FailureThrottle
+
+from .api import adapters
+from .auth import AUTH_THROTTLE
+from .errors import json_errors
+from .keys import SERVICES, TOKEN_CACHE
+
+if TYPE_CHECKING:
+    from switch.app import Services
+
+log = logging.getLogger(__name__)
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    return web.json_response({"status": "ok", "bindings": services.location.count()})
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=2 * 1024 * 1024)
+    app[SERVICES] = services
+    app[TOKEN_CACHE] = {}
+    app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)
+    app.router.add_get("/health", health)
+    app.router.add_routes(adapters.routes)
+    return app
+
+
+async def start_http(services: Services) -> web.AppRunner:
+    app = create_app(services)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = services.settings.http_listen
+    ctx = None
+    s = services.settings
+    if s.tls_cert and s.tls_key:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    await site.start()
+    log.info("HTTP%s listening on %s:%s", "S" if ctx else "", host, port)
+    return runner

@@ -1,0 +1,88 @@
+"""Bearer-token authentication for the operator and customer APIs.
+
+Tokens are stored as SHA-256 hashes (``softswitch token create`` prints the
+secret once). Verified tokens are cached briefly so an API burst does not turn
+into a database burst; failures are throttled per source address.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from switch.store import repo_tokens
+from switch.transport.ratelimit import FailureThrottle
+
+from .errors import problem
+from .keys import SERVICES, TOKEN_CACHE
+
+CACHE_SECONDS = 30.0
+AUTH_THROTTLE: web.AppKey[FailureThrottle] = web.AppKey("auth_throttle")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    role: str  # operator | customer
+    customer: str | None
+    token_id: int | None = None
+
+
+PRINCIPAL = "principal"
+
+
+async def _verify(request: web.Request, token: str) -> Principal | None:
+    cache: dict[str, Any] = request.app[TOKEN_CACHE]
+    now = time.monotonic()
+    hit = cache.get(token)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    services = request.app[SERVICES]
+    found = await repo_tokens.verify_token(services.session_factory, token)
+    principal = None
+    if found is not None:
+        principal = Principal(
+            role=str(getattr(found.role, "value", found.role)),
+            customer=getattr(found, "customer_ref", None) or getattr(found, "customer", None),
+            token_id=getattr(found, "id", None) or getattr(found, "token_id", None),
+        )
+        if len(cache) > 10000:
+            cache.clear()
+        cache[token] = (principal, now + CACHE_SECONDS)
+    return principal
+
+
+def require(*roles: str) -> Callable[[Callable[[web.Request], Awaitable[web.StreamResponse]]], Any]:
+    """Decorator: the handler needs a bearer token with one of ``roles``."""
+
+    def wrap(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        async def inner(request: web.Request) -> web.StreamResponse:
+            throttle = request.app[AUTH_THROTTLE]
+            source = request.remote or "?"
+            now = time.time()
+            if throttle.is_blocked(source, now):
+                return problem(429, "too many failed authentication attempts; try again later")
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                resp = problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch"'
+                return resp
+            principal = await _verify(request, token.strip())
+            if principal is None:
+                throttle.record_failure(source, now)
+                resp = problem(401, "invalid or revoked token")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch", error="invalid_token"'
+                return resp
+            if principal.role not in roles:
+                return problem(403, f"this needs a token with role {' or '.join(roles)}")
+            request[PRINCIPAL] = principal
+            return await handler(request)
+
+        inner.__name__ = handler.__name__
+        inner.__doc__ = handler.__doc__
+        return inner
+
+    return wrap

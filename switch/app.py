@@ -1,0 +1,246 @@
+"""Composition root: database → stores → services → SIP endpoint and HTTP server.
+
+Start order matters: the schema is migrated and every binding loaded before
+the SIP sockets open, so the first request after a restart already sees the
+registrations the previous process promised. Stop order is the reverse, and
+queued binding writes are committed before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switch.sip.timers import TimerConfig
+from switch.store import migrate
+from switch.store.crypto import SecretBox, load_or_create_key
+from switch.store.engine import SessionFactory, make_engine, make_session_factory, normalise_url
+from switch.store.repo_lines import load_credentials
+from switch.transport.endpoint import Endpoint
+
+from .services import lamp_history, persistence
+from .services.adapter_status import AdapterStatusService, LampChange
+from .services.auth import Authenticator
+from .services.lines import LineDirectory, LineInfo
+from .services.location import LocationService
+from .services.qualify import Qualifier
+from .services.registrar import Registrar, RegistrarConfig
+from .settings import Settings
+
+log = logging.getLogger("switch")
+
+
+@dataclass
+class Services:
+    """Everything a running switch holds; handed to the HTTP app."""
+
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: SessionFactory
+    secret_box: SecretBox
+    lines: LineDirectory
+    location: LocationService
+    endpoint: Endpoint
+    registrar: Registrar
+    status: AdapterStatusService
+    qualifier: Qualifier
+    started_at: float
+    lamp_writer: Any = None
+
+
+def derive(key: bytes, purpose: str) -> bytes:
+    return hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+
+
+async def open_database(settings: Settings) -> tuple[AsyncEngine, SessionFactory, SecretBox]:
+    url = normalise_url(settings.database_url)
+    await migrate.upgrade(url)
+    engine = make_engine(url)
+    key = settings.key or load_or_create_key(settings.key_file)
+    return engine, make_session_factory(engine), SecretBox(key)
+
+
+async def start(settings: Settings) -> Services:
+    engine, sf, box = await open_database(settings)
+    realm = settings.effective_realm()
+
+    async def load_lines() -> list[LineInfo]:
+        creds = await load_credentials(sf, realm, secret_box=box)
+        return [
+            LineInfo(
+                line_id=c.line_id,
+                auth_user=c.auth_user,
+                number=c.number,
+                ha1_md5=c.ha1_md5,
+                ha1_sha256=c.ha1_sha256,
+                adapter_id=c.adapter_id,
+                port=c.port,
+                language=str(getattr(c.language, "value", c.language)),
+                enabled=c.enabled,
+                alarm=c.alarm,
+            )
+            for c in creds.values()
+        ]
+
+    lines = LineDirectory(load_lines)
+    await lines.reload()
+
+    async def write(changes: list[Any]) -> None:
+        await persistence.replace_bindings(sf, changes)
+
+    location = LocationService(write, commit_window=settings.commit_window)
+    location.start(await persistence.load_bindings(sf))
+    key = settings.key or load_or_create_key(settings.key_file)
+
+    endpoint = Endpoint(
+        timers=TimerConfig(t1=settings.t1, t2=settings.t2, t4=settings.t4),
+        user_agent=settings.user_agent,
+        rate=settings.rate_limit,
+        burst=settings.rate_burst,
+    )
+    status = AdapterStatusService(lines, location, persist=None)
+    auth = Authenticator(
+        realm=realm,
+        secret=derive(key, "sip-nonce"),
+        lookup=lines.credential,
+        algorithms=settings.digest_algorithms,
+        nonce_lifetime=settings.nonce_lifetime,
+        fail_threshold=settings.auth_fail_threshold,
+        fail_window=settings.auth_fail_window,
+        block_seconds=settings.auth_block_seconds,
+        source_fail_threshold=settings.source_fail_threshold,
+    )
+    domains = settings.local_domains()
+    registrar = Registrar(
+        config=RegistrarConfig(
+            domains=frozenset(domains),
+            min_expires=settings.min_expires,
+            max_expires=settings.max_expires,
+            default_expires=settings.default_expires,
+            max_contacts=settings.max_contacts_per_line,
+        ),
+        auth=auth,
+        lines=lines,
+        location=location,
+        reply=endpoint.reply,
+    )
+    registrar.observers.append(status.register_outcome)
+    endpoint.handlers["REGISTER"] = registrar.on_register
+    endpoint.seen_hooks.append(status.sip_seen)
+    qualifier = Qualifier(
+        endpoint,
+        location,
+        interval=settings.qualify_interval,
+        timeout=settings.qualify_timeout,
+        from_host=realm,
+        on_result=status.qualify_result,
+    )
+    services = Services(
+        settings=settings,
+        engine=engine,
+        session_factory=sf,
+        secret_box=box,
+        lines=lines,
+        location=location,
+        endpoint=endpoint,
+        registrar=registrar,
+        status=status,
+        qualifier=qualifier,
+        started_at=time.time(),
+    )
+    await lamp_history.restore(services.session_factory, status)
+    writer = lamp_history.LampWriter(services.session_factory)
+    status.persist = writer.submit
+    services.lamp_writer = writer
+    status.start()
+    await endpoint.start(settings.sip_listen)
+    qualifier.start()
+    return services
+
+
+async def stop(services: Services) -> None:
+    await services.qualifier.stop()
+    await services.endpoint.stop()
+    await services.location.close()
+    await services.lamp_writer.close()
+    await services.engine.dispose()
+
+
+async def _housekeeping(services: Services) -> None:
+    """Sweep expired bindings, reload the line directory, tick the lamps."""
+    while True:
+        await asyncio.sleep(5.0)
+        try:
+            await services.lines.reload()
+            removed = await services.location.sweep()
+            if removed:
+                log.info("swept %d expired binding(s)", removed)
+            services.status.refresh_all()
+        except Exception:  # noqa: BLE001 - housekeeping must go on
+            log.exception("housekeeping failed")
+
+
+async def run(settings: Settings) -> int:
+    services = await start(settings)
+    from provisioning.app import start_http
+
+    http_runner = await start_http(services)
+    house = asyncio.get_running_loop().create_task(_housekeeping(services))
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    log.info("softswitch ready")
+    print("softswitch ready", flush=True)
+    await stop_event.wait()
+    log.info("stopping")
+    house.cancel()
+    await http_runner.cleanup()
+    await stop(services)
+    return 0
+
+
+async def import_file(settings: Settings, path: Path) -> int:
+    from switch.store import importer
+
+    engine, sf, box = await open_database(settings)
+    try:
+        try:
+            doc = importer.load_import_file(path)
+        except importer.ImportError_ as err:  # type: ignore[attr-defined]
+            print(str(err))
+            return 1
+        report = await importer.import_document(sf, doc, box, settings.effective_realm())
+        print(report)
+        return 0
+    finally:
+        await engine.dispose()
+
+
+async def create_token(settings: Settings, role: str, customer: str | None, name: str) -> int:
+    from switch.store import repo_tokens
+
+    engine, sf, _ = await open_database(settings)
+    try:
+        token = await repo_tokens.create_token(sf, role=role, customer=customer, name=name)
+        print(f"Created {role} token. Keep it secret; it is shown only once:")
+        print(token)
+        return 0
+    finally:
+        await engine.dispose()
+
+
+async def migrate_only(settings: Settings) -> int:
+    engine, _, _ = await open_database(settings)
+    await engine.dispose()
+    print("schema is at head")
+    return 0

@@ -1,0 +1,112 @@
+"""The ``softswitch`` command: run, import, token, migrate.
+
+Operators' scripts rely on these names and flags; keep them stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .settings import DEFAULT_DATABASE_URL, Settings, parse_hostport
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="softswitch", description="Softswitch control plane")
+    p.add_argument(
+        "--database",
+        default=os.environ.get("SOFTSWITCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="SQLAlchemy URL (sqlite+aiosqlite:///path.db, postgresql+asyncpg://user@host/db); "
+        "env SOFTSWITCH_DATABASE_URL",
+    )
+    p.add_argument("--key-file", default=os.environ.get("SOFTSWITCH_KEY_FILE", "softswitch.key"),
+                   help="key for secrets at rest; created (0600) if missing")
+    p.add_argument("--log-level", default=os.environ.get("SOFTSWITCH_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the switch (SIP + HTTP)")
+    run.add_argument("--sip", action="append", default=None, metavar="HOST:PORT",
+                     help="SIP UDP+TCP listen address (repeatable); default 127.0.0.1:5060")
+    run.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT")
+    run.add_argument("--domain", action="append", default=[], help="SIP domain we serve (repeatable)")
+    run.add_argument("--realm", default="", help="digest realm (default: first domain or SIP host)")
+    run.add_argument("--rate-limit", type=float, default=None,
+                     help="per-source SIP messages/s before dropping (0 disables; default 400)")
+    run.add_argument("--qualify-interval", type=float, default=None, help="seconds between OPTIONS pings")
+    run.add_argument("--digest-algorithms", default="SHA-256,MD5",
+                     help="digest challenges offered, strongest first (default SHA-256,MD5)")
+    run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
+    run.add_argument("--tls-key", default=None)
+
+    imp = sub.add_parser("import", help="upsert customers, adapters and lines from a JSON or YAML file")
+    imp.add_argument("file")
+    imp.add_argument("--realm", default="", help="digest realm the HA1 hashes are computed for")
+
+    tok = sub.add_parser("token", help="API tokens")
+    toks = tok.add_subparsers(dest="token_command", required=True)
+    tc = toks.add_parser("create", help="create a bearer token (printed alone on the last line)")
+    tc.add_argument("--role", choices=["operator", "customer"], default="operator")
+    tc.add_argument("--customer", default=None, help="customer id (for --role customer)")
+    tc.add_argument("--name", default="", help="label for the token")
+
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    return p
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    s = Settings()
+    s.database_url = args.database
+    s.key_file = args.key_file
+    s.log_level = args.log_level
+    if args.command == "run":
+        if args.sip:
+            s.sip_listen = [parse_hostport(x, 5060) for x in args.sip]
+        s.http_listen = parse_hostport(args.http, 8080)
+        s.domains = list(args.domain)
+        s.realm = args.realm
+        if args.rate_limit is not None:
+            s.rate_limit = args.rate_limit
+            s.rate_burst = max(args.rate_limit * 2, 1.0)
+        if args.qualify_interval is not None:
+            s.qualify_interval = args.qualify_interval
+        s.digest_algorithms = tuple(a.strip() for a in args.digest_algorithms.split(",") if a.strip())
+        s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
+    elif args.command == "import":
+        s.realm = args.realm
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _settings_from(args)
+    logging.basicConfig(
+        level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from . import app
+
+    if args.command == "run":
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            uvloop.install()
+        except ImportError:
+            pass
+        return asyncio.run(app.run(settings))
+    if args.command == "import":
+        return asyncio.run(app.import_file(settings, Path(args.file)))
+    if args.command == "token":
+        return asyncio.run(app.create_token(settings, args.role, args.customer, args.name))
+    if args.command == "migrate":
+        return asyncio.run(app.migrate_only(settings))
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())

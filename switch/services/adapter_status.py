@@ -1,0 +1,318 @@
+"""The adapter's lamps as the switch knows them: PWR, WAN, Tel1, Tel2.
+
+Support's first question on "no dial tone" is what the lamps show. We cannot
+see the real lamps, so we compute what they would show from evidence:
+
+* **PWR** — the adapter is alive: it fetched its config or sent any SIP
+  message recently.
+* **WAN** — the adapter is reachable through its NAT: our OPTIONS pings to
+  its registered contacts are answered. One lost ping must not flip the lamp;
+  it takes ``loss_threshold`` consecutive losses.
+* **Tel1 / Tel2** — that line is registered and reachable.
+
+Each lamp has a state (ok / warning / off), a reason support can act on, and
+when the state last changed. Every change is handed to ``persist`` as an event
+so support sees the history; the current state is served from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .lines import LineDirectory, LineInfo
+from .location import Binding, LocationService
+
+log = logging.getLogger(__name__)
+
+OK, WARNING, OFF = "ok", "warning", "off"
+LAMPS = ("pwr", "wan", "tel1", "tel2")
+
+
+@dataclass(frozen=True, slots=True)
+class Lamp:
+    state: str
+    reason: str
+    since: float
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "since": datetime.fromtimestamp(self.since, tz=timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+@dataclass(slots=True)
+class Reachability:
+    """Qualify history of one binding (by received address)."""
+
+    sent: int = 0
+    lost: int = 0
+    consecutive_lost: int = 0
+    first_lost_at: float = 0.0
+    last_reply_at: float = 0.0
+    last_rtt: float | None = None
+    history: list[float | None] = field(default_factory=list)  # rtt seconds, None = lost
+
+    def record(self, rtt: float | None, now: float, keep: int = 20) -> None:
+        self.sent += 1
+        self.history.append(rtt)
+        del self.history[:-keep]
+        if rtt is None:
+            self.lost += 1
+            if self.consecutive_lost == 0:
+                self.first_lost_at = now
+            self.consecutive_lost += 1
+        else:
+            self.consecutive_lost = 0
+            self.last_reply_at = now
+            self.last_rtt = rtt
+
+
+@dataclass(slots=True)
+class LineEvidence:
+    auth_failures: int = 0
+    first_failure_at: float = 0.0
+    last_failure_reason: str = ""
+    last_expired_at: float = 0.0
+    unregistered_at: float = 0.0
+    ever_registered: bool = False
+
+
+@dataclass(slots=True)
+class AdapterEvidence:
+    last_fetch_at: float = 0.0
+    last_sip_at: float = 0.0
+    lamps: dict[str, Lamp] = field(default_factory=dict)
+
+
+def _hhmm(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC")
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s ago"
+    if s < 7200:
+        return f"{s // 60} min ago"
+    if s < 172800:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"
+
+
+LampChange = tuple[int, str, Lamp | None, Lamp]  # adapter id, lamp, old, new
+
+
+class AdapterStatusService:
+    def __init__(
+        self,
+        lines: LineDirectory,
+        location: LocationService,
+        *,
+        alive_window: float = 3900.0,
+        loss_threshold: int = 3,
+        clock: Callable[[], float] = time.time,
+        persist: Callable[[list[LampChange]], None] | None = None,
+    ) -> None:
+        self.lines = lines
+        self.location = location
+        self.alive_window = alive_window
+        self.loss_threshold = loss_threshold
+        self.clock = clock
+        self.persist = persist
+        self.adapters: dict[int, AdapterEvidence] = {}
+        self.line_evidence: dict[int, LineEvidence] = {}
+        self.reach: dict[tuple[str, int], Reachability] = {}
+        #: (received host, port) → adapter id, to attribute SIP traffic and keep-alives
+        self._addr_adapter: dict[tuple[str, int], int] = {}
+        location.listeners.append(self._bindings_changed)
+
+    def restore(self, adapter_id: int, lamps: dict[str, Lamp], last_fetch_at: float = 0.0) -> None:
+        """Seed from the database at start-up so ``since`` survives restarts."""
+        ev = self.adapters.setdefault(adapter_id, AdapterEvidence())
+        ev.lamps.update(lamps)
+        ev.last_fetch_at = max(ev.last_fetch_at, last_fetch_at)
+
+    def start(self) -> None:
+        for b in self.location.all_bindings():
+            line = self.lines.by_id.get(b.line_id)
+            if line is not None and line.adapter_id is not None:
+                self._addr_adapter[(b.received_host, b.received_port)] = line.adapter_id
+                self.line_evidence.setdefault(b.line_id, LineEvidence()).ever_registered = True
+        for adapter_id in {li.adapter_id for li in self.lines.by_id.values() if li.adapter_id is not None}:
+            self.refresh(adapter_id)
+
+    # -- evidence -------------------------------------------------------------
+    def config_fetched(self, adapter_id: int) -> None:
+        self.adapters.setdefault(adapter_id, AdapterEvidence()).last_fetch_at = self.clock()
+        self.refresh(adapter_id)
+
+    def sip_seen(self, transport: str, host: str, port: int) -> None:
+        adapter_id = self._addr_adapter.get((host, port))
+        if adapter_id is None:
+            return
+        ev = self.adapters.setdefault(adapter_id, AdapterEvidence())
+        now = self.clock()
+        stale = now - ev.last_sip_at > 1.0
+        ev.last_sip_at = now
+        if stale and ev.lamps.get("pwr", Lamp(OFF, "", 0)).state != OK:
+            self.refresh(adapter_id)
+
+    def line_seen(self, line: LineInfo) -> None:
+        if line.adapter_id is None:
+            return
+        self.adapters.setdefault(line.adapter_id, AdapterEvidence()).last_sip_at = self.clock()
+
+    def register_outcome(self, line: LineInfo | None, source: str, status: int) -> None:
+        if line is None:
+            return
+        le = self.line_evidence.setdefault(line.line_id, LineEvidence())
+        now = self.clock()
+        self.line_seen(line)
+        if status == 403:
+            if le.auth_failures == 0:
+                le.first_failure_at = now
+            le.auth_failures += 1
+            le.last_failure_reason = f"wrong password {le.auth_failures}× since {_hhmm(le.first_failure_at)}"
+        elif status == 200:
+            le.auth_failures = 0
+            le.ever_registered = True
+        if line.adapter_id is not None:
+            self.refresh(line.adapter_id)
+
+    def qualify_result(self, binding: Binding, rtt: float | None) -> None:
+        r = self.reach.setdefault((binding.received_host, binding.received_port), Reachability())
+        before = r.consecutive_lost >= self.loss_threshold
+        r.record(rtt, self.clock())
+        after = r.consecutive_lost >= self.loss_threshold
+        line = self.lines.by_id.get(binding.line_id)
+        if line is not None and line.adapter_id is not None:
+            if rtt is not None:
+                self.adapters.setdefault(line.adapter_id, AdapterEvidence()).last_sip_at = self.clock()
+            if before != after or rtt is not None:
+                self.refresh(line.adapter_id)
+
+    def _bindings_changed(self, line_id: int, old: list[Binding], new: list[Binding]) -> None:
+        line = self.lines.by_id.get(line_id)
+        if line is None or line.adapter_id is None:
+            return
+        le = self.line_evidence.setdefault(line_id, LineEvidence())
+        for b in new:
+            self._addr_adapter[(b.received_host, b.received_port)] = line.adapter_id
+        if old and not new:
+            now = self.clock()
+            if all(b.expires_at <= now + 1 for b in old):
+                le.last_expired_at = max(b.expires_at for b in old)
+            else:
+                le.unregistered_at = now
+        self.refresh(line.adapter_id)
+
+    # -- computation ----------------------------------------------------------
+    def _line_lamp(self, adapter_id: int, port: int, now: float) -> tuple[str, str]:
+        line = next(
+            (li for li in self.lines.by_id.values() if li.adapter_id == adapter_id and li.port == port), None
+        )
+        if line is None:
+            return OFF, "no line on this port"
+        if not line.enabled:
+            return OFF, "line disabled"
+        le = self.line_evidence.get(line.line_id, LineEvidence())
+        bindings = self.location.bindings(line.line_id)
+        if bindings:
+            lost = [
+                self.reach[(b.received_host, b.received_port)]
+                for b in bindings
+                if (b.received_host, b.received_port) in self.reach
+            ]
+            if lost and all(r.consecutive_lost >= self.loss_threshold for r in lost):
+                r = lost[0]
+                return WARNING, f"registered but not answering pings since {_hhmm(r.first_lost_at)}"
+            if le.auth_failures:
+                return WARNING, f"registered; {le.last_failure_reason}"
+            b = bindings[0]
+            return OK, f"registered from {b.received_host}:{b.received_port} ({b.transport})"
+        if le.auth_failures:
+            return OFF, le.last_failure_reason
+        if le.unregistered_at and le.unregistered_at >= le.last_expired_at:
+            return OFF, f"unregistered {_ago(now - le.unregistered_at)}"
+        if le.last_expired_at:
+            return OFF, f"registration expired {_ago(now - le.last_expired_at)}"
+        ev = self.adapters.get(adapter_id)
+        if ev is None or not (ev.last_fetch_at or ev.last_sip_at or le.ever_registered):
+            return OFF, "never provisioned"
+        return OFF, "not registered"
+
+    def compute(self, adapter_id: int) -> dict[str, tuple[str, str]]:
+        now = self.clock()
+        ev = self.adapters.get(adapter_id) or AdapterEvidence()
+        last = max(ev.last_fetch_at, ev.last_sip_at)
+        if not last:
+            pwr = (OFF, "never seen: no config fetch or SIP traffic")
+        elif now - last <= self.alive_window:
+            what = "config fetch" if ev.last_fetch_at >= ev.last_sip_at else "SIP traffic"
+            pwr = (OK, f"last {what} {_ago(now - last)}")
+        else:
+            pwr = (WARNING, f"not seen since {_hhmm(last)}")
+        line_ids = [li.line_id for li in self.lines.by_id.values() if li.adapter_id == adapter_id]
+        bindings = [b for lid in line_ids for b in self.location.bindings(lid)]
+        if not bindings:
+            wan = (OFF, "no registered line to reach")
+        else:
+            reach = [self.reach.get((b.received_host, b.received_port)) for b in bindings]
+            known = [r for r in reach if r is not None and r.sent]
+            if not known:
+                wan = (OK, "registered; not yet pinged")
+            elif all(r.consecutive_lost >= self.loss_threshold for r in known):
+                r = known[0]
+                wan = (WARNING, f"no answer to {r.consecutive_lost} pings since {_hhmm(r.first_lost_at)}")
+            else:
+                best = min((r.last_rtt for r in known if r.last_rtt is not None), default=None)
+                rtt = f", rtt {best * 1000:.0f} ms" if best is not None else ""
+                wan = (OK, f"answering pings{rtt}")
+        return {
+            "pwr": pwr,
+            "wan": wan,
+            "tel1": self._line_lamp(adapter_id, 1, now),
+            "tel2": self._line_lamp(adapter_id, 2, now),
+        }
+
+    def refresh(self, adapter_id: int) -> dict[str, Lamp]:
+        """Recompute; record changes of state or reason (``since`` moves on state change only)."""
+        now = self.clock()
+        ev = self.adapters.setdefault(adapter_id, AdapterEvidence())
+        changes: list[LampChange] = []
+        for name, (state, reason) in self.compute(adapter_id).items():
+            old = ev.lamps.get(name)
+            if old is not None and old.state == state and old.reason == reason:
+                continue
+            # Reasons that only tick ("5 s ago") are not worth an event.
+            if old is not None and old.state == state and _same_kind(old.reason, reason):
+                continue
+            new = Lamp(state, reason, old.since if old is not None and old.state == state else now)
+            ev.lamps[name] = new
+            changes.append((adapter_id, name, old, new))
+        if changes and self.persist is not None:
+            self.persist(changes)
+        return ev.lamps
+
+    def refresh_all(self) -> None:
+        ids = {li.adapter_id for li in self.lines.by_id.values() if li.adapter_id is not None}
+        ids.update(self.adapters)
+        for adapter_id in ids:
+            self.refresh(adapter_id)
+
+    def status(self, adapter_id: int) -> dict[str, Lamp]:
+        return self.refresh(adapter_id)
+
+
+def _same_kind(a: str, b: str) -> bool:
+    """True when two reasons differ only in their relative-time tail."""
+    for marker in (" ago", "last "):
+        if marker in a and marker in b:
+            return a.split(" ")[:2] == b.split(" ")[:2]
+    return False

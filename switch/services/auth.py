@@ -1,0 +1,149 @@
+"""Digest authentication of lines (REGISTER with 401, INVITE with 407).
+
+Two promises shape this module:
+
+* **No user enumeration.** An unknown user takes the same path as a known one
+  with a wrong password: the HA1 of an unknown user is a stable fake
+  (``dummy_ha1``), so the same challenge comes back and the same final 403,
+  byte for byte apart from nonces and tags, in about the same time.
+* **Brute force is throttled without collateral damage.** Failures are counted
+  per (source address, user) — blocking that pair hard — and per source address
+  at a much higher threshold, so one broken adapter behind a NAT does not lock
+  out its neighbours; every block is logged with the source address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from switch.sip import digest
+from switch.sip.digest import Credentials, NonceCounter, NonceManager, NonceStatus
+from switch.sip.message import Request
+from switch.transport.ratelimit import FailureThrottle
+
+log = logging.getLogger(__name__)
+
+
+class CredentialLike(Protocol):
+    line_id: int
+    auth_user: str
+    ha1_md5: str
+    ha1_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    credential: CredentialLike
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    """Answer 401/407 with these challenge header values."""
+
+    challenges: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRejected:
+    """Answer 403. ``reason`` is for logs and lamps only, never for the wire."""
+
+    username: str
+    reason: str
+    credential: CredentialLike | None = None
+
+
+AuthResult = AuthOk | AuthChallenge | AuthRejected
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        realm: str,
+        secret: bytes,
+        lookup: Callable[[str], CredentialLike | None],
+        algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+        nonce_lifetime: float = 300.0,
+        fail_threshold: int = 5,
+        fail_window: float = 60.0,
+        block_seconds: float = 60.0,
+        source_fail_threshold: int = 50,
+        on_failure: Callable[[str, str, CredentialLike | None, str], None] | None = None,
+    ) -> None:
+        self.realm = realm
+        self._secret = secret
+        self._lookup = lookup
+        self.algorithms = algorithms
+        self.nonces = NonceManager(secret, nonce_lifetime)
+        self.counter = NonceCounter(ttl=nonce_lifetime * 2)
+        self.pair_throttle = FailureThrottle(threshold=fail_threshold, window=fail_window, block=block_seconds)
+        self.source_throttle = FailureThrottle(
+            threshold=source_fail_threshold, window=fail_window, block=block_seconds
+        )
+        self.on_failure = on_failure
+        self._dummy_cache: dict[tuple[str, str], str] = {}
+
+    def challenge(self, now: float, stale: bool = False) -> AuthChallenge:
+        chs = digest.challenges_for(self.realm, self.nonces, now, stale=stale, algorithms=self.algorithms)
+        return AuthChallenge([c.to_header() for c in chs])
+
+    def _ha1_for(self, cred: CredentialLike | None, username: str, algorithm: str) -> str:
+        if cred is not None:
+            return cred.ha1_sha256 if algorithm == "SHA-256" else cred.ha1_md5
+        key = (username, algorithm)
+        fake = self._dummy_cache.get(key)
+        if fake is None:
+            fake = digest.dummy_ha1(self.realm, username, algorithm, self._secret)
+            if len(self._dummy_cache) > 10_000:
+                self._dummy_cache.clear()
+            self._dummy_cache[key] = fake
+        return fake
+
+    def check(self, request: Request, source: str, now: float, *, proxy: bool = False) -> AuthResult:
+        """Authenticate ``request`` (``now`` is wall-clock seconds: nonces carry it)."""
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        creds: Credentials | None = None
+        for value in request.headers.get_lines(header):
+            try:
+                c = digest.parse_credentials(value)
+            except digest.DigestError:
+                continue
+            if c.realm == self.realm:
+                creds = c
+                break
+        if creds is None:
+            return self.challenge(now)
+        username = creds.username
+        pair = f"{source}|{username}"
+        if self.pair_throttle.is_blocked(pair, now) or self.source_throttle.is_blocked(source, now):
+            return AuthRejected(username, "throttled")
+        algorithm = digest.canonical_algorithm(creds.algorithm)
+        if algorithm not in self.algorithms:
+            return self.challenge(now)
+        status = self.nonces.check(creds.nonce, now)
+        if status is NonceStatus.INVALID:
+            return self.challenge(now)
+        cred = self._lookup(username)
+        ok = digest.verify(creds, request.method, self._ha1_for(cred, username, algorithm))
+        if ok and status is NonceStatus.STALE:
+            return self.challenge(now, stale=True)
+        if ok and cred is not None:
+            if creds.qop is not None and not self.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now):
+                # Replayed nonce-count: someone resent a captured request. Ask again.
+                return self.challenge(now)
+            self.pair_throttle.record_success(pair, now)
+            return AuthOk(cred, username)
+        # Wrong password and unknown user end here alike.
+        reason = "unknown user" if cred is None else "wrong password"
+        blocked_before = self.pair_throttle.is_blocked(pair, now)
+        self.pair_throttle.record_failure(pair, now)
+        self.source_throttle.record_failure(source, now)
+        if not blocked_before and self.pair_throttle.is_blocked(pair, now):
+            log.warning("auth: blocking %s for user %r after repeated failures", source, username)
+        if self.on_failure is not None:
+            self.on_failure(source, username, cred, reason)
+        return AuthRejected(username, reason, cred)

@@ -1,0 +1,158 @@
+"""Location service: which contacts each line is reachable at, kept write-through.
+
+The in-memory map answers every lookup (registrar, B2BUA, lamps, qualify).
+Every change goes to the database through the group committer *before* the
+caller is told it succeeded, so a crash loses no binding a 200 promised.
+At start-up the map is loaded from the database, so a restart (even after
+``kill -9``) forgets nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from .groupcommit import Done, GroupCommitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    line_id: int
+    contact: str  # the Contact URI as registered (no header params)
+    expires_at: float  # wall clock (epoch seconds)
+    call_id: str
+    cseq: int
+    received_host: str
+    received_port: int
+    transport: str  # udp | tcp
+    user_agent: str = ""
+    instance: str = ""  # RFC 5626 +sip.instance
+    reg_id: int = 0
+    q: float = 1.0
+    registered_at: float = 0.0
+    conn: int | None = None  # TCP connection id (not persisted)
+
+    @property
+    def key(self) -> str:
+        """Identity of a binding within a line: the instance if given, else the contact."""
+        return self.instance or self.contact
+
+    def remaining(self, now: float) -> int:
+        return max(0, int(self.expires_at - now + 0.5))
+
+
+@dataclass(slots=True)
+class LineChange:
+    """The whole new binding set of one line (last write in a batch wins)."""
+
+    line_id: int
+    bindings: list[Binding] = field(default_factory=list)
+
+
+Listener = Callable[[int, list[Binding], list[Binding]], None]
+
+
+class LocationService:
+    def __init__(
+        self,
+        write_batch: Callable[[list[LineChange]], Awaitable[None]],
+        *,
+        commit_window: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._by_line: dict[int, list[Binding]] = {}
+        self._committer: GroupCommitter[LineChange] = GroupCommitter(self._write, window=commit_window)
+        self._write_batch = write_batch
+        self.clock = clock
+        #: called with (line_id, old bindings, new bindings) after a change is committed
+        self.listeners: list[Listener] = []
+
+    def start(self, initial: Iterable[Binding]) -> None:
+        now = self.clock()
+        for b in initial:
+            if b.expires_at > now:
+                self._by_line.setdefault(b.line_id, []).append(b)
+        self._committer.start()
+
+    async def close(self) -> None:
+        await self._committer.close()
+
+    async def _write(self, changes: list[LineChange]) -> None:
+        # Several REGISTERs for the same line in one batch: only the last set matters.
+        last: dict[int, LineChange] = {}
+        for ch in changes:
+            last[ch.line_id] = ch
+        await self._write_batch(list(last.values()))
+
+    # -- queries ------------------------------------------------------------
+    def bindings(self, line_id: int) -> list[Binding]:
+        now = self.clock()
+        return [b for b in self._by_line.get(line_id, ()) if b.expires_at > now]
+
+    def all_lines(self) -> list[int]:
+        return list(self._by_line)
+
+    def all_bindings(self) -> list[Binding]:
+        return [b for bs in self._by_line.values() for b in bs]
+
+    def count(self) -> int:
+        return sum(len(v) for v in self._by_line.values())
+
+    # -- updates ----------------------------------------------------------------
+    def replace(self, line_id: int, new: list[Binding], done: Done) -> None:
+        """Set the line's bindings; ``done`` runs once they are durable.
+
+        The in-memory view changes at once so that a second REGISTER in the same
+        batch computes against it; on a failed commit the old set is restored.
+        """
+        old = self._by_line.get(line_id, [])
+        if new:
+            self._by_line[line_id] = new
+        else:
+            self._by_line.pop(line_id, None)
+
+        def committed(exc: BaseException | None) -> None:
+            if exc is not None:
+                if self._by_line.get(line_id, []) is new or (not new and line_id not in self._by_line):
+                    if old:
+                        self._by_line[line_id] = old
+                    else:
+                        self._by_line.pop(line_id, None)
+            else:
+                for listener in self.listeners:
+                    try:
+                        listener(line_id, old, new)
+                    except Exception:  # noqa: BLE001
+                        log.exception("location listener failed")
+            done(exc)
+
+        self._committer.submit(LineChange(line_id, list(new)), committed)
+
+    def touch(self, line_id: int, key: str, **changes: object) -> None:
+        """Update non-durable fields of a binding in memory (e.g. TCP conn id)."""
+        bs = self._by_line.get(line_id)
+        if not bs:
+            return
+        self._by_line[line_id] = [replace(b, **changes) if b.key == key else b for b in bs]  # type: ignore[arg-type]
+
+    async def sweep(self) -> int:
+        """Drop expired bindings, in memory and in the database. Returns how many."""
+        now = self.clock()
+        removed = 0
+        changes: list[tuple[int, list[Binding]]] = []
+        for line_id, bs in list(self._by_line.items()):
+            live = [b for b in bs if b.expires_at > now]
+            if len(live) != len(bs):
+                removed += len(bs) - len(live)
+                changes.append((line_id, live))
+        for line_id, live in changes:
+            fut_done: list[BaseException | None] = []
+            self.replace(line_id, live, fut_done.append)
+        if changes:
+            # wait for the last one: the committer preserves order
+            await self._committer.write_now(LineChange(changes[-1][0], changes[-1][1]))
+        return removed

@@ -1,0 +1,109 @@
+"""Typed settings for the whole service, built from command-line flags and the environment.
+
+Nothing here reads files or opens sockets; ``switch.cli`` fills a Settings and
+hands it to the composition root (``switch.app``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "parse_hostport", "DEFAULT_DATABASE_URL"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///softswitch.db"
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``:PORT`` → (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.index("]")
+        host, rest = text[1:end], text[end + 1 :]
+        port = int(rest[1:]) if rest.startswith(":") else default_port
+        return host, port
+    if text.count(":") > 1:  # bare IPv6 without port
+        return text, default_port
+    host, _, port_s = text.partition(":")
+    return host or "127.0.0.1", int(port_s) if port_s else default_port
+
+
+@dataclass(slots=True)
+class Settings:
+    #: SIP listening addresses; each gets a UDP socket and a TCP server.
+    sip_listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 5060)])
+    #: HTTP (provisioning, operator API, UI).
+    http_listen: tuple[str, int] = ("127.0.0.1", 8080)
+    database_url: str = DEFAULT_DATABASE_URL
+    #: SIP domains we are authoritative for, besides our own listening addresses.
+    domains: list[str] = field(default_factory=list)
+    #: Digest realm; defaults to the first domain, else the first listening host.
+    realm: str = ""
+    #: Key for secrets at rest and nonce signing. File created (0600) when absent.
+    key_file: str = "softswitch.key"
+    key: bytes | None = None
+    # RFC 3261 timers
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    # registrar
+    min_expires: int = 60
+    max_expires: int = 7200
+    default_expires: int = 3600
+    max_contacts_per_line: int = 3
+    nonce_lifetime: float = 300.0
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: Group commit: how long the registrar may wait to gather more bindings into one commit.
+    commit_window: float = 0.002
+    # reachability
+    qualify_interval: float = 30.0
+    qualify_timeout: float = 5.0
+    # flood control (per source IP); 0 disables
+    rate_limit: float = 400.0
+    rate_burst: float = 800.0
+    # brute force (per source+user, per user, per source)
+    auth_fail_threshold: int = 5
+    auth_fail_window: float = 60.0
+    auth_block_seconds: float = 60.0
+    source_fail_threshold: int = 50
+    # TCP
+    tcp_idle_timeout: float = 600.0
+    # calls
+    no_answer_timeout: float = 60.0
+    max_call_duration: float = 4 * 3600.0
+    user_agent: str = "softswitch/0.1"
+    #: HTTPS for provisioning when both are set.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log_level: str = "INFO"
+
+    def effective_realm(self) -> str:
+        if self.realm:
+            return self.realm
+        if self.domains:
+            return self.domains[0]
+        return self.sip_listen[0][0]
+
+    def local_domains(self) -> set[str]:
+        """Names a Request-URI / To host may carry for us to treat it as ours."""
+        names = {d.lower() for d in self.domains}
+        for host, port in self.sip_listen:
+            names.add(host.lower())
+            names.add(f"{host.lower()}:{port}")
+            if host in ("0.0.0.0", "::"):
+                names.update({"127.0.0.1", "localhost", "::1", "[::1]"})
+        if self.realm:
+            names.add(self.realm.lower())
+        return names
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        s = cls()
+        url = os.environ.get("SOFTSWITCH_DATABASE_URL")
+        if url:
+            s.database_url = url
+        return s
+
+    def key_path(self) -> Path:
+        return Path(self.key_file)

@@ -1,0 +1,294 @@
+"""The SIP endpoint: owns the transaction layer and the sockets, and dispatches.
+
+Data flow (aioquic's shape): a datagram or framed TCP message is fed to the
+sans-IO :class:`TransactionLayer` with ``loop.time()``; the endpoint drains the
+layer's events and hands them to the services; then it *flushes*: sends every
+queued datagram and re-arms the single loop timer at ``layer.get_timer()``.
+
+Services never touch sockets. They call ``send_response``/``request``/
+``cancel``/``send_stateless`` here, which end in a flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from switch.sip.errors import ParseError
+from switch.sip.message import Message, Request, Response, response_for
+from switch.sip.transaction.events import (
+    CancelReceived,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTerminated,
+    TransactionTimeout,
+)
+from switch.sip.transaction.layer import LayerConfig, TransactionLayer
+from switch.sip.timers import TimerConfig
+
+from .ratelimit import KeyedRateLimiter
+from .tcp import TcpConnection, connect_tcp, open_tcp_server
+from .udp import UdpTransport, open_udp
+
+log = logging.getLogger(__name__)
+
+RequestHandler = Callable[[RequestReceived], None]
+ClientCallback = Callable[[ResponseReceived | TransactionTimeout], None]
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, NOTIFY, PRACK"
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    received: int = 0
+    rate_limited: int = 0
+    sent: int = 0
+
+
+class Endpoint:
+    def __init__(
+        self,
+        *,
+        timers: TimerConfig | None = None,
+        user_agent: str = "softswitch",
+        rate: float = 0.0,
+        burst: float = 0.0,
+        supported: frozenset[str] = frozenset({"path", "outbound", "replaces", "timer", "100rel"}),
+    ) -> None:
+        self.layer = TransactionLayer(
+            LayerConfig(timers=timers or TimerConfig(), via_addresses={}, supported=supported, user_agent=user_agent)
+        )
+        self.user_agent = user_agent
+        self.loop = asyncio.get_running_loop()
+        self.udp: list[UdpTransport] = []
+        self.tcp_servers: list[asyncio.base_events.Server] = []
+        self.tcp_connections: dict[int, TcpConnection] = {}
+        self.tcp_by_addr: dict[tuple[str, int], TcpConnection] = {}
+        self.limiter = KeyedRateLimiter(rate, burst) if rate > 0 else None
+        self.handlers: dict[str, RequestHandler] = {}
+        self.default_handler: RequestHandler | None = None
+        self.cancel_handler: Callable[[CancelReceived], None] | None = None
+        #: called with (transport, host, port) for every message and keep-alive from a peer
+        self.seen_hooks: list[Callable[[str, str, int], None]] = []
+        self._clients: dict[str, ClientCallback] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats = EndpointStats()
+        self.addresses: list[tuple[str, int]] = []
+
+    # -- lifecycle --------------------------------------------------------
+    async def start(self, listen: list[tuple[str, int]]) -> None:
+        for host, port in listen:
+            udp = await open_udp(self, host, port)
+            self.udp.append(udp)
+            actual = udp.local[1]
+            self.tcp_servers.append(await open_tcp_server(self, host, actual))
+            self.addresses.append((host, actual))
+        via_host, via_port = self.addresses[0]
+        if via_host in ("0.0.0.0", "::"):
+            via_host = socket.gethostbyname(socket.gethostname())
+        self.layer.config.via_addresses.update({"udp": (via_host, via_port), "tcp": (via_host, via_port)})
+        log.info("SIP listening on %s (udp+tcp)", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for srv in self.tcp_servers:
+            srv.close()
+        for conn in list(self.tcp_connections.values()):
+            conn.close()
+        for u in self.udp:
+            if u.transport:
+                u.transport.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for srv in self.tcp_servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutdown best effort
+                pass
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task, keeping a reference and logging its failure."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- inbound ----------------------------------------------------------
+    def _allowed(self, host: str) -> bool:
+        if self.limiter is None:
+            return True
+        if self.limiter.allow(host, self.loop.time()):
+            return True
+        self.stats.rate_limited += 1
+        if self.stats.rate_limited % 1000 == 1:
+            log.warning("rate limit: dropping traffic from %s (%d dropped so far)", host, self.stats.rate_limited)
+        return False
+
+    def udp_received(self, data: bytes, host: str, port: int) -> None:
+        self.stats.received += 1
+        if not self._allowed(host):
+            return
+        if data.strip(b"\r\n") == b"":
+            # RFC 5626 §4.4.1 / §3.5.1: CRLF keep-alive over UDP (no STUN here); note liveness.
+            self.keepalive_seen("udp", host, port)
+            return
+        self.layer.receive(data, Peer("udp", host, port), self.loop.time())
+        self._drain()
+
+    def tcp_message(self, msg: Message, conn: TcpConnection) -> None:
+        self.stats.received += 1
+        if not self._allowed(conn.peer[0]):
+            return
+        self.layer.receive_message(msg, Peer("tcp", conn.peer[0], conn.peer[1], conn.conn_id), self.loop.time())
+        self._drain()
+
+    def tcp_parse_error(self, conn: TcpConnection, err: ParseError) -> None:
+        partial = getattr(err, "partial", None)
+        if isinstance(partial, Request) and partial.method != "ACK":
+            try:
+                resp = response_for(partial, err.status, err.reason)
+                conn.write(resp.to_bytes())
+            except ParseError:
+                pass
+
+    def keepalive_seen(self, transport: str, host: str, port: int) -> None:
+        for hook in self.seen_hooks:
+            hook(transport, host, port)
+
+    def _drain(self) -> None:
+        layer = self.layer
+        while True:
+            ev = layer.next_event()
+            if ev is None:
+                break
+            try:
+                self._dispatch(ev)
+            except Exception:  # noqa: BLE001 - one bad handler must not stop the server
+                log.exception("handler failed for %r", ev)
+                if isinstance(ev, RequestReceived) and ev.tid and ev.request.method != "ACK":
+                    self.layer.send_response(ev.tid, response_for(ev.request, 500), self.loop.time())
+        self._flush()
+
+    def _dispatch(self, ev: object) -> None:
+        if isinstance(ev, RequestReceived):
+            src = ev.source
+            for hook in self.seen_hooks:
+                hook(src.transport, src.host, src.port)
+            handler = self.handlers.get(ev.request.method, self.default_handler)
+            if handler is not None:
+                handler(ev)
+            elif ev.tid is not None:
+                self._default_answer(ev)
+        elif isinstance(ev, ResponseReceived):
+            cb = self._clients.get(ev.tid)
+            if cb is not None:
+                if ev.response.status >= 200 and ev.response.cseq.method != "INVITE":
+                    del self._clients[ev.tid]
+                cb(ev)
+        elif isinstance(ev, TransactionTimeout):
+            cb = self._clients.pop(ev.tid, None)
+            if cb is not None:
+                cb(ev)
+        elif isinstance(ev, CancelReceived):
+            if self.cancel_handler is not None:
+                self.cancel_handler(ev)
+        elif isinstance(ev, TransactionTerminated):
+            self._clients.pop(ev.tid, None)
+
+    def _default_answer(self, ev: RequestReceived) -> None:
+        req = ev.request
+        assert ev.tid is not None
+        if req.method == "OPTIONS":
+            resp = response_for(req, 200, to_tag=_tag_for(req))
+            resp.headers.add("Allow", ALLOW)
+            resp.headers.add("Accept", "application/sdp")
+            resp.headers.add("Supported", "path, outbound")
+        else:
+            resp = response_for(req, 405, to_tag=_tag_for(req))
+            resp.headers.add("Allow", ALLOW)
+        self.reply(ev.tid, resp)
+
+    # -- outbound (used by services) -----------------------------------------
+    def reply(self, tid: str, response: Response) -> None:
+        """Send a response through its server transaction and flush."""
+        if "server" not in response.headers:
+            response.headers.add("Server", self.user_agent)
+        self.layer.send_response(tid, response, self.loop.time())
+        self._flush()
+
+    def request(self, request: Request, dest: Peer, callback: ClientCallback | None = None) -> str:
+        tid = self.layer.send_request(request, dest, self.loop.time())
+        if callback is not None:
+            self._clients[tid] = callback
+        self._flush()
+        return tid
+
+    def cancel(self, tid: str) -> str | None:
+        ctid = self.layer.cancel(tid, self.loop.time())
+        self._flush()
+        return ctid
+
+    def send_stateless(self, message: Message, dest: Peer) -> None:
+        self.layer.send_stateless(message, dest)
+        self._flush()
+
+    def forget_client(self, tid: str) -> None:
+        self._clients.pop(tid, None)
+
+    def _flush(self) -> None:
+        for data, peer in self.layer.datagrams_to_send():
+            self._send(data, peer)
+        deadline = self.layer.get_timer()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_at = deadline
+            if deadline is not None:
+                self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_timer(self.loop.time())
+        self._drain()
+
+    def _send(self, data: bytes, peer: Peer) -> None:
+        self.stats.sent += 1
+        if peer.transport == "udp":
+            want_v6 = ":" in peer.host
+            for u in self.udp:
+                if (u.family == socket.AF_INET6) == want_v6:
+                    u.send(data, peer.host, peer.port)
+                    return
+            log.warning("no UDP socket for %s", peer.host)
+            return
+        conn = None
+        if peer.conn is not None:
+            conn = self.tcp_connections.get(peer.conn)
+        if conn is None:
+            conn = self.tcp_by_addr.get((peer.host, peer.port))
+        if conn is None:
+            conn = connect_tcp(self, peer.host, peer.port)
+        conn.write(data)
+
+
+def _tag_for(req: Request) -> str | None:
+    from switch.sip.message import new_tag
+
+    return None if req.to.tag else new_tag()

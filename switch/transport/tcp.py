@@ -1,0 +1,115 @@
+"""TCP transport: per-connection stream framing, connection reuse, idle timeout.
+
+Responses go back on the connection the request came in on (§18.2.2). Requests
+we originate to a peer reuse an open connection to that address when there is
+one (RFC 5923 spirit), else connect. Double-CRLF keep-alives are answered with
+a single CRLF (RFC 5626 §4.4.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from switch.sip.errors import ParseError
+from switch.sip.parser import KEEPALIVE_PONG, StreamParser
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.conn_id = next(_ids)
+        self.parser = StreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.last_activity = 0.0
+        self.pending: list[bytes] = []
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.last_activity = self.endpoint.now()
+        self.endpoint.tcp_connections[self.conn_id] = self
+        self.endpoint.tcp_by_addr[self.peer] = self
+        for data in self.pending:
+            transport.write(data)
+        self.pending.clear()
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.endpoint.now()
+        try:
+            items = self.parser.feed(data)
+        except ParseError as err:
+            log.info("tcp %s:%s framing error, closing: %s", self.peer[0], self.peer[1], err.reason)
+            self.endpoint.tcp_parse_error(self, err)
+            self.close()
+            return
+        for item in items:
+            if item is StreamParser.PING:
+                self.write(KEEPALIVE_PONG)
+                self.endpoint.keepalive_seen("tcp", self.peer[0], self.peer[1])
+            else:
+                self.endpoint.tcp_message(item, self)  # type: ignore[arg-type]
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending.append(data)
+        elif not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint.tcp_connections.pop(self.conn_id, None)
+        if self.endpoint.tcp_by_addr.get(self.peer) is self:
+            del self.endpoint.tcp_by_addr[self.peer]
+        if not self.connected.done():
+            self.connected.set_exception(exc or ConnectionError("closed"))
+
+
+async def open_tcp_server(endpoint: Endpoint, host: str, port: int) -> asyncio.base_events.Server:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return await loop.create_server(
+        lambda: TcpConnection(endpoint), host=host, port=port, family=family, reuse_address=True, backlog=1024
+    )
+
+
+def connect_tcp(endpoint: Endpoint, host: str, port: int) -> TcpConnection:
+    """Start connecting; data written before the connection is up is queued."""
+    loop = asyncio.get_running_loop()
+    conn = TcpConnection(endpoint)
+    endpoint.tcp_by_addr[(host, port)] = conn
+
+    async def go() -> None:
+        try:
+            await loop.create_connection(lambda: conn, host, port)
+        except OSError as exc:
+            log.info("tcp connect to %s:%s failed: %s", host, port, exc)
+            if endpoint.tcp_by_addr.get((host, port)) is conn:
+                del endpoint.tcp_by_addr[(host, port)]
+            if not conn.connected.done():
+                conn.connected.set_exception(exc)
+                conn.connected.exception()  # mark retrieved
+
+    endpoint.spawn(go())
+    return conn

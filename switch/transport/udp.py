@@ -1,0 +1,59 @@
+"""UDP transport: a thin DatagramProtocol feeding the endpoint (RFC 3261 §18)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+log = logging.getLogger(__name__)
+
+# Big socket buffers: bursts of REGISTERs after a mass reboot must queue in the kernel,
+# not be dropped (drops show up as 500 ms retransmissions, not as errors).
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+class UdpTransport(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+        self.family = socket.AF_INET
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.family = sock.family
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:  # pragma: no cover - container limits
+                    pass
+        name = transport.get_extra_info("sockname")
+        self.local = (name[0], name[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]) -> None:
+        self.endpoint.udp_received(data, addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: nothing to do for a datagram protocol.
+        log.debug("udp error: %s", exc)
+
+    def send(self, data: bytes, host: str, port: int) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, (host, port))
+
+
+async def open_udp(endpoint: Endpoint, host: str, port: int) -> UdpTransport:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    _, proto = await loop.create_datagram_endpoint(
+        lambda: UdpTransport(endpoint), local_addr=(host, port), family=family
+    )
+    return proto
