@@ -22,7 +22,7 @@ from typing import Protocol
 from switch.sip import digest
 from switch.sip.digest import Credentials, NonceCounter, NonceManager, NonceStatus
 from switch.sip.message import Request
-from switch.transport.ratelimit import FailureThrottle
+from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,14 @@ class Authenticator:
         self.algorithms = algorithms
         self.nonces = NonceManager(secret, nonce_lifetime)
         self.counter = NonceCounter(ttl=nonce_lifetime * 2)
-        self.pair_throttle = FailureThrottle(threshold=fail_threshold, window=fail_window, block=block_seconds)
-        self.source_throttle = FailureThrottle(
-            threshold=source_fail_threshold, window=fail_window, block=block_seconds
+        self.throttle = AuthThrottle(
+            AuthThrottlePolicy(
+                pair_threshold=fail_threshold,
+                user_threshold=fail_threshold * 4,
+                source_threshold=source_fail_threshold,
+                window=fail_window,
+                block=block_seconds,
+            )
         )
         self.on_failure = on_failure
         self._dummy_cache: dict[tuple[str, str], str] = {}
@@ -118,8 +123,7 @@ class Authenticator:
         if creds is None:
             return self.challenge(now)
         username = creds.username
-        pair = f"{source}|{username}"
-        if self.pair_throttle.is_blocked(pair, now) or self.source_throttle.is_blocked(source, now):
+        if self.throttle.is_blocked(source, username, now):
             return AuthRejected(username, "throttled")
         algorithm = digest.canonical_algorithm(creds.algorithm)
         if algorithm not in self.algorithms:
@@ -135,14 +139,12 @@ class Authenticator:
             if creds.qop is not None and not self.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now):
                 # Replayed nonce-count: someone resent a captured request. Ask again.
                 return self.challenge(now)
-            self.pair_throttle.record_success(pair, now)
+            self.throttle.record_success(source, username, now)
             return AuthOk(cred, username)
         # Wrong password and unknown user end here alike.
         reason = "unknown user" if cred is None else "wrong password"
-        blocked_before = self.pair_throttle.is_blocked(pair, now)
-        self.pair_throttle.record_failure(pair, now)
-        self.source_throttle.record_failure(source, now)
-        if not blocked_before and self.pair_throttle.is_blocked(pair, now):
+        self.throttle.record_failure(source, username, now)
+        if self.throttle.is_blocked(source, username, now):
             log.warning("auth: blocking %s for user %r after repeated failures", source, username)
         if self.on_failure is not None:
             self.on_failure(source, username, cred, reason)
