@@ -1,0 +1,96 @@
+"""Lamps computed from evidence: the reasons support reads must be exact."""
+
+from __future__ import annotations
+
+import asyncio
+
+from switch.services.adapter_status import AdapterStatusService, Lamp
+from switch.services.lines import LineDirectory, LineInfo
+from switch.services.location import Binding, LineChange, LocationService
+
+
+def _line(line_id: int, port: int, adapter: int = 10) -> LineInfo:
+    return LineInfo(line_id, f"u{line_id}", f"+472200000{line_id}", "h", "h", adapter, port)
+
+
+async def _setup(now: list[float]) -> tuple[AdapterStatusService, LocationService, list[tuple[int, str, Lamp | None, Lamp]]]:
+    async def load() -> list[LineInfo]:
+        return [_line(1, 1), _line(2, 2)]
+
+    lines = LineDirectory(load)
+    await lines.reload()
+
+    async def write(changes: list[LineChange]) -> None:
+        return None
+
+    loc = LocationService(write, clock=lambda: now[0])
+    loc.start([])
+    events: list[tuple[int, str, Lamp | None, Lamp]] = []
+    status = AdapterStatusService(lines, loc, clock=lambda: now[0], persist=events.extend)
+    status.start()
+    return status, loc, events
+
+
+def _bind(line_id: int, now: float, port: int = 5061) -> Binding:
+    return Binding(line_id, f"sip:u{line_id}@127.0.0.1:{port}", now + 3600, "c", 1, "127.0.0.1", port, "udp")
+
+
+async def test_never_provisioned_adapter_is_dark() -> None:
+    now = [1_700_000_000.0]
+    status, loc, _ = await _setup(now)
+    lamps = status.status(10)
+    assert {k: v.state for k, v in lamps.items()} == {"pwr": "off", "wan": "off", "tel1": "off", "tel2": "off"}
+    assert lamps["tel1"].reason == "never provisioned"
+    await loc.close()
+
+
+async def test_registration_turns_lamps_on_and_expiry_is_explained() -> None:
+    now = [1_700_000_000.0]
+    status, loc, events = await _setup(now)
+    status.config_fetched(10)
+    for lid in (1, 2):
+        loc.replace(lid, [_bind(lid, now[0], 5060 + lid)], lambda e: None)
+    await asyncio.sleep(0.01)
+    lamps = status.status(10)
+    assert {k: v.state for k, v in lamps.items()} == {"pwr": "ok", "wan": "ok", "tel1": "ok", "tel2": "ok"}
+    assert lamps["tel1"].reason == "registered from 127.0.0.1:5061 (udp)"
+    # the registration of line 1 runs out
+    now[0] += 3600 + 14 * 60
+    await loc.sweep()
+    lamps = status.status(10)
+    assert lamps["tel1"].state == "off"
+    assert lamps["tel1"].reason == "registration expired 14 min ago"
+    assert any(name == "tel1" and new.state == "off" for _, name, _, new in events)
+    await loc.close()
+
+
+async def test_one_lost_ping_does_not_flip_wan() -> None:
+    now = [1_700_000_000.0]
+    status, loc, _ = await _setup(now)
+    b = _bind(1, now[0])
+    loc.replace(1, [b], lambda e: None)
+    await asyncio.sleep(0.01)
+    status.qualify_result(b, 0.004)
+    status.qualify_result(b, None)
+    assert status.status(10)["wan"].state == "ok"
+    status.qualify_result(b, None)
+    status.qualify_result(b, None)
+    lamps = status.status(10)
+    assert lamps["wan"].state == "warning"
+    assert lamps["wan"].reason.startswith("no answer to 3 pings since ")
+    assert lamps["tel1"].state == "warning"
+    status.qualify_result(b, 0.003)
+    assert status.status(10)["wan"].state == "ok"
+    await loc.close()
+
+
+async def test_wrong_password_reason_counts_attempts() -> None:
+    now = [1_700_000_000.0]  # 22:13 UTC
+    status, loc, _ = await _setup(now)
+    line = _line(2, 2)
+    for _ in range(3):
+        status.register_outcome(line, "127.0.0.1", 403)
+    lamps = status.status(10)
+    assert lamps["tel2"].state == "off"
+    assert lamps["tel2"].reason == "wrong password 3× since 22:13 UTC"
+    await loc.close()
