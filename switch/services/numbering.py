@@ -26,7 +26,9 @@ Accepted dialling forms (``normalise``)
 * visual separators (space, ``-``, ``.``, ``(``, ``)``) are ignored;
 * ``tel:`` URIs and SIP URI user parts, with ``;phone-context=+47`` (national)
   or ``+<cc>`` (local number in that country, RFC 3966 §5.1.5); a domain
-  phone-context is ignored.
+  phone-context is ignored;
+* emergency service URNs (RFC 5031): ``urn:service:sos`` → 112,
+  ``.fire`` → 110, ``.ambulance``/``.physician`` → 113, other ``sos.*`` → 112.
 
 Anything with ``*`` or ``#`` is INVALID here: feature codes are parsed first
 by ``feature_codes``.
@@ -44,9 +46,9 @@ from urllib.parse import unquote
 
 __all__ = [
     "NORWEGIAN_NUMBERING",
+    "Normalised",
     "NumberClass",
     "NumberRule",
-    "Normalised",
     "NumberingPlan",
     "PrefixTable",
     "is_emergency",
@@ -138,9 +140,14 @@ class NumberRule:
 
 
 def _rule(
-    prefix: str, lengths: int | tuple[int, ...], cls: NumberClass, description: str, has_e164: bool = True
+    prefix: str,
+    lengths: int | tuple[int, ...],
+    cls: NumberClass,
+    description: str,
+    has_e164: bool = True,
 ) -> NumberRule:
-    return NumberRule(prefix, lengths if isinstance(lengths, tuple) else (lengths,), cls, description, has_e164)
+    lengths = lengths if isinstance(lengths, tuple) else (lengths,)
+    return NumberRule(prefix, lengths, cls, description, has_e164)
 
 
 _C = NumberClass
@@ -190,6 +197,14 @@ NORWEGIAN_NUMBERING: Final[tuple[NumberRule, ...]] = (
 _SEPARATORS_RE: Final = re.compile(r"[ \t\u00a0\-.()]")
 _DIALLABLE_RE: Final = re.compile(r"\+?[0-9]+")
 _MAX_INPUT: Final = 128
+# RFC 5031 §4.2 emergency service URNs → the Norwegian number that answers them.
+_SOS_URN_NUMBERS: Final = {
+    "urn:service:sos": "112",
+    "urn:service:sos.police": "112",
+    "urn:service:sos.fire": "110",
+    "urn:service:sos.ambulance": "113",
+    "urn:service:sos.physician": "113",
+}
 _INTL_MIN: Final = 6  # country code + subscriber number, E.164 has no formal minimum
 _INTL_MAX: Final = 15  # ITU-T E.164 §6.1: at most 15 digits
 
@@ -277,6 +292,14 @@ class NumberingPlan:
     def normalise(self, dialled: str) -> Normalised:
         """Classify what a caller dialled (see the module docstring for forms)."""
         if len(dialled) > _MAX_INPUT:
+            return _invalid(dialled)
+        lower = dialled.strip().lower()
+        if lower.startswith("urn:service:sos"):
+            number = _SOS_URN_NUMBERS.get(lower)
+            if number is None and lower.startswith("urn:service:sos."):
+                number = "112"  # marine, mountain, gas ...: the general number
+            if number is not None:
+                return self._national(number, dialled) or _invalid(dialled)
             return _invalid(dialled)
         text, context = _strip_uri(dialled.strip())
         text = _SEPARATORS_RE.sub("", text)
