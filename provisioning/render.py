@@ -169,7 +169,7 @@ def _grandstream_ua(model: str) -> re.Pattern[str]:
     # "Grandstream Model HW HT802 V2.1A SW 1.0.17.5 DevId c074ad273a10"
     return re.compile(
         rf"^Grandstream Model HW {model}(?:\s+V\S+)? SW (?P<firmware>\S+) "
-        r"DevId (?P<mac>[0-9A-Fa-f]{12})\b"
+        r"DevId (?P<mac>(?:[0-9A-Fa-f]{2}:?){5}[0-9A-Fa-f]{2})\b"
     )
 
 
@@ -308,7 +308,7 @@ def _model(key: str) -> ModelInfo:
 
 
 def _mac(mac: str) -> str:
-    if not _MAC_RE.match(mac):
+    if not _MAC_RE.fullmatch(mac):
         raise ProfileError(f"MAC {mac!r} must be 12 lower-case hex digits without separators")
     return mac
 
@@ -367,7 +367,7 @@ def _port_view(port: int, line: LineProfile | None, profile: AdapterProfile,
         return _PortView(port=port, enabled=False, alarm=False, user="", auth_user="",
                          password="", display_name="", expires_s=expires,
                          expires_min=_minutes(expires))
-    if not _NUMBER_RE.match(line.number):
+    if not _NUMBER_RE.fullmatch(line.number):
         raise ProfileError(f"port {port}: number {line.number!r} must be E.164 digits without '+'")
     if not line.auth_user or not line.password:
         raise ProfileError(f"port {port}: an enabled line needs auth_user and password")
