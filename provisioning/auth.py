@@ -45,8 +45,8 @@ async def _verify(request: web.Request, token: str) -> Principal | None:
     if found is not None:
         principal = Principal(
             role=str(getattr(found.role, "value", found.role)),
-            customer=getattr(found, "customer_ref", None) or getattr(found, "customer", None),
-            token_id=getattr(found, "id", None) or getattr(found, "token_id", None),
+            customer=found.customer_ref,
+            token_id=found.token_id,
         )
         if len(cache) > 10000:
             cache.clear()

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,11 +217,11 @@ async def import_file(settings: Settings, path: Path) -> int:
     try:
         try:
             doc = importer.load_import_file(path)
-        except importer.ImportError_ as err:  # type: ignore[attr-defined]
-            print(str(err))
+            report = await importer.import_document(sf, doc, box, settings.effective_realm())
+        except importer.ImportValidationError as err:
+            print(err.summary(), file=sys.stderr)
             return 1
-        report = await importer.import_document(sf, doc, box, settings.effective_realm())
-        print(report)
+        print(f"imported {path}: {report.summary()}")
         return 0
     finally:
         await engine.dispose()
@@ -231,9 +232,13 @@ async def create_token(settings: Settings, role: str, customer: str | None, name
 
     engine, sf, _ = await open_database(settings)
     try:
-        token = await repo_tokens.create_token(sf, role=role, customer=customer, name=name)
+        try:
+            secret, _info = await repo_tokens.create_token(sf, role, customer_ref=customer, label=name)
+        except ValueError as err:
+            print(f"error: {err}")
+            return 1
         print(f"Created {role} token. Keep it secret; it is shown only once:")
-        print(token)
+        print(secret)
         return 0
     finally:
         await engine.dispose()

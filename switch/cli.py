@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from . import app
 
     if args.command == "run":

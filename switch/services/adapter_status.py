@@ -144,6 +144,8 @@ class AdapterStatusService:
             if line is not None and line.adapter_id is not None:
                 self._addr_adapter[(b.received_host, b.received_port)] = line.adapter_id
                 self.line_evidence.setdefault(b.line_id, LineEvidence()).ever_registered = True
+                ev = self.adapters.setdefault(line.adapter_id, AdapterEvidence())
+                ev.last_sip_at = max(ev.last_sip_at, b.last_seen)
         for adapter_id in {li.adapter_id for li in self.lines.by_id.values() if li.adapter_id is not None}:
             self.refresh(adapter_id)
 
@@ -271,9 +273,14 @@ class AdapterStatusService:
                 r = known[0]
                 wan = (WARNING, f"no answer to {r.consecutive_lost} pings since {_hhmm(r.first_lost_at)}")
             else:
-                best = min((r.last_rtt for r in known if r.last_rtt is not None), default=None)
+                answering = [r for r in known if r.consecutive_lost < self.loss_threshold]
+                best = min((r.last_rtt for r in answering if r.last_rtt is not None), default=None)
                 rtt = f", rtt {best * 1000:.0f} ms" if best is not None else ""
-                wan = (OK, f"answering pings{rtt}")
+                missed = max(r.consecutive_lost for r in answering)
+                if missed:
+                    wan = (OK, f"{missed} ping(s) unanswered since {_hhmm(max(r.first_lost_at for r in answering))}{rtt}")
+                else:
+                    wan = (OK, f"answering pings{rtt}")
         return {
             "pwr": pwr,
             "wan": wan,

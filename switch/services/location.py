@@ -34,6 +34,8 @@ class Binding:
     reg_id: int = 0
     q: float = 1.0
     registered_at: float = 0.0
+    #: last REGISTER (or keep-alive) from this contact: the PWR lamp's evidence after a restart
+    last_seen: float = 0.0
     conn: int | None = None  # TCP connection id (not persisted)
 
     @property

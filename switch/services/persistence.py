@@ -45,6 +45,7 @@ async def load_bindings(session_factory: SessionFactory) -> list[Binding]:
             reg_id=r.reg_id or 0,
             q=r.q if r.q is not None else 1.0,
             registered_at=_epoch(r.registered_at),
+            last_seen=_epoch(r.last_keepalive) if r.last_keepalive else 0.0,
         )
         for r in rows
     ]
@@ -66,7 +67,7 @@ def _row(b: Binding) -> dict[str, object]:
         "q": b.q,
         "path": None,
         "registered_at": _dt(b.registered_at or b.expires_at),
-        "last_keepalive": None,
+        "last_keepalive": _dt(b.last_seen) if b.last_seen else None,
     }
 
 

@@ -173,6 +173,7 @@ class Registrar:
                     reg_id=int(reg_id_s) if reg_id_s.isdigit() else 0,
                     q=q,
                     registered_at=old.registered_at if old else now,
+                    last_seen=now,
                     conn=conn,
                 )
             if len(new) > cfg.max_contacts:

@@ -14,6 +14,11 @@ catches it never has to guess (the h11 ``error_status_hint`` idea)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - import cycle only for the type checker
+    from .message import Request
+
 __all__ = [
     "SipError",
     "ParseError",
@@ -39,9 +44,15 @@ class SipError(Exception):
 
 
 class ParseError(SipError):
-    """The peer sent bytes that are not a valid SIP message."""
+    """The peer sent bytes that are not a valid SIP message.
+
+    ``partial`` is the request as far as it could be read (start line and
+    header lines), so a server can still answer statelessly; it is None for
+    responses (which are dropped, never answered) and for unreadable heads.
+    """
 
     status = 400
+    partial: Request | None = None
 
 
 class VersionNotSupported(ParseError):

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+from .abnf import GEN_VALUE_RE, TOKEN_RE
 from .errors import ParseError
 from .uri import SipUri, Uri, format_host, parse_uri, split_hostport
 
@@ -31,24 +32,32 @@ __all__ = [
     "split_commas",
     "parse_params",
     "format_params",
+    "quote_string",
+    "unquote_string",
     "MULTI_VALUE",
+    "MAGIC_COOKIE",
 ]
 
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+
 _CANONICAL = [
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
-    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length", "Content-Type",
-    "CSeq", "Date", "Diversion", "Error-Info", "Event", "Expires", "From", "History-Info",
-    "Identity", "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version",
-    "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority", "Privacy",
-    "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck", "Reason",
-    "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
-    "RSeq", "Server", "Service-Route", "Session-Expires", "Subject", "Subscription-State",
-    "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
-    "WWW-Authenticate",
+    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Accept-Resource-Priority",
+    "Alert-Info", "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
+    "Call-Info", "Contact", "Content-Disposition", "Content-Encoding", "Content-Language",
+    "Content-Length", "Content-Type", "CSeq", "Date", "Diversion", "Error-Info", "Event", "Expires",
+    "From", "History-Info", "Identity", "Identity-Info", "In-Reply-To", "Max-Forwards", "Min-Expires",
+    "Min-SE", "MIME-Version", "Organization", "P-Asserted-Identity", "P-Associated-URI",
+    "P-Early-Media", "P-Preferred-Identity", "Path", "Priority", "Privacy", "Proxy-Authenticate",
+    "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route", "Recv-Info",
+    "Refer-To", "Referred-By", "Reject-Contact", "Replaces", "Reply-To", "Request-Disposition",
+    "Require", "Resource-Priority", "Retry-After", "Route", "RSeq", "Security-Client",
+    "Security-Server", "Security-Verify", "Server", "Service-Route", "Session-Expires",
+    "SIP-ETag", "SIP-If-Match", "Subject", "Subscription-State", "Supported", "Timestamp", "To",
+    "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
 ]
 _BY_KEY: dict[str, str] = {n.lower(): n for n in _CANONICAL}
-# RFC 3261 §7.3.3 and the registries since (RFC 3265 o/u, RFC 3515 r, RFC 3892 b, RFC 4028 x).
+# RFC 3261 §7.3.3 and the registries since (RFC 3265 o/u, RFC 3515 r, RFC 3892 b,
+# RFC 4028 x, RFC 3841 a/j/d, RFC 4474 y).
 _COMPACT = {
     "i": "call-id", "m": "contact", "f": "from", "t": "to", "v": "via", "l": "content-length",
     "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
@@ -56,20 +65,33 @@ _COMPACT = {
     "a": "accept-contact", "j": "reject-contact", "d": "request-disposition", "y": "identity",
 }
 # Headers whose grammar is `#element`: they may be combined with commas (§7.3.1).
+# Not here on purpose: the authentication headers (their values contain commas),
+# Date, Subject, Call-ID, CSeq, From, To and anything unknown.
 MULTI_VALUE = frozenset(
     k.lower()
     for k in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-        "Call-Info", "Contact", "Content-Encoding", "Content-Language", "Diversion", "Error-Info",
-        "History-Info", "In-Reply-To", "P-Asserted-Identity", "P-Preferred-Identity", "Path",
-        "Proxy-Require", "Record-Route", "Require", "Route", "Service-Route", "Supported",
-        "Unsupported", "Via", "Warning", "Reason",
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Accept-Resource-Priority",
+        "Alert-Info", "Allow", "Allow-Events", "Call-Info", "Contact", "Content-Encoding",
+        "Content-Language", "Diversion", "Error-Info", "History-Info", "In-Reply-To",
+        "P-Asserted-Identity", "P-Associated-URI", "P-Preferred-Identity", "Path", "Proxy-Require",
+        "Reason", "Record-Route", "Recv-Info", "Reject-Contact", "Request-Disposition", "Require",
+        "Resource-Priority", "Route", "Security-Client", "Security-Server", "Security-Verify",
+        "Service-Route", "Supported", "Unsupported", "Via", "Warning",
     )
 )
 _NAME_CACHE: dict[str, tuple[str, str]] = {}
-# sent-protocol allows LWS around the slashes (RFC 4475 §3.1.1.1).
-_VIA_PROTO = re.compile(r"^\s*([A-Za-z0-9.!%*_+`'~-]+)\s*/\s*([A-Za-z0-9.!%*_+`'~-]+)\s*/\s*([A-Za-z0-9.!%*_+`'~-]+)\s+(\S.*)$", re.S)
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport, where
+# SLASH = SWS "/" SWS, followed by LWS sent-by (RFC 4475 §3.1.1.1 folds it all).
+_VIA_PROTO = re.compile(
+    r"[ \t]*([A-Za-z0-9.!%*_+`'~-]+)[ \t]*/[ \t]*([A-Za-z0-9.!%*_+`'~-]+)[ \t]*/[ \t]*([A-Za-z0-9.!%*_+`'~-]+)[ \t]+(\S.*)",
+    re.S,
+)
+# COLON = SWS ":" SWS, so "host : 5060" is a legal sent-by
+_SENT_BY_COLON = re.compile(r"[ \t]*:[ \t]*")
+
+
+def _snip(text: str) -> str:
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
 
 
 def canonical(name: str) -> tuple[str, str]:
@@ -77,8 +99,8 @@ def canonical(name: str) -> tuple[str, str]:
     hit = _NAME_CACHE.get(name)
     if hit is not None:
         return hit
-    if not name or not all(c in _TOKEN_CHARS for c in name):
-        raise ParseError(f"Bad header name: {name!r}")
+    if not name or not TOKEN_RE.fullmatch(name):
+        raise ParseError(f"Bad header name: {_snip(name)}")
     low = name.lower()
     low = _COMPACT.get(low, low)
     display = _BY_KEY.get(low) or "-".join(p[:1].upper() + p[1:] for p in low.split("-"))
@@ -88,85 +110,150 @@ def canonical(name: str) -> tuple[str, str]:
     return result
 
 
-def split_commas(value: str) -> list[str]:
-    """Split a list header at commas that are outside quotes and <...>."""
+def _quoted_end(s: str, start: int) -> int:
+    """Index of the DQUOTE closing the quoted-string opened at ``start``."""
+    i = start + 1
+    while True:
+        q = s.find('"', i)
+        if q < 0:
+            raise ParseError(f"Unterminated quoted string: {_snip(s[start:])}")
+        j = q - 1
+        while j > start and s[j] == "\\":
+            j -= 1
+        if (q - 1 - j) % 2 == 0:  # an even run of backslashes escapes nothing
+            return q
+        i = q + 1
+
+
+def unquote_string(text: str) -> str:
+    """Strip the quotes of a quoted-string and resolve quoted-pairs (§25.1).
+
+    Text that is not quoted comes back unchanged.
+    """
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    esc = False
+    for ch in inner:
+        if esc:
+            out.append(ch)
+            esc = False
+        elif ch == "\\":
+            esc = True
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def quote_string(text: str) -> str:
+    """Make a quoted-string: escape '"', '\\' and controls; CR/LF become SP."""
+    out = ['"']
+    for ch in text:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch == "\r" or ch == "\n":
+            out.append(" ")
+        elif (ch < " " and ch != "\t") or ch == "\x7f":
+            out.append("\\" + ch)  # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def split_commas(value: str, *, strict: bool = False) -> list[str]:
+    """Split a list header at commas that are outside quotes and <...>.
+
+    Empty elements are dropped, or rejected with ``strict=True`` (the grammar
+    of Via, Contact and Route is ``x *(COMMA x)``, RFC 4475 §3.1.2.1).
+    """
     if '"' not in value and "<" not in value:
-        return [p.strip() for p in value.split(",") if p.strip()]
-    parts: list[str] = []
-    buf: list[str] = []
-    in_quote = False
-    in_angle = False
-    escaped = False
-    for ch in value:
-        if in_quote:
-            buf.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_quote = False
-            continue
-        if ch == '"':
-            in_quote = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            part = "".join(buf).strip()
-            if part:
-                parts.append(part)
-            buf = []
-            continue
-        buf.append(ch)
-    if in_quote:
-        raise ParseError("Unterminated quoted string")
-    part = "".join(buf).strip()
-    if part:
-        parts.append(part)
-    return parts
-
-
-def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ``;a=b;c;d="x;y"`` (leading ';' optional). Names are lower-cased."""
-    params: dict[str, str | None] = {}
-    text = text.strip()
-    if text.startswith(";"):
-        text = text[1:]
-    if not text:
-        return params
-    if '"' not in text:
-        items = text.split(";")
+        parts = [p.strip() for p in value.split(",")]
     else:
-        items = []
+        parts = []
         buf: list[str] = []
-        in_quote = False
-        escaped = False
-        for ch in text:
+        in_quote = in_angle = escaped = False
+        for ch in value:
             if in_quote:
+                buf.append(ch)
                 if escaped:
                     escaped = False
                 elif ch == "\\":
                     escaped = True
                 elif ch == '"':
                     in_quote = False
-            elif ch == '"':
+                continue
+            if ch == '"':
                 in_quote = True
-            elif ch == ";":
-                items.append("".join(buf))
+            elif ch == "<":
+                in_angle = True
+            elif ch == ">":
+                in_angle = False
+            elif ch == "," and not in_angle:
+                parts.append("".join(buf).strip())
                 buf = []
                 continue
             buf.append(ch)
         if in_quote:
-            raise ParseError("Unterminated quoted string in parameters")
-        items.append("".join(buf))
-    for item in items:
+            raise ParseError(f"Unterminated quoted string: {_snip(value)}")
+        parts.append("".join(buf).strip())
+    if strict:
+        if not all(parts):
+            raise ParseError(f"Empty list element in {_snip(value)}")
+        return parts
+    return [p for p in parts if p]
+
+
+def _split_semis(text: str) -> list[str]:
+    """Split at ';' outside quoted strings."""
+    if '"' not in text:
+        return text.split(";")
+    items: list[str] = []
+    start = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i = _quoted_end(text, i) + 1
+            continue
+        if ch == ";":
+            items.append(text[start:i])
+            start = i + 1
+        i += 1
+    items.append(text[start:])
+    return items
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """Parse ``;a=b;c;d="x;y"`` (leading ';' optional) into a dict.
+
+    generic-param = token [ EQUAL gen-value ]; gen-value = token / host /
+    quoted-string (§25.1). Names are lower-cased; values are kept as written,
+    quotes included (use :func:`unquote_string`). LWS around ';' and '=' is
+    allowed (RFC 4475 §3.1.1.1); empty parameters are not (§3.1.2.1).
+    """
+    text = text.strip(" \t")
+    if text[:1] == ";":
+        text = text[1:]
+    params: dict[str, str | None] = {}
+    if not text:
+        return params
+    for item in _split_semis(text):
         name, eq, value = item.partition("=")
-        name = name.strip()
-        if not name:
-            raise ParseError(f"Empty parameter in {text!r}")
-        params[name.lower()] = value.strip() if eq else None
+        name = name.strip(" \t")
+        if not TOKEN_RE.fullmatch(name):
+            raise ParseError(f"Bad parameter in {_snip(text)}")
+        if eq:
+            value = value.strip(" \t")
+            if not GEN_VALUE_RE.fullmatch(value):
+                raise ParseError(f"Bad parameter value in {_snip(text)}")
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
     return params
 
 
@@ -176,7 +263,7 @@ def format_params(params: dict[str, str | None]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Via:
-    """One Via element (RFC 3261 §20.42, RFC 3581 rport)."""
+    """One Via element (RFC 3261 §20.42, RFC 3581 rport). ``host`` keeps IPv6 brackets."""
 
     transport: str
     host: str
@@ -186,27 +273,54 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        m = _VIA_PROTO.match(text)
+        if text.startswith("SIP/2.0/"):
+            sp = text.find(" ", 8)
+            transport = text[8:sp]
+            rest = text[sp + 1 :]
+            if sp < 0 or not TOKEN_RE.fullmatch(transport):
+                return cls._parse_slow(text)
+        else:
+            return cls._parse_slow(text)
+        return cls._finish(transport, rest, text)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> Via:
+        m = _VIA_PROTO.fullmatch(text)
         if not m:
-            raise ParseError(f"Bad Via: {text!r}")
+            raise ParseError(f"Bad Via: {_snip(text)}")
         name, version, transport, rest = m.groups()
         if name.upper() != "SIP" or version != "2.0":
-            raise ParseError(f"Bad Via protocol: {text!r}")
-        hostport, _, ptext = rest.partition(";")
-        hostport = "".join(hostport.split())
+            raise ParseError(f"Bad Via protocol: {_snip(text)}")
+        return cls._finish(transport, rest, text)
+
+    @classmethod
+    def _finish(cls, transport: str, rest: str, text: str) -> Via:
+        hostport, semi, ptext = rest.partition(";")
+        hostport = hostport.strip(" \t")
+        if " " in hostport or "\t" in hostport:
+            hostport = _SENT_BY_COLON.sub(":", hostport)
+            if " " in hostport or "\t" in hostport:
+                raise ParseError(f"Bad Via sent-by: {_snip(text)}")
         if not hostport:
-            raise ParseError(f"Via without sent-by: {text!r}")
+            raise ParseError(f"Via without sent-by: {_snip(text)}")
         host, port = split_hostport(hostport)
-        return cls(
-            transport=transport.upper(),
-            host=host,
-            port=port,
-            params=parse_params(ptext),
-        )
+        params = parse_params(ptext) if semi else {}
+        if semi and not params:
+            raise ParseError(f"Empty Via parameter: {_snip(text)}")
+        return cls(transport.upper(), host, port, params)
 
     @property
     def branch(self) -> str | None:
         return self.params.get("branch")
+
+    @property
+    def has_rfc3261_branch(self) -> bool:
+        """True when the branch carries the magic cookie and an identifier (§17.2.3).
+
+        False means RFC 2543 transaction matching applies (RFC 4475 §3.2.1, §3.4.1).
+        """
+        b = self.params.get("branch")
+        return b is not None and len(b) > len(MAGIC_COOKIE) and b.startswith(MAGIC_COOKIE)
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -215,7 +329,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         v = self.params.get("rport")
-        return int(v) if v and v.isdigit() else None
+        return int(v) if v and v.isascii() and v.isdigit() and len(v) <= 5 else None
 
     @property
     def received(self) -> str | None:
@@ -231,32 +345,16 @@ class Via:
         return f"{self.protocol}/{self.transport} {hp}{format_params(self.params)}"
 
 
-def _unquote_display(s: str) -> str:
-    s = s.strip()
-    if s.startswith('"'):
-        if len(s) < 2 or not s.endswith('"'):
-            raise ParseError(f"Bad quoted display name: {s!r}")
-        out: list[str] = []
-        esc = False
-        for ch in s[1:-1]:
-            if esc:
-                out.append(ch)
-                esc = False
-            elif ch == "\\":
-                esc = True
-            else:
-                out.append(ch)
-        return "".join(out)
-    return " ".join(s.split())
-
-
-def _quote_display(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+_WILDCARD_URI = SipUri(host="invalid")
 
 
 @dataclass(frozen=True, slots=True)
 class NameAddr:
-    """From / To / Contact / Route value: display name, URI, header params (§20.10)."""
+    """From / To / Contact / Route value: display name, URI, header params (§20.10).
+
+    ``display`` is unquoted (quoted-pairs resolved); ``params`` are the header
+    parameters, not the URI's (RFC 4475 §3.3.12 vs §3.3.13).
+    """
 
     uri: Uri
     display: str | None = None
@@ -265,36 +363,59 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
-        text = text.strip()
-        if text == "*":
-            return cls(uri=SipUri(host="invalid"), wildcard=True)
-        if "<" in text:
-            lt = text.index("<")
-            display_raw = text[:lt]
-            gt = text.find(">", lt)
-            if gt < 0:
-                raise ParseError(f"Unterminated <URI> in {text!r}")
-            # a '<' inside a quoted display name: find the first '<' after the closing quote
-            if display_raw.count('"') % 2 == 1:
-                q_end = text.find('"', display_raw.index('"') + 1)
-                while q_end > 0 and text[q_end - 1] == "\\":
-                    q_end = text.find('"', q_end + 1)
-                if q_end < 0:
-                    raise ParseError(f"Unterminated quoted display name in {text!r}")
-                lt = text.index("<", q_end)
-                gt = text.find(">", lt)
-                display_raw = text[:lt]
-                if gt < 0:
-                    raise ParseError(f"Unterminated <URI> in {text!r}")
-            uri = parse_uri(text[lt + 1 : gt].strip())
-            display = _unquote_display(display_raw) if display_raw.strip() else None
-            return cls(uri=uri, display=display, params=parse_params(text[gt + 1 :]))
-        # addr-spec: parameters after the URI belong to the header, not the URI,
-        # and the URI may not contain ',', ';' or '?' (§20.10).
-        uri_text, _, ptext = text.partition(";")
-        if " " in uri_text.strip():
-            raise ParseError(f"Bad name-addr (display name needs <URI>): {text!r}")
-        return cls(uri=parse_uri(uri_text.strip()), params=parse_params(ptext))
+        s = text.strip(" \t")
+        if not s:
+            raise ParseError("Empty address")
+        if s == "*":
+            return cls(uri=_WILDCARD_URI, wildcard=True)
+        display: str | None = None
+        if s[0] == '"':
+            end = _quoted_end(s, 0)
+            display = unquote_string(s[: end + 1])
+            lt = end + 1
+            while lt < len(s) and s[lt] in " \t":
+                lt += 1
+            if s[lt : lt + 1] != "<":
+                raise ParseError(f"Quoted display name without <URI>: {_snip(s)}")
+        else:
+            lt = s.find("<")
+            if lt < 0:
+                return cls._parse_addr_spec(s)
+            if lt:
+                # display-name = *(token LWS) / quoted-string (RFC 4475 §3.1.2.15)
+                words = s[:lt].split()
+                for w in words:
+                    if not TOKEN_RE.fullmatch(w):
+                        raise ParseError(f"Display name must be quoted: {_snip(s[:lt])}")
+                display = " ".join(words) or None
+        gt = s.find(">", lt + 1)
+        if gt < 0:
+            raise ParseError(f"Unterminated <URI> in {_snip(s)}")
+        uri_text = s[lt + 1 : gt]
+        if not uri_text or " " in uri_text or "\t" in uri_text:
+            # LAQUOT/RAQUOT allow no whitespace inside the brackets (RFC 4475 §3.1.2.14)
+            raise ParseError(f"Bad URI in <>: {_snip(uri_text)}")
+        uri = parse_uri(uri_text, absolute_ok=True)
+        params: dict[str, str | None] = {}
+        if gt + 1 < len(s):
+            tail = s[gt + 1 :].lstrip(" \t")
+            if tail[:1] != ";":
+                raise ParseError(f"Unexpected text after <URI>: {_snip(tail)}")
+            params = parse_params(tail)
+        return cls(uri, display, params)
+
+    @classmethod
+    def _parse_addr_spec(cls, s: str) -> NameAddr:
+        # §20.10: without <>, everything after the first ';' is a header
+        # parameter, and a URI with ',', '?' or ';' had to be enclosed.
+        uri_text, semi, ptext = s.partition(";")
+        uri_text = uri_text.rstrip(" \t")
+        if not uri_text or " " in uri_text or "\t" in uri_text:
+            raise ParseError(f"Bad address (display name needs <URI>): {_snip(s)}")
+        if "?" in uri_text or "," in uri_text:
+            raise ParseError(f"URI with headers must be enclosed in <>: {_snip(uri_text)}")
+        uri = parse_uri(uri_text, absolute_ok=True)
+        return cls(uri, None, parse_params(ptext) if semi else {})
 
     @property
     def tag(self) -> str | None:
@@ -302,12 +423,13 @@ class NameAddr:
 
     @property
     def expires(self) -> int | None:
+        """The ``expires`` parameter; values beyond 2**32-1 are clamped (RFC 4475 §3.1.2.4)."""
         v = self.params.get("expires")
         if v is None:
             return None
-        if not v.isdigit():
-            raise ParseError(f"Bad expires parameter: {v!r}")
-        return int(v)
+        if not (v.isascii() and v.isdigit()):
+            raise ParseError(f"Bad expires parameter: {_snip(v)}")
+        return min(int(v), 2**32 - 1) if len(v) < 12 else 2**32 - 1
 
     def with_params(self, **params: str | None) -> NameAddr:
         merged = dict(self.params)
@@ -317,7 +439,7 @@ class NameAddr:
     def __str__(self) -> str:
         if self.wildcard:
             return "*"
-        disp = f"{_quote_display(self.display)} " if self.display else ""
+        disp = f"{quote_string(self.display)} " if self.display else ""
         return f"{disp}<{self.uri}>{format_params(self.params)}"
 
 
@@ -328,16 +450,25 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        """CSeq = 1*DIGIT LWS Method; the number is below 2**31 (§8.1.1.5)."""
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
-            raise ParseError(f"Bad CSeq: {text!r}")
-        seq = int(parts[0])
-        if seq >= 2**31:
-            raise ParseError(f"CSeq number too large: {text!r}")
-        return cls(seq, parts[1])
+        if len(parts) != 2:
+            raise ParseError(f"Bad CSeq: {_snip(text)}")
+        num, method = parts
+        if not (num.isascii() and num.isdigit()) or len(num) > 10 or int(num) >= 2**31:
+            raise ParseError(f"Bad CSeq number: {_snip(num)}")
+        if not TOKEN_RE.fullmatch(method):
+            raise ParseError(f"Bad CSeq method: {_snip(method)}")
+        return cls(int(num), method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+def _check_value(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("header values cannot contain CR or LF")
+    return value
 
 
 class Headers:
@@ -345,7 +476,7 @@ class Headers:
 
     Values are stored as they arrived (one entry per header line). ``get`` returns
     the first line's value; ``values`` returns every element, splitting list
-    headers at commas.
+    headers at commas. Every mutation clears the typed cache.
     """
 
     __slots__ = ("_items", "cache")
@@ -376,6 +507,9 @@ class Headers:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __repr__(self) -> str:
+        return f"Headers({[(d, v) for _, d, v in self._items]!r})"
+
     def keys(self) -> list[str]:
         return [k for k, _, _ in self._items]
 
@@ -385,6 +519,11 @@ class Headers:
             if k == key:
                 return v
         return default
+
+    def count(self, name: str) -> int:
+        """Number of header lines with this name (a combined list counts once)."""
+        key = canonical(name)[0]
+        return sum(1 for k, _, _ in self._items if k == key)
 
     def get_lines(self, name: str) -> list[str]:
         key = canonical(name)[0]
@@ -403,15 +542,17 @@ class Headers:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         self.cache.clear()
         key, display = canonical(name)
+        item = (key, display, _check_value(value))
         if first:
-            self._items.insert(0, (key, display, value))
+            self._items.insert(0, item)
         else:
-            self._items.append((key, display, value))
+            self._items.append(item)
 
     def set(self, name: str, value: str) -> None:
         """Replace every occurrence, keeping the position of the first."""
         self.cache.clear()
         key, display = canonical(name)
+        _check_value(value)
         out: list[tuple[str, str, str]] = []
         done = False
         for item in self._items:
@@ -447,13 +588,19 @@ class Headers:
     def replace_first_element(self, name: str, value: str) -> None:
         self.cache.clear()
         key, display = canonical(name)
+        _check_value(value)
         for i, (k, d, v) in enumerate(self._items):
             if k == key:
                 parts = split_commas(v) if key in MULTI_VALUE else [v]
-                parts[0] = value
+                if parts:
+                    parts[0] = value
+                else:
+                    parts = [value]
                 self._items[i] = (k, d, ", ".join(parts))
                 return
         self._items.insert(0, (key, display, value))
 
     def raw_items(self) -> list[tuple[str, str, str]]:
+        """The stored ``(key, display, value)`` triples; treat as read-only."""
         return self._items
+

@@ -2,8 +2,8 @@
 
 A message is a start line, a :class:`Headers` multimap and a body. Typed
 accessors (``call_id``, ``cseq``, ``vias``, ``from_``, ``to``, ``contacts``,
-``max_forwards``, ``expires``) parse on first use and cache the result in the
-headers object until a header changes; a malformed header raises
+``max_forwards``, ``expires``, ...) parse on first use and cache the result in
+the headers object until a header changes; a malformed header raises
 :class:`ParseError` carrying the 400 to answer.
 
 ``to_bytes`` always writes a Content-Length that matches the body.
@@ -12,17 +12,17 @@ headers object until a header changes; a malformed header raises
 from __future__ import annotations
 
 import secrets
-from typing import Callable, TypeVar
 
+from .abnf import CALL_ID_RE, SIP_DATE_RE
 from .errors import ParseError
-from .headers import CSeq, Headers, NameAddr, Via
+from .headers import MAGIC_COOKIE, CSeq, Headers, NameAddr, Via, split_commas
 from .status import reason_phrase
 from .uri import Uri, parse_uri
 
 __all__ = ["Message", "Request", "Response", "response_for", "new_tag", "new_branch", "new_call_id", "MAGIC_COOKIE"]
 
-MAGIC_COOKIE = "z9hG4bK"
-T = TypeVar("T")
+_MISSING = object()
+_MAX_DELTA = 2**32 - 1  # delta-seconds beyond this are clamped (RFC 4475 §3.1.2.4)
 
 
 def new_tag() -> str:
@@ -38,6 +38,10 @@ def new_call_id(host: str = "") -> str:
     return f"{cid}@{host}" if host else cid
 
 
+def _snip(text: str) -> str:
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
 class Message:
     __slots__ = ("headers", "body")
 
@@ -46,15 +50,8 @@ class Message:
         self.body = body
 
     # -- typed accessors -------------------------------------------------
-    def _cached(self, key: str, build: Callable[[], T]) -> T:
-        cache = self.headers.cache
-        try:
-            return cache[key]  # type: ignore[return-value]
-        except KeyError:
-            value = build()
-            cache[key] = value
-            return value
-
+    # Written out one by one (no per-call closures): these sit on the hot path
+    # of every request the registrar and the B2BUA handle.
     def _required(self, name: str) -> str:
         v = self.headers.get(name)
         if v is None:
@@ -63,27 +60,39 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        def build() -> str:
-            v = self._required("Call-ID").strip()
-            if not v or " " in v:
-                raise ParseError("Bad Call-ID header")
-            return v
-
-        return self._cached("call-id", build)
+        cache = self.headers.cache
+        v = cache.get("call-id")
+        if v is None:
+            raw = self._required("Call-ID")
+            if not CALL_ID_RE.fullmatch(raw):
+                raise ParseError(f"Bad Call-ID: {_snip(raw)}")
+            cache["call-id"] = v = raw
+        return v  # type: ignore[return-value]
 
     @property
     def cseq(self) -> CSeq:
-        return self._cached("cseq", lambda: CSeq.parse(self._required("CSeq")))
+        cache = self.headers.cache
+        v = cache.get("cseq")
+        if v is None:
+            cache["cseq"] = v = CSeq.parse(self._required("CSeq"))
+        return v  # type: ignore[return-value]
 
     @property
     def vias(self) -> list[Via]:
-        def build() -> list[Via]:
-            vals = self.headers.values("Via")
-            if not vals:
+        cache = self.headers.cache
+        v = cache.get("via")
+        if v is None:
+            lines = self.headers.get_lines("Via")
+            if not lines:
                 raise ParseError("Missing Via header")
-            return [Via.parse(v) for v in vals]
-
-        return self._cached("via", build)
+            vias: list[Via] = []
+            for line in lines:
+                if "," in line:
+                    vias.extend(Via.parse(p) for p in split_commas(line, strict=True))
+                else:
+                    vias.append(Via.parse(line))
+            cache["via"] = v = vias
+        return v  # type: ignore[return-value]
 
     @property
     def top_via(self) -> Via:
@@ -91,41 +100,92 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: NameAddr.parse(self._required("From")))
+        cache = self.headers.cache
+        v = cache.get("from")
+        if v is None:
+            cache["from"] = v = NameAddr.parse(self._required("From"))
+        return v  # type: ignore[return-value]
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: NameAddr.parse(self._required("To")))
+        cache = self.headers.cache
+        v = cache.get("to")
+        if v is None:
+            cache["to"] = v = NameAddr.parse(self._required("To"))
+        return v  # type: ignore[return-value]
+
+    def _name_addrs(self, key: str, name: str) -> list[NameAddr]:
+        cache = self.headers.cache
+        v = cache.get(key)
+        if v is None:
+            out: list[NameAddr] = []
+            for line in self.headers.get_lines(name):
+                if "," in line:
+                    out.extend(NameAddr.parse(p) for p in split_commas(line, strict=True))
+                else:
+                    out.append(NameAddr.parse(line))
+            cache[key] = v = out
+        return v  # type: ignore[return-value]
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return self._cached("contact", lambda: [NameAddr.parse(v) for v in self.headers.values("Contact")])
+        return self._name_addrs("contact", "Contact")
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return self._name_addrs("route", "Route")
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return self._name_addrs("record-route", "Record-Route")
 
     @property
     def max_forwards(self) -> int | None:
-        def build() -> int | None:
-            v = self.headers.get("Max-Forwards")
-            if v is None:
-                return None
-            v = v.strip()
-            if not v.isdigit() or len(v) > 3 or int(v) > 255:
-                raise ParseError(f"Bad Max-Forwards: {v!r}")
-            return int(v)
-
-        return self._cached("max-forwards", build)
+        """Max-Forwards = 1*DIGIT, 0-255; leading zeros allowed (RFC 4475 §3.1.1.1)."""
+        cache = self.headers.cache
+        v = cache.get("max-forwards", _MISSING)
+        if v is _MISSING:
+            raw = self.headers.get("Max-Forwards")
+            if raw is None:
+                v = None
+            else:
+                raw = raw.strip()
+                if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 255:
+                    raise ParseError(f"Bad Max-Forwards: {_snip(raw)}")
+                v = int(raw)
+            cache["max-forwards"] = v
+        return v  # type: ignore[return-value]
 
     @property
     def expires(self) -> int | None:
-        def build() -> int | None:
-            v = self.headers.get("Expires")
-            if v is None:
-                return None
-            v = v.strip()
-            if not v.isdigit():
-                raise ParseError(f"Bad Expires: {v!r}")
-            return min(int(v), 2**32 - 1)
+        cache = self.headers.cache
+        v = cache.get("expires", _MISSING)
+        if v is _MISSING:
+            raw = self.headers.get("Expires")
+            if raw is None:
+                v = None
+            else:
+                raw = raw.strip()
+                if not (raw.isascii() and raw.isdigit()):
+                    raise ParseError(f"Bad Expires: {_snip(raw)}")
+                v = min(int(raw), _MAX_DELTA) if len(raw) <= 10 else _MAX_DELTA
+            cache["expires"] = v
+        return v  # type: ignore[return-value]
 
-        return self._cached("expires", build)
+    @property
+    def date(self) -> str | None:
+        """The Date header, checked to be an RFC 1123 date in GMT (§20.17).
+
+        Not part of request validation: RFC 4475 §3.1.2.12 says a bad Date
+        should only cause a 400 where the element actually uses it.
+        """
+        raw = self.headers.get("Date")
+        if raw is None:
+            return None
+        raw = raw.strip()
+        if not SIP_DATE_RE.fullmatch(raw):
+            raise ParseError(f"Bad Date (must be RFC 1123 in GMT): {_snip(raw)}")
+        return raw
 
     @property
     def content_type(self) -> str | None:
@@ -140,13 +200,13 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        lines = [self.start_line()]
+        parts = [self.start_line()]
+        append = parts.append
         for key, display, value in self.headers.raw_items():
             if key != "content-length":
-                lines.append(f"{display}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8", "surrogateescape") + self.body
+                append(f"{display}: {value}")
+        append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(parts).encode("utf-8", "surrogateescape") + self.body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -188,7 +248,11 @@ class Response(Message):
         self.reason = reason if reason is not None else reason_phrase(status)
 
     def start_line(self) -> str:
-        return f"SIP/2.0 {self.status} {self.reason}"
+        # a reason built from peer data must not break the start line
+        reason = self.reason
+        if "\r" in reason or "\n" in reason:
+            reason = reason.replace("\r", " ").replace("\n", " ")
+        return f"SIP/2.0 {self.status} {reason}"
 
     @property
     def is_provisional(self) -> bool:
@@ -212,6 +276,7 @@ def response_for(
     """Build a response per RFC 3261 §8.2.6.2: Via, From, To, Call-ID, CSeq copied.
 
     ``to_tag`` is added to To when the request's To has no tag (never for 100).
+    Works on partially parsed requests too (a malformed To gets no tag).
     """
     items: list[tuple[str, str, str]] = []
     to_item: tuple[str, str, str] | None = None
@@ -220,13 +285,19 @@ def response_for(
         if key == "via" or key in _COPY_TO_RESPONSE:
             items.append(item)
         elif key == "to":
-            to_item = item
+            if to_item is None:
+                to_item = item
             items.append(item)
         elif key == "timestamp" and status == 100:
             items.append(item)  # §8.2.6.1
         elif key == "record-route" and copy_record_route:
             items.append(item)
     resp = Response(status, reason, Headers(items))
-    if to_item is not None and to_tag and status != 100 and request.to.tag is None:
-        resp.headers.set("To", f"{to_item[2]};tag={to_tag}")
+    if to_item is not None and to_tag and status != 100:
+        try:
+            has_tag = request.to.tag is not None
+        except ParseError:
+            has_tag = True  # cannot tell: leave the To as it came
+        if not has_tag:
+            resp.headers.set("To", f"{to_item[2]};tag={to_tag}")
     return resp

@@ -25,8 +25,8 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.family = socket.AF_INET
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family

@@ -1,0 +1,756 @@
+"""The transaction layer: bytes and TU calls in, datagrams and events out (RFC 3261 §17, §18).
+
+Theory of operation
+-------------------
+The layer never reads a clock or touches a socket (aioquic's shape). The
+transport calls ``receive(data, source, now)``, then drains ``next_event()``
+and ``datagrams_to_send()``, and keeps one timer at ``get_timer()`` which ends
+in ``handle_timer(now)``. The TU answers with ``send_response``, starts client
+transactions with ``send_request`` and cancels INVITEs with ``cancel``.
+
+Incoming requests (§17.2.3, §8.2, RFC 3581):
+
+1. Parse and validate. A broken request that was readable enough gets a
+   stateless error response (400, 416, 505, ...); anything else is dropped.
+2. Stamp the top Via with ``received``/``rport`` (RFC 3581 §4).
+3. Match a server transaction: branch + sent-by + method (ACK and CANCEL look
+   for the INVITE), or the RFC 2543 rules when the branch lacks the magic
+   cookie. A match is a retransmission: the machine absorbs it (and resends
+   its last response).
+4. A new request is screened before the TU sees it: Max-Forwards 0 → 483
+   (OPTIONS excepted, so "Max-Forwards: 0" pings still get an answer from the
+   TU), our own Via and branch in the Via list → 482 (loop), no To tag but
+   the From tag, Call-ID and CSeq of a live transaction → 482 (merged
+   request, §8.2.2.2), unknown Require option-tags → 420 with Unsupported.
+   These answers go through a real server transaction, so retransmissions
+   and the ACK are absorbed like any other.
+5. Otherwise a server transaction is created (an INVITE gets 100 Trying at
+   once) and the TU gets ``RequestReceived``.
+
+ACK: to a non-2xx it matches the INVITE server transaction and is absorbed.
+An ACK to a 2xx carries a new branch and reaches the TU with ``tid=None``; on
+the way it stops the layer's 2xx retransmission (see server_invite.py).
+
+CANCEL (§9.2): it gets its own non-INVITE server transaction. If it matches
+an INVITE server transaction it is answered 200 and, while the INVITE has no
+final response yet, the TU gets ``CancelReceived`` (it should answer the
+INVITE with 487). Otherwise it is answered 481.
+
+Incoming responses (§18.1.2, §17.1.3): the top Via must carry one of our
+sent-by addresses, then branch + CSeq method find the client transaction. A
+2xx to an INVITE whose transaction has already gone (after Timer M) is still
+passed to the TU with ``tid=""`` so that it can re-send its ACK; every other
+unmatched response is dropped.
+
+Server transaction ids are ``branch|host:port|METHOD`` (``2543|...`` for the
+fallback); client transaction ids are ``branch|METHOD``.
+
+Timers: one heap of (deadline, seq, transaction, timer) for all transactions.
+Disarming only forgets the sequence number in the transaction; stale entries
+are skipped when they reach the top, and the heap is rebuilt when stale
+entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..errors import ParseError, TransactionError
+from ..headers import Headers, Via
+from ..message import MAGIC_COOKIE, Message, Request, Response, new_branch, new_tag, response_for
+from ..parser import Limits, parse_message, validate_request
+from ..timers import TimerConfig, TransportTimers, is_reliable
+from ..uri import format_host
+from .base import (
+    ClientTransaction,
+    Input,
+    ServerTransaction,
+    State,
+    Transaction,
+    response_input,
+)
+from .client_invite import ClientInviteTransaction
+from .client_non_invite import ClientNonInviteTransaction
+from .events import (
+    CancelReceived,
+    Event,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTerminated,
+)
+from .server_invite import ServerInviteTransaction
+from .server_non_invite import ServerNonInviteTransaction
+
+__all__ = ["LayerConfig", "LayerStats", "TransactionLayer", "Drop"]
+
+
+class Drop:
+    """Reasons a message is dropped (keys of ``LayerStats.dropped``)."""
+
+    MALFORMED = "malformed"  # unreadable request (no answer possible) or garbage
+    MALFORMED_RESPONSE = "malformed_response"
+    MALFORMED_ACK = "malformed_ack"
+    FOREIGN_VIA = "foreign_via"  # response whose top Via is not ours (§18.1.2)
+    UNMATCHED_RESPONSE = "unmatched_response"
+    OUT_OF_STATE = "out_of_state"  # network input the state machine has no transition for
+    LATE_TU_RESPONSE = "late_tu_response"  # TU response the state machine does not accept (§17.2.2: discarded)
+    UNKNOWN_TRANSACTION = "unknown_transaction"  # send_response for a tid that is gone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerConfig:
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    via_addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """transport ("udp"/"tcp"/"tls") -> (host, port) for our Via sent-by. The transport fills it after binding."""
+    supported: frozenset[str] = frozenset()
+    """Option-tags we support: a Require with any other tag is answered 420 (§8.2.2.3)."""
+    server_header: str = ""
+    """Server header for the responses the layer makes itself (user_agent if empty)."""
+    user_agent: str = ""
+    """User-Agent header for the requests the layer makes itself (CANCEL, ACK for non-2xx)."""
+    auto_100: bool = True
+    """Send 100 Trying as soon as an INVITE server transaction is created (§17.2.1)."""
+    retransmit_2xx: bool = True
+    """Retransmit 2xx to INVITE until the ACK arrives, for the UAS core (§13.3.1.4)."""
+    max_forwards_exempt: frozenset[str] = frozenset({"OPTIONS"})
+    """Methods passed to the TU even with Max-Forwards: 0 (the TU may answer OPTIONS itself)."""
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(slots=True)
+class LayerStats:
+    """Monitoring counters; plain ints so reading them costs nothing."""
+
+    received: int = 0
+    sent: int = 0
+    retransmissions: int = 0
+    """Retransmitted requests, responses and ACKs we sent."""
+    absorbed: int = 0
+    """Received messages matched to a transaction and not passed to the TU."""
+    rejected: dict[int, int] = field(default_factory=dict)
+    """Responses the layer made on its own, by status (400, 420, 481, 482, 483, ...)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Dropped messages by reason (see :class:`Drop`)."""
+
+
+_ServerKey = str
+_MergeKey = tuple[str | None, str, int, str]
+_AckKey = tuple[str, int, str | None, str | None]
+# message.py caches parsed headers under these keys; the Via stamp keeps them (see _stamp_via).
+_UNCHANGED_BY_VIA = ("call-id", "cseq", "from", "to", "max-forwards")
+
+
+class TransactionLayer:
+    def __init__(self, config: LayerConfig) -> None:
+        self.config = config
+        self.retransmit_2xx = config.retransmit_2xx
+        self.stats = LayerStats()
+        self._timers_udp = config.timers.for_transport(False)
+        self._timers_reliable = config.timers.for_transport(True)
+        self._client: dict[str, ClientTransaction] = {}
+        self._server: dict[_ServerKey, ServerTransaction] = {}
+        self._merge: dict[_MergeKey, str] = {}
+        self._acks: dict[_AckKey, ServerInviteTransaction] = {}
+        self._heap: list[tuple[float, int, Transaction, Input]] = []
+        self._seq = itertools.count()
+        self._live_timers = 0
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Peer]] = []
+
+    # ------------------------------------------------------------------ public API
+
+    def receive(self, data: bytes, source: Peer, now: float) -> None:
+        """Feed one datagram (UDP) or one framed message (stream transports)."""
+        self.stats.received += 1
+        try:
+            msg = parse_message(data, limits=self.config.limits, stream=source.transport != "udp")
+        except ParseError as err:
+            partial = getattr(err, "partial", None)
+            if isinstance(partial, Request):
+                self._answer_malformed(partial, source, err)
+            else:
+                self._drop(Drop.MALFORMED)
+            return
+        self._dispatch(msg, source, now)
+
+    def receive_message(self, msg: Message, source: Peer, now: float) -> None:
+        """Feed a message the transport has already parsed (TCP framing, StreamParser)."""
+        self.stats.received += 1
+        self._dispatch(msg, source, now)
+
+    def send_request(self, request: Request, dest: Peer, now: float) -> str:
+        """Start a client transaction; returns its tid ("" for ACK, which has none).
+
+        Prepends our Via (fresh branch, ``rport``) and adds Max-Forwards: 70 if
+        missing (§8.1.1.6). CANCEL must go through :meth:`cancel`, which reuses
+        the INVITE's branch (§9.1).
+        """
+        method = request.method
+        if method == "CANCEL":
+            raise TransactionError("send CANCEL with cancel(tid): it must reuse the INVITE's branch (§9.1)")
+        branch = new_branch()
+        self._push_via(request, dest.transport, branch)
+        if request.headers.get("Max-Forwards") is None:
+            request.headers.add("Max-Forwards", "70")
+        if method == "ACK":
+            # ACK for a 2xx is its own one-message transaction, owned by the TU (§13.2.2.4, §17).
+            self._queue(request.to_bytes(), dest)
+            return ""
+        tid = f"{branch}|{method}"
+        timers = self._timers_for(dest.transport)
+        txn: ClientTransaction
+        if method == "INVITE":
+            txn = ClientInviteTransaction(tid, request, dest, timers)
+        else:
+            txn = ClientNonInviteTransaction(tid, request, dest, timers)
+        self._client[tid] = txn
+        txn.start(self, now)
+        return tid
+
+    def cancel(self, tid: str, now: float) -> str | None:
+        """Cancel an INVITE client transaction (§9.1); returns the CANCEL's tid.
+
+        The CANCEL is sent at once if a provisional response has arrived, else
+        when the first one does. None if there is nothing to cancel (unknown
+        tid, not an INVITE, or a final response already arrived). Asking twice
+        returns the same tid.
+        """
+        txn = self._client.get(tid)
+        if not isinstance(txn, ClientInviteTransaction):
+            return None
+        if txn.cancel_tid is not None:
+            return txn.cancel_tid
+        if txn.state is State.CALLING:
+            txn.cancel_tid = _cancel_tid(txn)
+            txn.cancel_pending = True
+            return txn.cancel_tid
+        if txn.state is State.PROCEEDING:
+            txn.cancel_tid = _cancel_tid(txn)
+            self.txn_send_cancel(txn, now)
+            return txn.cancel_tid
+        return None
+
+    def send_response(self, tid: str, response: Response, now: float) -> bool:
+        """Send a response through its server transaction.
+
+        Returns False (and counts a drop) when the transaction is gone or its
+        state does not take this response -- e.g. a second final response,
+        which §17.2.2 says to discard. A 2xx to an INVITE moves the IST to
+        Accepted (RFC 6026) where the layer retransmits it until the ACK.
+        """
+        txn = self._server.get(tid)
+        if txn is None:
+            self._drop(Drop.UNKNOWN_TRANSACTION)
+            return False
+        return self._feed(txn, response_input(response.status, sending=True), response, None, now)
+
+    def send_stateless(self, message: Message, dest: Peer) -> None:
+        """Send a message outside any transaction, as it is.
+
+        A request without a Via (e.g. an ACK the TU rebuilt) gets ours with a
+        fresh branch; one that has a Via (an ACK being re-sent) is untouched.
+        """
+        if isinstance(message, Request) and message.headers.get("Via") is None:
+            self._push_via(message, dest.transport, new_branch())
+        self._queue(message.to_bytes(), dest)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        out = self._out
+        self._out = []
+        return out
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline over all transactions, or None."""
+        heap = self._heap
+        while heap:
+            _, seq, txn, timer = heap[0]
+            if txn.armed.get(timer) == seq:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer whose deadline is not after ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, seq, txn, timer = heapq.heappop(heap)
+            if txn.armed.get(timer) != seq:
+                continue  # disarmed: lazy deletion
+            del txn.armed[timer]
+            self._live_timers -= 1
+            try:
+                txn.process(timer, self, None, None, now)
+            except TransactionError:  # pragma: no cover - armed timers always have a transition
+                self._drop(Drop.OUT_OF_STATE)
+
+    def response_destination(self, request: Request, source: Peer) -> Peer:
+        """Where responses to ``request`` go (§18.2.2, RFC 3581 §4)."""
+        transport = source.transport
+        if transport != "udp" and source.conn is not None:
+            return Peer(transport, source.host, source.port, source.conn)
+        via = request.top_via
+        default_port = 5061 if transport == "tls" else 5060
+        maddr = via.params.get("maddr")
+        if maddr:
+            return Peer(transport, maddr, via.port or default_port)
+        params = via.params
+        if "rport" in params:
+            return Peer(transport, via.received or source.host, via.rport or source.port)
+        host = via.received or via.host.strip("[]")
+        return Peer(transport, host, via.port or default_port)
+
+    # additions ---------------------------------------------------------------
+
+    def create_response(self, tid: str, status: int, reason: str | None = None) -> Response:
+        """A response to the server transaction's request (§8.2.6), with the transaction's To tag.
+
+        Every response built here for one transaction carries the same To tag,
+        which is also the tag of the layer's 200 to a CANCEL (§9.2).
+        """
+        txn = self._server.get(tid)
+        if txn is None:
+            raise TransactionError(f"no server transaction {tid!r}")
+        return response_for(txn.request, status, reason, to_tag=_local_tag(txn))
+
+    def server_request(self, tid: str) -> Request | None:
+        """The request that created a server transaction (e.g. the INVITE for a CANCEL)."""
+        txn = self._server.get(tid)
+        return None if txn is None else txn.request
+
+    def transaction_state(self, tid: str) -> State | None:
+        txn = self._client.get(tid) or self._server.get(tid)
+        return None if txn is None else txn.state
+
+    def transaction(self, tid: str) -> Transaction | None:
+        """The transaction object itself (read-only use: state, peer, armed timers)."""
+        return self._client.get(tid) or self._server.get(tid)
+
+    def transport_error(self, dest: Peer, now: float) -> int:
+        """The transport failed to reach ``dest``: every transaction using it ends (§17.1.4, §17.2.4).
+
+        ``dest.conn`` None matches any connection to that address. Returns how
+        many transactions were told.
+        """
+        victims = [
+            t
+            for t in itertools.chain(self._client.values(), self._server.values())
+            if _same_peer(t.peer, dest)
+        ]
+        for txn in victims:
+            self._feed(txn, Input.TRANSPORT_ERROR, None, None, now)
+        return len(victims)
+
+    @property
+    def live_transactions(self) -> int:
+        return len(self._client) + len(self._server)
+
+    @property
+    def live_client_transactions(self) -> int:
+        return len(self._client)
+
+    @property
+    def live_server_transactions(self) -> int:
+        return len(self._server)
+
+    # ------------------------------------------------------------------ Context (called by machines)
+
+    def txn_send(self, txn: Transaction, data: bytes, *, retransmission: bool) -> None:
+        self._out.append((data, txn.peer))
+        self.stats.sent += 1
+        if retransmission:
+            self.stats.retransmissions += 1
+
+    def txn_emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def txn_arm(self, txn: Transaction, timer: Input, delay: float | None, now: float) -> None:
+        if delay is None:
+            return  # not used on this transport (A, E, G on reliable transports)
+        if delay <= 0:
+            txn.pending_zero = timer
+            return
+        seq = next(self._seq)
+        if timer not in txn.armed:
+            self._live_timers += 1
+        txn.armed[timer] = seq
+        heap = self._heap
+        heapq.heappush(heap, (now + delay, seq, txn, timer))
+        if len(heap) > 2 * self._live_timers + 1024:
+            self._compact()
+
+    def txn_disarm(self, txn: Transaction, timer: Input) -> None:
+        if txn.armed.pop(timer, None) is not None:
+            self._live_timers -= 1
+
+    def txn_terminated(self, txn: Transaction) -> None:
+        self._live_timers -= len(txn.armed)
+        txn.armed.clear()
+        txn.pending_zero = None
+        tid = txn.tid
+        if isinstance(txn, ClientTransaction):
+            if self._client.get(tid) is txn:
+                del self._client[tid]
+        else:
+            if self._server.get(tid) is txn:
+                del self._server[tid]
+            assert isinstance(txn, ServerTransaction)
+            mk = txn.merge_key
+            if mk is not None and self._merge.get(mk) == tid:
+                del self._merge[mk]
+            if isinstance(txn, ServerInviteTransaction) and txn.ack_key is not None:
+                self.txn_ack_pending(txn, False)
+        self._events.append(TransactionTerminated(tid=tid))
+
+    def txn_send_cancel(self, txn: ClientInviteTransaction, now: float) -> None:
+        """Build and send the CANCEL for an INVITE (§9.1), then guard the INVITE with Timer B."""
+        txn.cancel_pending = False
+        assert txn.cancel_tid is not None
+        inv = txn.request
+        h = Headers()
+        h.add("Via", inv.headers.values("Via")[0])
+        h.add("Max-Forwards", "70")
+        for line in inv.headers.get_lines("Route"):
+            h.add("Route", line)
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", inv.headers.get("To") or "")
+        h.add("Call-ID", inv.call_id)
+        h.add("CSeq", f"{inv.cseq.seq} CANCEL")
+        if self.config.user_agent:
+            h.add("User-Agent", self.config.user_agent)
+        cancel = Request("CANCEL", inv.uri, h)
+        nict = ClientNonInviteTransaction(txn.cancel_tid, cancel, txn.peer, txn.timers)
+        self._client[txn.cancel_tid] = nict
+        nict.start(self, now)
+        self.txn_arm(txn, Input.TIMER_B, txn.timers.b, now)
+
+    def txn_build_ack(self, txn: ClientInviteTransaction, response: Response) -> bytes:
+        """The ACK for a non-2xx final response (§17.1.1.3)."""
+        inv = txn.request
+        h = Headers()
+        h.add("Via", inv.headers.values("Via")[0])  # only the top Via, same branch
+        h.add("Max-Forwards", "70")
+        for line in inv.headers.get_lines("Route"):
+            h.add("Route", line)
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", response.headers.get("To") or "")  # with the response's tag
+        h.add("Call-ID", inv.call_id)
+        h.add("CSeq", f"{inv.cseq.seq} ACK")
+        if self.config.user_agent:
+            h.add("User-Agent", self.config.user_agent)
+        return Request("ACK", inv.uri, h).to_bytes()
+
+    def txn_ack_pending(self, txn: ServerInviteTransaction, waiting: bool) -> None:
+        if waiting:
+            req = txn.request
+            key = (req.call_id, req.cseq.seq, req.from_.tag, txn.to_tag)
+            txn.ack_key = key
+            self._acks[key] = txn
+        else:
+            key2 = txn.ack_key
+            txn.ack_key = None
+            if key2 is not None and self._acks.get(key2) is txn:
+                del self._acks[key2]
+
+    # ------------------------------------------------------------------ internals: requests
+
+    def _dispatch(self, msg: Message, source: Peer, now: float) -> None:
+        if isinstance(msg, Request):
+            self._on_request(msg, source, now)
+        elif isinstance(msg, Response):
+            self._on_response(msg, source, now)
+        else:  # pragma: no cover - parse_message returns one of the two
+            self._drop(Drop.MALFORMED)
+
+    def _on_request(self, req: Request, source: Peer, now: float) -> None:
+        try:
+            validate_request(req)
+        except ParseError as err:
+            self._answer_malformed(req, source, err)
+            return
+        self._stamp_via(req, source)
+        method = req.method
+        branch = req.top_via.branch
+        rfc3261 = branch is not None and branch.startswith(MAGIC_COOKIE)
+        if method == "ACK":
+            self._on_ack(req, source, now, rfc3261)
+            return
+        if method == "CANCEL":
+            self._on_cancel(req, source, now, rfc3261)
+            return
+        key = _server_key(req, method, rfc3261)
+        txn = self._server.get(key)
+        if txn is not None:
+            self._feed(txn, Input.RECV_REQUEST, req, source, now)
+            return
+        rejection = self._screen(req)
+        if rejection is not None:
+            status, reason, extra = rejection
+            self._reject(req, key, source, now, status, reason, extra, rfc3261)
+            return
+        txn = self._new_server(key, req, source, rfc3261)
+        if req.to.tag is None:
+            mk = (req.from_.tag, req.call_id, req.cseq.seq, method)
+            txn.merge_key = mk
+            self._merge[mk] = key
+        if isinstance(txn, ServerInviteTransaction) and self.config.auto_100:
+            self._feed(txn, Input.SEND_1XX, self._own_response(req, 100, None), None, now)
+        self._events.append(RequestReceived(tid=key, request=req, source=source))
+
+    def _on_ack(self, req: Request, source: Peer, now: float, rfc3261: bool) -> None:
+        txn = self._server.get(_server_key(req, "INVITE", rfc3261))
+        if txn is not None and txn.rfc2543 and txn.to_tag is not None and req.to.tag != txn.to_tag:
+            txn = None  # §17.2.3: with RFC 2543 matching the ACK's To tag must be our response's
+        if txn is None and self._acks:
+            txn = self._acks.get((req.call_id, req.cseq.seq, req.from_.tag, req.to.tag))
+        if txn is not None:
+            self._feed(txn, Input.RECV_ACK, req, source, now)
+            return
+        # ACK for a 2xx (or a stray one): the dialog layer decides.
+        self._events.append(RequestReceived(tid=None, request=req, source=source))
+
+    def _on_cancel(self, req: Request, source: Peer, now: float, rfc3261: bool) -> None:
+        key = _server_key(req, "CANCEL", rfc3261)
+        own = self._server.get(key)
+        if own is not None:
+            self._feed(own, Input.RECV_REQUEST, req, source, now)
+            return
+        invite = self._server.get(_server_key(req, "INVITE", rfc3261))
+        nist = self._new_server(key, req, source, rfc3261)
+        if isinstance(invite, ServerInviteTransaction):
+            # §9.2: the CANCEL itself is answered 200, with the INVITE's To tag.
+            resp = response_for(req, 200, to_tag=_local_tag(invite))
+            self._add_server_header(resp)
+            self._feed(nist, Input.SEND_2XX, resp, None, now)
+            if invite.state is State.PROCEEDING:
+                self._events.append(CancelReceived(tid=invite.tid, cancel=req))
+        else:
+            self._count_rejected(481)
+            self._feed(nist, Input.SEND_300_699, self._own_response(req, 481, None), None, now)
+
+    def _screen(self, req: Request) -> tuple[int, str | None, tuple[tuple[str, str], ...]] | None:
+        """Checks before a new request reaches the TU; returns (status, reason, headers) to refuse it."""
+        method = req.method
+        if req.max_forwards == 0 and method not in self.config.max_forwards_exempt:
+            return 483, None, ()
+        client = self._client
+        if client:  # a loop means one of our live client transactions came back (§16.3 item 4)
+            for via in req.vias:
+                b = via.branch
+                if b is not None and f"{b}|{method}" in client and self._is_our_sent_by(via):
+                    return 482, "Loop Detected", ()
+        if req.to.tag is None and self._merge:
+            other = self._merge.get((req.from_.tag, req.call_id, req.cseq.seq, method))
+            if other is not None and other in self._server:
+                return 482, "Merged Request", ()
+        if req.headers.get("Require") is not None:
+            supported = self.config.supported
+            unknown = [t for t in req.headers.values("Require") if t.lower() not in supported]
+            if unknown:
+                return 420, None, (("Unsupported", ", ".join(unknown)),)
+        return None
+
+    def _reject(
+        self,
+        req: Request,
+        key: str,
+        source: Peer,
+        now: float,
+        status: int,
+        reason: str | None,
+        extra: tuple[tuple[str, str], ...],
+        rfc3261: bool,
+    ) -> None:
+        """Answer a new request ourselves, through a server transaction so retransmissions are absorbed."""
+        txn = self._new_server(key, req, source, rfc3261)
+        resp = self._own_response(req, status, reason)
+        for name, value in extra:
+            resp.headers.add(name, value)
+        self._count_rejected(status)
+        self._feed(txn, Input.SEND_300_699, resp, None, now)
+
+    def _new_server(self, key: str, req: Request, source: Peer, rfc3261: bool) -> ServerTransaction:
+        peer = self.response_destination(req, source)
+        timers = self._timers_for(source.transport)
+        txn: ServerTransaction
+        if req.method == "INVITE":
+            txn = ServerInviteTransaction(key, req, peer, timers)
+        else:
+            txn = ServerNonInviteTransaction(key, req, peer, timers)
+        txn.rfc2543 = not rfc3261
+        self._server[key] = txn
+        return txn
+
+    def _answer_malformed(self, req: Request, source: Peer, err: ParseError) -> None:
+        """Stateless error response to a request we cannot process (§8.2, §18.2.2)."""
+        if req.method == "ACK":
+            self._drop(Drop.MALFORMED_ACK)  # never answer an ACK
+            return
+        try:
+            self._stamp_via(req, source)
+            dest = self.response_destination(req, source)
+        except ParseError:
+            self._drop(Drop.MALFORMED)  # no usable Via: nowhere to answer
+            return
+        try:
+            resp = response_for(req, err.status, err.reason, to_tag=new_tag())
+        except ParseError:  # the To header itself is broken: answer without adding a tag
+            resp = response_for(req, err.status, err.reason)
+        self._add_server_header(resp)
+        self._count_rejected(err.status)
+        self._queue(resp.to_bytes(), dest)
+
+    def _stamp_via(self, req: Request, source: Peer) -> None:
+        """RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the top Via."""
+        vias = req.vias
+        via = vias[0]
+        params = via.params
+        has_rport = "rport" in params
+        if not has_rport and via.host.strip("[]").lower() == source.host.lower():
+            return
+        new_params = dict(params)
+        new_params["received"] = source.host
+        if has_rport:
+            new_params["rport"] = str(source.port)
+        new = Via(via.transport, via.host, via.port, new_params, via.protocol)
+        _replace_top_via(req, new, vias)
+
+    def _own_response(self, req: Request, status: int, reason: str | None) -> Response:
+        resp = response_for(req, status, reason, to_tag=None if status == 100 else new_tag())
+        self._add_server_header(resp)
+        return resp
+
+    def _add_server_header(self, resp: Response) -> None:
+        server = self.config.server_header or self.config.user_agent
+        if server:
+            resp.headers.add("Server", server)
+
+    # ------------------------------------------------------------------ internals: responses
+
+    def _on_response(self, resp: Response, source: Peer, now: float) -> None:
+        try:
+            via = resp.top_via
+            cseq = resp.cseq
+            resp.call_id  # noqa: B018 - the TU will read these; refuse a response where they are broken
+            resp.from_  # noqa: B018
+            resp.to  # noqa: B018
+        except ParseError:
+            self._drop(Drop.MALFORMED_RESPONSE)
+            return
+        if not self._is_our_sent_by(via):
+            self._drop(Drop.FOREIGN_VIA)
+            return
+        txn = self._client.get(f"{via.branch}|{cseq.method}")
+        if txn is None:
+            if cseq.method == "INVITE" and 200 <= resp.status < 300:
+                # RFC 6026 §7.2 keeps the ICT for 64*T1; later 2xx still need an ACK from the TU.
+                self._events.append(ResponseReceived(tid="", response=resp, source=source))
+                return
+            self._drop(Drop.UNMATCHED_RESPONSE)
+            return
+        self._feed(txn, response_input(resp.status, sending=False), resp, source, now)
+
+    def _is_our_sent_by(self, via: Via) -> bool:
+        host = via.host.strip("[]").lower()
+        port = via.port
+        for h, p in self.config.via_addresses.values():
+            if p == port and h.strip("[]").lower() == host:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ internals: plumbing
+
+    def _feed(self, txn: Transaction, inp: Input, msg: Message | None, source: Peer | None, now: float) -> bool:
+        events_before = len(self._events)
+        try:
+            txn.process(inp, self, msg, source, now)
+        except TransactionError:
+            self._drop(Drop.LATE_TU_RESPONSE if inp.from_tu else Drop.OUT_OF_STATE)
+            return False
+        if inp.from_network and len(self._events) == events_before:
+            self.stats.absorbed += 1
+        return True
+
+    def _push_via(self, request: Request, transport: str, branch: str) -> None:
+        addr = self.config.via_addresses.get(transport)
+        if addr is None:
+            raise TransactionError(f"no Via address configured for transport {transport!r}")
+        host, port = addr
+        request.headers.add("Via", f"SIP/2.0/{transport.upper()} {format_host(host)}:{port};branch={branch};rport", first=True)
+
+    def _queue(self, data: bytes, dest: Peer) -> None:
+        self._out.append((data, dest))
+        self.stats.sent += 1
+
+    def _timers_for(self, transport: str) -> TransportTimers:
+        return self._timers_reliable if is_reliable(transport) else self._timers_udp
+
+    def _drop(self, reason: str) -> None:
+        dropped = self.stats.dropped
+        dropped[reason] = dropped.get(reason, 0) + 1
+
+    def _count_rejected(self, status: int) -> None:
+        rejected = self.stats.rejected
+        rejected[status] = rejected.get(status, 0) + 1
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the live ones."""
+        self._heap = [e for e in self._heap if e[2].armed.get(e[3]) == e[1]]
+        heapq.heapify(self._heap)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _server_key(req: Request, method: str, rfc3261: bool) -> str:
+    """§17.2.3 matching key; ACK and CANCEL pass method="INVITE" to find the INVITE."""
+    via = req.top_via
+    host = via.host.lower()
+    sent_by = host if via.port is None else f"{host}:{via.port}"
+    if rfc3261:
+        return f"{via.branch}|{sent_by}|{method}"
+    # RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number and top Via.
+    # The To tag is left out: it only differs for the ACK, which is checked separately.
+    return f"2543|{req.uri}|{req.from_.tag}|{req.call_id}|{req.cseq.seq}|{via.transport} {sent_by}|{method}"
+
+
+def _cancel_tid(txn: ClientInviteTransaction) -> str:
+    return txn.tid.rpartition("|")[0] + "|CANCEL"
+
+
+def _local_tag(txn: ServerTransaction) -> str:
+    if txn.to_tag is None:
+        txn.to_tag = txn.request.to.tag or new_tag()
+    return txn.to_tag
+
+
+def _same_peer(a: Peer, b: Peer) -> bool:
+    if a.transport != b.transport or a.port != b.port or a.host.lower() != b.host.lower():
+        return False
+    return a.conn is None or b.conn is None or a.conn == b.conn
+
+
+def _replace_top_via(msg: Message, new: Via, vias: list[Via]) -> None:
+    """Swap the top Via without re-parsing the other headers.
+
+    Local helper: message.py has no "set top Via" operation, and any header
+    change clears the whole typed cache. We restore the entries the Via change
+    cannot affect (and the Via list itself) so Call-ID, CSeq, From and To are
+    not parsed twice for every request. Unknown cache keys are simply not
+    restored, which is always safe.
+    """
+    headers = msg.headers
+    saved = dict(headers.cache)
+    headers.replace_first_element("Via", str(new))
+    cache = headers.cache
+    for key in _UNCHANGED_BY_VIA:
+        if key in saved:
+            cache[key] = saved[key]
+    if saved.get("via") is vias:
+        cache["via"] = [new, *vias[1:]]

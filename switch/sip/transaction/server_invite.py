@@ -1,0 +1,140 @@
+"""INVITE server transaction (IST): RFC 3261 §17.2.1, figure 7, as amended by RFC 6026 §8.7.
+
+Created in Proceeding; the layer sends 100 Trying at once (the RFC allows
+waiting 200 ms for the TU, but answering at once is simpler and stops the
+client's Timer A retransmissions sooner).
+
+A non-2xx final response moves to Completed: Timer G retransmits it (UDP)
+until the ACK arrives (Confirmed, Timer I absorbs further ACKs) or Timer H
+gives up and tells the TU.
+
+A 2xx moves to Accepted (RFC 6026) for Timer L (64*T1): INVITE
+retransmissions are absorbed instead of looking like new requests, and an ACK
+that matches the transaction is handed to the TU. The layer also does the UAS
+core's 2xx retransmission (§13.3.1.4: T1 doubling to T2, even on reliable
+transports) while waiting for the ACK, which arrives as a separate request
+with its own branch; it finds this transaction through the dialog
+(Call-ID, CSeq number, tags). If Timer L fires and no ACK came, the TU gets
+``TransactionTimeout(timer="L")`` and should end the session with BYE.
+"""
+
+from __future__ import annotations
+
+from ..message import Message, Request, Response
+from ..timers import TransportTimers
+from .base import (
+    Context,
+    Input,
+    ServerTransaction,
+    State,
+    Transition,
+    report_transport_error,
+)
+from .events import Peer, RequestReceived, TransactionTimeout
+
+__all__ = ["ServerInviteTransaction"]
+
+S, I = State, Input
+
+
+class ServerInviteTransaction(ServerTransaction):
+    __slots__ = ("ack_key", "acked")
+
+    INITIAL = State.PROCEEDING
+    NAME = "IST"
+    START_DOC = "INVITE / pass to TU, send 100 Trying"
+
+    def __init__(self, tid: str, request: Request, peer: Peer, timers: TransportTimers) -> None:
+        super().__init__(tid, request, peer, timers)
+        self.ack_key: tuple[str, int, str | None, str | None] | None = None
+        """Dialog key under which the layer finds this transaction for the 2xx's ACK."""
+        self.acked = False
+
+
+def _resend_response(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    if t.response_bytes is not None:
+        ctx.txn_send(t, t.response_bytes, retransmission=True)
+
+
+def _send_response(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    assert isinstance(msg, Response)
+    ctx.txn_send(t, t.store_response(msg), retransmission=False)
+
+
+def _send_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    assert isinstance(msg, Response)
+    ctx.txn_send(t, t.store_response(msg), retransmission=False)
+    ctx.txn_arm(t, Input.TIMER_L, t.timers.l, now)
+    if ctx.retransmit_2xx:
+        t.interval = t.timers.t1
+        ctx.txn_arm(t, Input.TIMER_2XX, t.interval, now)
+        ctx.txn_ack_pending(t, True)
+
+
+def _send_final(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    assert isinstance(msg, Response)
+    ctx.txn_send(t, t.store_response(msg), retransmission=False)
+    t.interval = t.timers.t1
+    ctx.txn_arm(t, Input.TIMER_G, t.timers.g, now)
+    ctx.txn_arm(t, Input.TIMER_H, t.timers.h, now)
+
+
+def _retransmit_final(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    assert t.response_bytes is not None
+    ctx.txn_send(t, t.response_bytes, retransmission=True)
+    t.interval = min(2 * t.interval, t.timers.t2)
+    ctx.txn_arm(t, Input.TIMER_G, t.interval, now)
+
+
+def _no_ack(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    ctx.txn_emit(TransactionTimeout(tid=t.tid, timer="H"))
+
+
+def _confirm(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    ctx.txn_disarm(t, Input.TIMER_G)
+    ctx.txn_disarm(t, Input.TIMER_H)
+    ctx.txn_arm(t, Input.TIMER_I, t.timers.i, now)
+
+
+def _ack_for_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    if not t.acked:
+        t.acked = True
+        ctx.txn_disarm(t, Input.TIMER_2XX)
+        ctx.txn_ack_pending(t, False)
+    assert isinstance(msg, Request) and src is not None
+    ctx.txn_emit(RequestReceived(tid=None, request=msg, source=src))
+
+
+def _retransmit_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    assert t.response_bytes is not None
+    ctx.txn_send(t, t.response_bytes, retransmission=True)
+    t.interval = min(2 * t.interval, t.timers.t2)
+    ctx.txn_arm(t, Input.TIMER_2XX, t.interval, now)
+
+
+def _accepted_over(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
+    if ctx.retransmit_2xx and not t.acked:
+        ctx.txn_emit(TransactionTimeout(tid=t.tid, timer="L"))
+
+
+ServerInviteTransaction.TABLE = {
+    (S.PROCEEDING, I.RECV_REQUEST): Transition(_resend_response, S.PROCEEDING, "send last provisional again"),
+    (S.PROCEEDING, I.SEND_1XX): Transition(_send_response, S.PROCEEDING, "send response"),
+    (S.PROCEEDING, I.SEND_2XX): Transition(_send_2xx, S.ACCEPTED, "send response, start L (+2xx retransmit)"),
+    (S.PROCEEDING, I.SEND_300_699): Transition(_send_final, S.COMPLETED, "send response, start G (UDP) and H"),
+    (S.PROCEEDING, I.TRANSPORT_ERROR): Transition(report_transport_error, S.TERMINATED, "inform TU"),
+    (S.COMPLETED, I.RECV_REQUEST): Transition(_resend_response, S.COMPLETED, "send final response again"),
+    (S.COMPLETED, I.TIMER_G): Transition(_retransmit_final, S.COMPLETED, "send final response, G = min(2G, T2)"),
+    (S.COMPLETED, I.TIMER_H): Transition(_no_ack, S.TERMINATED, "inform TU (no ACK)"),
+    (S.COMPLETED, I.RECV_ACK): Transition(_confirm, S.CONFIRMED, "stop G and H, start I"),
+    (S.COMPLETED, I.TRANSPORT_ERROR): Transition(report_transport_error, S.TERMINATED, "inform TU"),
+    (S.CONFIRMED, I.RECV_ACK): Transition(None, S.CONFIRMED, "absorb"),
+    (S.CONFIRMED, I.RECV_REQUEST): Transition(None, S.CONFIRMED, "absorb"),
+    (S.CONFIRMED, I.TIMER_I): Transition(None, S.TERMINATED, "-"),
+    (S.ACCEPTED, I.RECV_REQUEST): Transition(None, S.ACCEPTED, "absorb"),
+    (S.ACCEPTED, I.SEND_2XX): Transition(_send_response, S.ACCEPTED, "send response"),
+    (S.ACCEPTED, I.RECV_ACK): Transition(_ack_for_2xx, S.ACCEPTED, "ACK to TU, stop 2xx retransmit"),
+    (S.ACCEPTED, I.TIMER_2XX): Transition(_retransmit_2xx, S.ACCEPTED, "send 2xx, interval = min(2x, T2)"),
+    (S.ACCEPTED, I.TIMER_L): Transition(_accepted_over, S.TERMINATED, "inform TU if no ACK came"),
+    (S.ACCEPTED, I.TRANSPORT_ERROR): Transition(report_transport_error, S.TERMINATED, "inform TU"),
+}
