@@ -14,7 +14,8 @@ from aiohttp import web
 
 from switch.transport.ratelimit import FailureThrottle
 
-from .api import adapters
+from . import ata
+from .api import adapters, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -27,7 +28,20 @@ log = logging.getLogger(__name__)
 
 async def health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    return web.json_response({"status": "ok", "bindings": services.location.count()})
+    ep = services.endpoint
+    return web.json_response(
+        {
+            "status": "ok",
+            "bindings": services.location.count(),
+            "binding_commits": services.location.commit_stats(),
+            "sip": {
+                "received": ep.stats.received,
+                "sent": ep.stats.sent,
+                "rate_limited": ep.stats.rate_limited,
+                "transactions": ep.layer.live_transactions,
+            },
+        }
+    )
 
 
 def create_app(services: Services) -> web.Application:
@@ -37,6 +51,8 @@ def create_app(services: Services) -> web.Application:
     app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)
     app.router.add_get("/health", health)
     app.router.add_routes(adapters.routes)
+    app.router.add_routes(provisioning.routes)
+    ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     return app
 
 

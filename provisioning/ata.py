@@ -248,14 +248,17 @@ def _sip_target(services: Services, origin: str) -> tuple[str, str, int]:
     return domain, host, port
 
 
-async def render_for(services: Services, adapter: AdapterInfo, origin: str) -> tuple[bytes, str]:
+async def render_for(services: Services, adapter: AdapterInfo, origin: str, secret: str | None = None
+                     ) -> tuple[bytes, str]:
     """The adapter's complete config as served from ``origin``, and its content type.
 
+    ``secret`` is the adapter's provisioning secret when the caller already has it.
     Raises ``render.ProfileError`` when the stored data cannot make a valid config and
     LookupError when the adapter has no provisioning secret.
     """
     sf, box = services.session_factory, services.secret_box
-    secret = await repo_adapters.get_provisioning_secret(sf, adapter.adapter_id, box)
+    if secret is None:
+        secret = await repo_adapters.get_provisioning_secret(sf, adapter.adapter_id, box)
     if secret is None:
         raise LookupError(f"adapter {adapter.mac} has no provisioning secret")
     info = render.MODELS.get(adapter.model)
@@ -360,8 +363,8 @@ def _failure(request: web.Request, source: str, mac: str, what: str) -> None:
     was_blocked = throttle.is_blocked(source, mac, now)
     throttle.record_failure(source, mac, now)
     log.warning(
-        "provisioning: %s for MAC %s from %s (%s %s, UA %r)",
-        what, mac, request.remote, request.method, request.path, request.headers.get("User-Agent", ""),
+        "provisioning: refused MAC %s from %s: %s (%s %s, UA %r)",
+        mac, request.remote, what, request.method, request.path, request.headers.get("User-Agent", ""),
     )
     if not was_blocked and throttle.is_blocked(source, mac, now):
         until = throttle.blocked_until(source, mac, now) or now
@@ -413,14 +416,14 @@ async def _lookup(request: web.Request, filename: str) -> tuple[str, AdapterInfo
     return source, adapter
 
 
-async def _serve(request: web.Request, source: str, adapter: AdapterInfo) -> web.StreamResponse:
+async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret: str) -> web.StreamResponse:
     """Render, record the fetch, light PWR, answer."""
     services = request.app[SERVICES]
     state = request.app[ATA_STATE]
     state.throttle.record_success(source, adapter.mac, state.clock())
     origin = origin_of(request)
     try:
-        body, content_type = await render_for(services, adapter, origin)
+        body, content_type = await render_for(services, adapter, origin, secret)
     except (render.ProfileError, LookupError) as exc:
         log.error("provisioning: cannot render config of %s: %s", adapter.mac, exc)
         return problem(500, "this adapter's configuration cannot be built; support has been told")
@@ -463,7 +466,7 @@ async def token_config(request: web.Request) -> web.StreamResponse:
     if not secret or not hmac.compare_digest(given.encode("ascii"), expected.encode("ascii")):
         _failure(request, source, adapter.mac, "wrong token")
         return problem(403, "this URL does not open this adapter's configuration")
-    return await _serve(request, source, adapter)
+    return await _serve(request, source, adapter, secret)
 
 
 def _challenge(request: web.Request, stale: bool = False) -> web.Response:
@@ -528,7 +531,7 @@ async def digest_config(request: web.Request) -> web.StreamResponse:
         return _challenge(request, stale=True)
     if creds.qop is not None and not state.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now):
         return _challenge(request)  # a replayed nonce count
-    return await _serve(request, source, adapter)
+    return await _serve(request, source, adapter, secret)
 
 
 # --------------------------------------------------------------------------- bootstrap

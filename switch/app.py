@@ -56,6 +56,7 @@ class Services:
     qualifier: Qualifier
     started_at: float
     lamp_writer: Any = None
+    calls: Any = None  # switch.services.b2bua.manager.CallManager
 
 
 def derive(key: bytes, purpose: str) -> bytes:
@@ -92,7 +93,10 @@ async def start(settings: Settings) -> Services:
             for c in creds.values()
         ]
 
-    lines = LineDirectory(load_lines)
+    async def lines_fingerprint() -> object:
+        return await persistence.lines_fingerprint(sf)
+
+    lines = LineDirectory(load_lines, lines_fingerprint)
     await lines.reload()
 
     async def write(changes: list[Any]) -> None:
@@ -165,10 +169,15 @@ async def start(settings: Settings) -> Services:
     status.start()
     await endpoint.start(settings.sip_listen)
     qualifier.start()
+    from .services.b2bua.manager import install_calls
+
+    services.calls = await install_calls(services)
     return services
 
 
 async def stop(services: Services) -> None:
+    if services.calls is not None:
+        await services.calls.close()  # BYE live calls and flush their CDRs while the sockets are open
     await services.qualifier.stop()
     await services.endpoint.stop()
     await services.location.close()
@@ -181,16 +190,19 @@ async def _housekeeping(services: Services) -> None:
     while True:
         await asyncio.sleep(5.0)
         try:
-            await services.lines.reload()
+            await services.lines.reload_if_changed()
             removed = await services.location.sweep()
             if removed:
                 log.info("swept %d expired binding(s)", removed)
-            services.status.refresh_all()
+            await services.status.refresh_all_async()
         except Exception:  # noqa: BLE001 - housekeeping must go on
             log.exception("housekeeping failed")
 
 
 async def run(settings: Settings) -> int:
+    # The SQLite driver runs in a thread: with the default 5 ms GIL switch interval a
+    # busy event loop starves it (a convoy). 0.5 ms keeps commits short under load.
+    sys.setswitchinterval(0.0005)
     services = await start(settings)
     from provisioning.app import start_http
 

@@ -6,8 +6,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from switch.store import models as m
+from switch.store import repo_adapters
 from switch.store.repo_adapters import normalise_mac
 
+from ..ata import config_status, origin_of
 from ..auth import require
 from ..errors import problem
 from ..keys import SERVICES
@@ -42,4 +44,8 @@ async def adapter_status(request: web.Request) -> web.Response:
     body["mac"] = adapter.mac
     body["model"] = adapter.model
     body["firmware"] = adapter.firmware_seen
+    info = await repo_adapters.get_adapter(services.session_factory, adapter.id)
+    if info is not None:
+        # Did the config change since the adapter last fetched it? (provisioning/ata.py)
+        body["config"] = await config_status(request.app, info, origin_of(request))
     return web.json_response(body)

@@ -146,7 +146,7 @@ class AdapterStatusService:
                 self.line_evidence.setdefault(b.line_id, LineEvidence()).ever_registered = True
                 ev = self.adapters.setdefault(line.adapter_id, AdapterEvidence())
                 ev.last_sip_at = max(ev.last_sip_at, b.last_seen)
-        for adapter_id in {li.adapter_id for li in self.lines.by_id.values() if li.adapter_id is not None}:
+        for adapter_id in list(self.lines.by_adapter):
             self.refresh(adapter_id)
 
     # -- evidence -------------------------------------------------------------
@@ -216,9 +216,7 @@ class AdapterStatusService:
 
     # -- computation ----------------------------------------------------------
     def _line_lamp(self, adapter_id: int, port: int, now: float) -> tuple[str, str]:
-        line = next(
-            (li for li in self.lines.by_id.values() if li.adapter_id == adapter_id and li.port == port), None
-        )
+        line = next((li for li in self.lines.adapter_lines(adapter_id) if li.port == port), None)
         if line is None:
             return OFF, "no line on this port"
         if not line.enabled:
@@ -260,7 +258,7 @@ class AdapterStatusService:
             pwr = (OK, f"last {what} {_ago(now - last)}")
         else:
             pwr = (WARNING, f"not seen since {_hhmm(last)}")
-        line_ids = [li.line_id for li in self.lines.by_id.values() if li.adapter_id == adapter_id]
+        line_ids = [li.line_id for li in self.lines.adapter_lines(adapter_id)]
         bindings = [b for lid in line_ids for b in self.location.bindings(lid)]
         if not bindings:
             wan = (OFF, "no registered line to reach")
@@ -308,10 +306,20 @@ class AdapterStatusService:
         return ev.lamps
 
     def refresh_all(self) -> None:
-        ids = {li.adapter_id for li in self.lines.by_id.values() if li.adapter_id is not None}
+        ids = set(self.lines.by_adapter)
         ids.update(self.adapters)
         for adapter_id in ids:
             self.refresh(adapter_id)
+
+    async def refresh_all_async(self, chunk: int = 200) -> None:
+        """refresh_all, yielding to the loop between chunks so SIP never waits on it."""
+        import asyncio
+
+        ids = list(set(self.lines.by_adapter) | set(self.adapters))
+        for i in range(0, len(ids), chunk):
+            for adapter_id in ids[i : i + chunk]:
+                self.refresh(adapter_id)
+            await asyncio.sleep(0)
 
     def status(self, adapter_id: int) -> dict[str, Lamp]:
         return self.refresh(adapter_id)

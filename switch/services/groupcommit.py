@@ -32,6 +32,8 @@ class GroupCommitter(Generic[T]):
         self._closed = False
         self.batches = 0
         self.items = 0
+        self.write_seconds = 0.0
+        self.max_write_seconds = 0.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -66,6 +68,7 @@ class GroupCommitter(Generic[T]):
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 err: BaseException | None = None
+                started = asyncio.get_running_loop().time()
                 try:
                     await self._write([item for item, _ in batch])
                 except asyncio.CancelledError:
@@ -75,6 +78,9 @@ class GroupCommitter(Generic[T]):
                 except Exception as exc:  # noqa: BLE001 - reported to every waiter
                     log.exception("group commit of %d items failed", len(batch))
                     err = exc
+                took = asyncio.get_running_loop().time() - started
+                self.write_seconds += took
+                self.max_write_seconds = max(self.max_write_seconds, took)
                 self.batches += 1
                 self.items += len(batch)
                 for _, done in batch:
@@ -84,6 +90,16 @@ class GroupCommitter(Generic[T]):
                         log.exception("group commit callback failed")
             if self._closed:
                 return
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "batches": self.batches,
+            "items": self.items,
+            "mean_batch": self.items / self.batches if self.batches else 0.0,
+            "mean_write_ms": 1000 * self.write_seconds / self.batches if self.batches else 0.0,
+            "max_write_ms": 1000 * self.max_write_seconds,
+            "queued": len(self._queue),
+        }
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""

@@ -101,6 +101,9 @@ class LocationService:
     def all_bindings(self) -> list[Binding]:
         return [b for bs in self._by_line.values() for b in bs]
 
+    def commit_stats(self) -> dict[str, float]:
+        return self._committer.stats()
+
     def count(self) -> int:
         return sum(len(v) for v in self._by_line.values())
 

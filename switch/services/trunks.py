@@ -264,9 +264,10 @@ class TrunkService:
 
     async def _run(self, endpoint: Endpoint, interval: float, timeout: float, from_host: str) -> None:
         while True:
-            for trunk in list(self.table.trunks.values()):
-                if trunk.enabled:
-                    self.ping(endpoint, trunk, timeout, from_host)
+            if endpoint.layer.config.via_addresses:  # not before the sockets are open
+                for trunk in list(self.table.trunks.values()):
+                    if trunk.enabled:
+                        self.ping(endpoint, trunk, timeout, from_host)
             await asyncio.sleep(interval)
 
     def ping(self, endpoint: Endpoint, trunk: TrunkInfo, timeout: float, from_host: str) -> None:

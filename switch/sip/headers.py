@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from types import MappingProxyType
+from typing import Iterator, Mapping
 
 from .abnf import GEN_VALUE_RE, TOKEN_RE
 from .errors import ParseError
@@ -79,7 +80,32 @@ MULTI_VALUE = frozenset(
         "Service-Route", "Supported", "Unsupported", "Via", "Warning",
     )
 )
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
+
+
+class _NameCache(dict[str, tuple[str, str]]):
+    """Header name as written (trailing SP/HTAB included) -> (key, display).
+
+    ``key`` is the lower-case long form (compact forms expanded); ``display``
+    is the canonical spelling for names we know and the name as written otherwise.
+
+    ``cache[name]`` canonicalises on a miss, so the parser's hot loop is a
+    plain subscript. Bounded: unknown names stop being remembered at 4096.
+    """
+
+    def __missing__(self, name: str) -> tuple[str, str]:
+        stripped = name.rstrip(" \t")
+        if not stripped or not TOKEN_RE.fullmatch(stripped):
+            raise ParseError(f"Bad header name: {_snip(name)}")
+        low = stripped.lower()
+        low = _COMPACT.get(low, low)
+        # known names get their canonical spelling; unknown ones stay as written
+        result = (low, _BY_KEY.get(low) or stripped)
+        if len(self) < 4096:
+            self[name] = result
+        return result
+
+
+_NAME_CACHE = _NameCache()
 # sent-protocol = protocol-name SLASH protocol-version SLASH transport, where
 # SLASH = SWS "/" SWS, followed by LWS sent-by (RFC 4475 §3.1.1.1 folds it all).
 _VIA_PROTO = re.compile(
@@ -95,19 +121,11 @@ def _snip(text: str) -> str:
 
 
 def canonical(name: str) -> tuple[str, str]:
-    """Map a header name as written to (lookup key, canonical display name)."""
-    hit = _NAME_CACHE.get(name)
-    if hit is not None:
-        return hit
-    if not name or not TOKEN_RE.fullmatch(name):
-        raise ParseError(f"Bad header name: {_snip(name)}")
-    low = name.lower()
-    low = _COMPACT.get(low, low)
-    display = _BY_KEY.get(low) or "-".join(p[:1].upper() + p[1:] for p in low.split("-"))
-    result = (low, display)
-    if len(_NAME_CACHE) < 4096:
-        _NAME_CACHE[name] = result
-    return result
+    """Map a header name as written to (lookup key, canonical display name).
+
+    Trailing SP/HTAB (as in ``Via  :``) is tolerated, other non-token text raises.
+    """
+    return _NAME_CACHE[name]
 
 
 def _quoted_end(s: str, start: int) -> int:
@@ -214,18 +232,22 @@ def _split_semis(text: str) -> list[str]:
     items: list[str] = []
     start = 0
     i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == '"':
-            i = _quoted_end(text, i) + 1
+    while True:
+        semi = text.find(";", i)
+        quote = text.find('"', i)
+        if quote >= 0 and (semi < 0 or quote < semi):
+            i = _quoted_end(text, quote) + 1
             continue
-        if ch == ";":
-            items.append(text[start:i])
-            start = i + 1
-        i += 1
-    items.append(text[start:])
-    return items
+        if semi < 0:
+            items.append(text[start:])
+            return items
+        items.append(text[start:semi])
+        start = i = semi + 1
+
+
+def _is_token(text: str) -> bool:
+    # most names and values are plain alphanumerics: skip the regex for those
+    return (text.isascii() and text.isalnum()) or TOKEN_RE.fullmatch(text) is not None
 
 
 def parse_params(text: str) -> dict[str, str | None]:
@@ -245,11 +267,11 @@ def parse_params(text: str) -> dict[str, str | None]:
     for item in _split_semis(text):
         name, eq, value = item.partition("=")
         name = name.strip(" \t")
-        if not TOKEN_RE.fullmatch(name):
+        if not _is_token(name):
             raise ParseError(f"Bad parameter in {_snip(text)}")
         if eq:
             value = value.strip(" \t")
-            if not GEN_VALUE_RE.fullmatch(value):
+            if not (value.isascii() and value.isalnum()) and not GEN_VALUE_RE.fullmatch(value):
                 raise ParseError(f"Bad parameter value in {_snip(text)}")
             params[name.lower()] = value
         else:
@@ -257,7 +279,7 @@ def parse_params(text: str) -> dict[str, str | None]:
     return params
 
 
-def format_params(params: dict[str, str | None]) -> str:
+def format_params(params: Mapping[str, str | None]) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
@@ -277,7 +299,7 @@ class Via:
             sp = text.find(" ", 8)
             transport = text[8:sp]
             rest = text[sp + 1 :]
-            if sp < 0 or not TOKEN_RE.fullmatch(transport):
+            if sp < 0 or not (transport.isascii() and transport.isalpha()) and not TOKEN_RE.fullmatch(transport):
                 return cls._parse_slow(text)
         else:
             return cls._parse_slow(text)
@@ -304,7 +326,7 @@ class Via:
         if not hostport:
             raise ParseError(f"Via without sent-by: {_snip(text)}")
         host, port = split_hostport(hostport)
-        params = parse_params(ptext) if semi else {}
+        params = parse_params(";" + ptext) if semi else {}
         if semi and not params:
             raise ParseError(f"Empty Via parameter: {_snip(text)}")
         return cls(transport.upper(), host, port, params)
@@ -346,6 +368,10 @@ class Via:
 
 
 _WILDCARD_URI = SipUri(host="invalid")
+_NO_PARAMS: Mapping[str, str | None] = MappingProxyType({})
+# element text -> NameAddr; safe to share because NameAddr is immutable all the way down
+_ADDR_CACHE: dict[str, NameAddr] = {}
+_ADDR_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,21 +379,34 @@ class NameAddr:
     """From / To / Contact / Route value: display name, URI, header params (§20.10).
 
     ``display`` is unquoted (quoted-pairs resolved); ``params`` are the header
-    parameters, not the URI's (RFC 4475 §3.3.12 vs §3.3.13).
+    parameters, not the URI's (RFC 4475 §3.3.12 vs §3.3.13). Parsed values are
+    shared between messages with the same text, so their ``params`` are
+    read-only: use ``with_params`` to derive a changed value.
     """
 
     uri: Uri
     display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=dict)
     wildcard: bool = False
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        hit = _ADDR_CACHE.get(text)
+        if hit is not None:
+            return hit
+        value = cls._parse(text)
+        if len(_ADDR_CACHE) >= _ADDR_CACHE_SIZE:
+            _ADDR_CACHE.clear()
+        _ADDR_CACHE[text] = value
+        return value
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         s = text.strip(" \t")
         if not s:
             raise ParseError("Empty address")
         if s == "*":
-            return cls(uri=_WILDCARD_URI, wildcard=True)
+            return cls(uri=_WILDCARD_URI, params=_NO_PARAMS, wildcard=True)
         display: str | None = None
         if s[0] == '"':
             end = _quoted_end(s, 0)
@@ -396,12 +435,12 @@ class NameAddr:
             # LAQUOT/RAQUOT allow no whitespace inside the brackets (RFC 4475 §3.1.2.14)
             raise ParseError(f"Bad URI in <>: {_snip(uri_text)}")
         uri = parse_uri(uri_text, absolute_ok=True)
-        params: dict[str, str | None] = {}
+        params = _NO_PARAMS
         if gt + 1 < len(s):
             tail = s[gt + 1 :].lstrip(" \t")
             if tail[:1] != ";":
                 raise ParseError(f"Unexpected text after <URI>: {_snip(tail)}")
-            params = parse_params(tail)
+            params = MappingProxyType(parse_params(tail))
         return cls(uri, display, params)
 
     @classmethod
@@ -415,7 +454,7 @@ class NameAddr:
         if "?" in uri_text or "," in uri_text:
             raise ParseError(f"URI with headers must be enclosed in <>: {_snip(uri_text)}")
         uri = parse_uri(uri_text, absolute_ok=True)
-        return cls(uri, None, parse_params(ptext) if semi else {})
+        return cls(uri, None, MappingProxyType(parse_params(";" + ptext)) if semi else _NO_PARAMS)
 
     @property
     def tag(self) -> str | None:
@@ -457,7 +496,7 @@ class CSeq:
         num, method = parts
         if not (num.isascii() and num.isdigit()) or len(num) > 10 or int(num) >= 2**31:
             raise ParseError(f"Bad CSeq number: {_snip(num)}")
-        if not TOKEN_RE.fullmatch(method):
+        if not (method.isascii() and method.isalpha()) and not TOKEN_RE.fullmatch(method):
             raise ParseError(f"Bad CSeq method: {_snip(method)}")
         return cls(int(num), method)
 
@@ -471,6 +510,9 @@ def _check_value(value: str) -> str:
     return value
 
 
+_INDEX = "\0index"  # key of the per-name index in Headers.cache (no header key starts with NUL)
+
+
 class Headers:
     """Ordered, case-insensitive multimap of raw header values.
 
@@ -479,12 +521,14 @@ class Headers:
     headers at commas. Every mutation clears the typed cache.
     """
 
-    __slots__ = ("_items", "cache")
+    __slots__ = ("_items", "cache", "version")
 
     def __init__(self, items: list[tuple[str, str, str]] | None = None) -> None:
         self._items: list[tuple[str, str, str]] = items if items is not None else []
         #: typed values parsed on demand by Message; cleared on every change.
         self.cache: dict[str, object] = {}
+        #: bumped by every mutation (lets a message know its wire bytes are stale)
+        self.version = 0
 
     @classmethod
     def of(cls, pairs: list[tuple[str, str]]) -> Headers:
@@ -496,9 +540,23 @@ class Headers:
     def copy(self) -> Headers:
         return Headers(list(self._items))
 
+    def _index(self) -> dict[str, list[str]]:
+        """key -> values in order, built on first lookup and dropped on change."""
+        cache = self.cache
+        idx: dict[str, list[str]] | None = cache.get(_INDEX)  # type: ignore[assignment]
+        if idx is None:
+            idx = {}
+            for k, _, v in self._items:
+                lst = idx.get(k)
+                if lst is None:
+                    idx[k] = [v]
+                else:
+                    lst.append(v)
+            cache[_INDEX] = idx
+        return idx
+
     def __contains__(self, name: str) -> bool:
-        key = canonical(name)[0]
-        return any(k == key for k, _, _ in self._items)
+        return canonical(name)[0] in self._index()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for _, display, value in self._items:
@@ -514,26 +572,27 @@ class Headers:
         return [k for k, _, _ in self._items]
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = canonical(name)[0]
-        for k, _, v in self._items:
-            if k == key:
-                return v
-        return default
+        lst = self._index().get(_NAME_CACHE[name][0])
+        return lst[0] if lst else default
+
+    def lines_for_key(self, key: str) -> list[str] | None:
+        """Values stored under a lower-case long ``key`` (no name mapping); read-only."""
+        return self._index().get(key)
 
     def count(self, name: str) -> int:
         """Number of header lines with this name (a combined list counts once)."""
-        key = canonical(name)[0]
-        return sum(1 for k, _, _ in self._items if k == key)
+        lst = self._index().get(canonical(name)[0])
+        return len(lst) if lst else 0
 
     def get_lines(self, name: str) -> list[str]:
-        key = canonical(name)[0]
-        return [v for k, _, v in self._items if k == key]
+        lst = self._index().get(canonical(name)[0])
+        return list(lst) if lst else []
 
     def values(self, name: str) -> list[str]:
         key = canonical(name)[0]
-        lines = [v for k, _, v in self._items if k == key]
+        lines = self._index().get(key) or []
         if key not in MULTI_VALUE:
-            return lines
+            return list(lines)
         out: list[str] = []
         for line in lines:
             out.extend(split_commas(line))
@@ -541,6 +600,7 @@ class Headers:
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         self.cache.clear()
+        self.version += 1
         key, display = canonical(name)
         item = (key, display, _check_value(value))
         if first:
@@ -551,6 +611,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every occurrence, keeping the position of the first."""
         self.cache.clear()
+        self.version += 1
         key, display = canonical(name)
         _check_value(value)
         out: list[tuple[str, str, str]] = []
@@ -568,12 +629,14 @@ class Headers:
 
     def remove(self, name: str) -> None:
         self.cache.clear()
+        self.version += 1
         key = canonical(name)[0]
         self._items = [it for it in self._items if it[0] != key]
 
     def pop_first_element(self, name: str) -> str | None:
         """Remove and return the first list element of ``name`` (e.g. top Route)."""
         self.cache.clear()
+        self.version += 1
         key = canonical(name)[0]
         for i, (k, d, v) in enumerate(self._items):
             if k == key:
@@ -587,6 +650,7 @@ class Headers:
 
     def replace_first_element(self, name: str, value: str) -> None:
         self.cache.clear()
+        self.version += 1
         key, display = canonical(name)
         _check_value(value)
         for i, (k, d, v) in enumerate(self._items):

@@ -43,27 +43,43 @@ def _snip(text: str) -> str:
 
 
 class Message:
-    __slots__ = ("headers", "body")
+    __slots__ = ("headers", "body", "_wire")
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        # (bytes as received, headers, headers.version, header count, body, start a, start b):
+        # lets to_bytes hand back the received bytes while nothing has changed.
+        self._wire: tuple[bytes, Headers, int, int, bytes, object, object] | None = None
+
+    def _start_fields(self) -> tuple[object, object]:
+        raise NotImplementedError
+
+    def keep_wire(self, data: bytes) -> None:
+        """Remember ``data`` as this message's exact encoding (used by the parser).
+
+        Only valid for bytes that carry a correct Content-Length and CRLF line
+        ends; any later change to the start line, headers or body drops it.
+        """
+        h = self.headers
+        a, b = self._start_fields()
+        self._wire = (data, h, h.version, len(h.raw_items()), self.body, a, b)
 
     # -- typed accessors -------------------------------------------------
     # Written out one by one (no per-call closures): these sit on the hot path
     # of every request the registrar and the B2BUA handle.
-    def _required(self, name: str) -> str:
-        v = self.headers.get(name)
-        if v is None:
+    def _required(self, key: str, name: str) -> str:
+        lst = self.headers.lines_for_key(key)
+        if not lst:
             raise ParseError(f"Missing {name} header")
-        return v
+        return lst[0]
 
     @property
     def call_id(self) -> str:
         cache = self.headers.cache
         v = cache.get("call-id")
         if v is None:
-            raw = self._required("Call-ID")
+            raw = self._required("call-id", "Call-ID")
             if not CALL_ID_RE.fullmatch(raw):
                 raise ParseError(f"Bad Call-ID: {_snip(raw)}")
             cache["call-id"] = v = raw
@@ -74,7 +90,7 @@ class Message:
         cache = self.headers.cache
         v = cache.get("cseq")
         if v is None:
-            cache["cseq"] = v = CSeq.parse(self._required("CSeq"))
+            cache["cseq"] = v = CSeq.parse(self._required("cseq", "CSeq"))
         return v  # type: ignore[return-value]
 
     @property
@@ -82,7 +98,7 @@ class Message:
         cache = self.headers.cache
         v = cache.get("via")
         if v is None:
-            lines = self.headers.get_lines("Via")
+            lines = self.headers.lines_for_key("via")
             if not lines:
                 raise ParseError("Missing Via header")
             vias: list[Via] = []
@@ -103,7 +119,7 @@ class Message:
         cache = self.headers.cache
         v = cache.get("from")
         if v is None:
-            cache["from"] = v = NameAddr.parse(self._required("From"))
+            cache["from"] = v = NameAddr.parse(self._required("from", "From"))
         return v  # type: ignore[return-value]
 
     @property
@@ -111,15 +127,15 @@ class Message:
         cache = self.headers.cache
         v = cache.get("to")
         if v is None:
-            cache["to"] = v = NameAddr.parse(self._required("To"))
+            cache["to"] = v = NameAddr.parse(self._required("to", "To"))
         return v  # type: ignore[return-value]
 
-    def _name_addrs(self, key: str, name: str) -> list[NameAddr]:
+    def _name_addrs(self, key: str) -> list[NameAddr]:
         cache = self.headers.cache
         v = cache.get(key)
         if v is None:
             out: list[NameAddr] = []
-            for line in self.headers.get_lines(name):
+            for line in self.headers.lines_for_key(key) or ():
                 if "," in line:
                     out.extend(NameAddr.parse(p) for p in split_commas(line, strict=True))
                 else:
@@ -129,15 +145,15 @@ class Message:
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return self._name_addrs("contact", "Contact")
+        return self._name_addrs("contact")
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._name_addrs("route", "Route")
+        return self._name_addrs("route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._name_addrs("record-route", "Record-Route")
+        return self._name_addrs("record-route")
 
     @property
     def max_forwards(self) -> int | None:
@@ -145,11 +161,11 @@ class Message:
         cache = self.headers.cache
         v = cache.get("max-forwards", _MISSING)
         if v is _MISSING:
-            raw = self.headers.get("Max-Forwards")
-            if raw is None:
+            lst = self.headers.lines_for_key("max-forwards")
+            if not lst:
                 v = None
             else:
-                raw = raw.strip()
+                raw = lst[0].strip()
                 if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 255:
                     raise ParseError(f"Bad Max-Forwards: {_snip(raw)}")
                 v = int(raw)
@@ -161,11 +177,11 @@ class Message:
         cache = self.headers.cache
         v = cache.get("expires", _MISSING)
         if v is _MISSING:
-            raw = self.headers.get("Expires")
-            if raw is None:
+            lst = self.headers.lines_for_key("expires")
+            if not lst:
                 v = None
             else:
-                raw = raw.strip()
+                raw = lst[0].strip()
                 if not (raw.isascii() and raw.isdigit()):
                     raise ParseError(f"Bad Expires: {_snip(raw)}")
                 v = min(int(raw), _MAX_DELTA) if len(raw) <= 10 else _MAX_DELTA
@@ -200,6 +216,20 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
+        w = self._wire
+        if w is not None:
+            h = self.headers
+            a, b = self._start_fields()
+            if (
+                w[1] is h
+                and w[2] == h.version
+                and w[3] == len(h.raw_items())
+                and w[4] is self.body
+                and w[5] == a
+                and w[6] == b
+            ):
+                return w[0]
+            self._wire = None
         parts = [self.start_line()]
         append = parts.append
         for key, display, value in self.headers.raw_items():
@@ -216,7 +246,9 @@ class Request(Message):
     __slots__ = ("method", "uri", "_ruri")
 
     def __init__(self, method: str, uri: str | Uri, headers: Headers | None = None, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._wire = None
         self.method = method
         self.uri = str(uri)
         self._ruri: Uri | None = None if isinstance(uri, str) else uri
@@ -232,6 +264,9 @@ class Request(Message):
         self.uri = str(uri)
         self._ruri = None if isinstance(uri, str) else uri
 
+    def _start_fields(self) -> tuple[object, object]:
+        return self.method, self.uri
+
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
 
@@ -243,9 +278,14 @@ class Response(Message):
     __slots__ = ("status", "reason")
 
     def __init__(self, status: int, reason: str | None = None, headers: Headers | None = None, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._wire = None
         self.status = status
         self.reason = reason if reason is not None else reason_phrase(status)
+
+    def _start_fields(self) -> tuple[object, object]:
+        return self.status, self.reason
 
     def start_line(self) -> str:
         # a reason built from peer data must not break the start line

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from .abnf import SIP_VERSION_RE, TOKEN_RE
 from .errors import BadExtension, MessageTooLarge, ParseError, VersionNotSupported
-from .headers import Headers, canonical
+from .headers import _NAME_CACHE, Headers
 from .message import Message, Request, Response
 from .uri import SipUri
 
@@ -56,7 +56,7 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 # header fields that may appear only once (§20: not a comma-separated list)
-_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards"))
+_SINGLE = (("call-id", "Call-ID"), ("cseq", "CSeq"), ("from", "From"), ("to", "To"), ("max-forwards", "Max-Forwards"))
 _LENIENT_BLANK = re.compile(rb"\r?\n\r?\n")
 
 
@@ -64,6 +64,7 @@ class _Head(NamedTuple):
     start: str
     items: list[tuple[str, str, str]]
     content_length: list[str]
+    strict: bool  # CRLF line ends only: the received bytes may be reused as they are
 
 
 def _snip(text: str) -> str:
@@ -88,12 +89,50 @@ def _split_lines_lenient(text: str) -> list[str]:
 
 
 def _parse_head(head: bytes, limits: Limits) -> _Head:
-    """Start line and header lines, unfolded and with names canonicalised."""
+    """Start line and header lines, unfolded and with names canonicalised.
+
+    The common case (CRLF only, no folding, short lines) runs one tight loop;
+    anything else takes the careful line-by-line path, which also produces
+    the precise error.
+    """
     text = head.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n")
     nl = len(lines) - 1
+    if (
+        nl > limits.max_headers
+        or len(text) > limits.max_line
+        or text.count("\n") != nl
+        or text.count("\r") != nl
+        or not lines[0]
+    ):
+        return _parse_head_slow(text, limits)
+    names = _NAME_CACHE
+    items: list[tuple[str, str, str]] = []
+    append = items.append
+    content_length: list[str] = []
+    try:
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ParseError("no colon")
+            # a folded line fails here too: its "name" starts with SP/HTAB
+            kd = names[name]  # HCOLON = *( SP / HTAB ) ":" SWS
+            value = value.strip(" \t")
+            append(kd + (value,))
+            if kd[0] == "content-length":
+                content_length.append(value)
+    except ParseError:
+        return _parse_head_slow(text, limits)
+    return _Head(lines[0], items, content_length, True)
+
+
+def _parse_head_slow(text: str, limits: Limits) -> _Head:
+    lines = text.split("\r\n")
+    nl = len(lines) - 1
+    strict = True
     if text.count("\n") != nl or text.count("\r") != nl:
         lines = _split_lines_lenient(text)
+        strict = False
     first = 0
     while first < len(lines) and not lines[first]:
         first += 1  # §7.5: CRLFs before the start line are ignored
@@ -108,12 +147,13 @@ def _parse_head(head: bytes, limits: Limits) -> _Head:
     items: list[tuple[str, str, str]] = []
     append = items.append
     content_length: list[str] = []
+    names = _NAME_CACHE
     for i in range(first + 1, len(lines)):
         line = lines[i]
         if len(line) > max_line:
             raise MessageTooLarge(f"Header line longer than {max_line} bytes")
         c = line[:1]
-        if c == " " or c == "\t":
+        if c == " " or c == "\t" or not line:
             # §7.3.1 folding: a continuation line is the previous value plus one SP
             if not items:
                 raise ParseError("Continuation line before the first header")
@@ -126,14 +166,12 @@ def _parse_head(head: bytes, limits: Limits) -> _Head:
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError(f"Header line without colon: {_snip(line)}")
-        if name[-1:] in (" ", "\t"):
-            name = name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
-        key, display = canonical(name)
+        key, display = names[name]  # HCOLON = *( SP / HTAB ) ":" SWS
         value = value.strip(" \t")
         append((key, display, value))
         if key == "content-length":
             content_length.append(value)
-    return _Head(start, items, content_length)
+    return _Head(start, items, content_length, strict and first == 0)
 
 
 def _request_line(start: str, headers: Headers) -> Request:
@@ -146,7 +184,7 @@ def _request_line(start: str, headers: Headers) -> Request:
         partial = Request(method, words[1] if len(words) > 1 else "", headers)
         raise _attach(ParseError(f"Bad request line: {_snip(start)}"), partial)
     method, uri, version = parts
-    if not TOKEN_RE.fullmatch(method):
+    if not (method.isascii() and method.isalpha()) and not TOKEN_RE.fullmatch(method):
         raise _attach(ParseError(f"Bad method: {_snip(method)}"), Request("UNKNOWN", uri, headers))
     req = Request(method, uri, headers)
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":
@@ -170,7 +208,12 @@ def _status_line(start: str, headers: Headers) -> Response:
     return Response(int(code), reason, headers)
 
 
-def _build(head: _Head, rest: bytes, stream: bool) -> Message:
+def _build(head: _Head, rest: bytes, stream: bool, wire: bytes | None = None) -> Message:
+    """The message from a parsed head and the bytes after the empty line.
+
+    ``wire`` is the whole received message (head, CRLFCRLF, rest) when it was
+    CRLF-framed; it is kept for ``to_bytes`` if Content-Length was present.
+    """
     headers = Headers(head.items)
     start = head.start
     msg: Message
@@ -190,7 +233,14 @@ def _build(head: _Head, rest: bytes, stream: bool) -> Message:
         if n > len(rest):
             raise _attach(ParseError(f"Content-Length {n} exceeds the {len(rest)} body bytes received"), partial)
         # §18.3: octets beyond Content-Length in a datagram are discarded
-        msg.body = rest if n == len(rest) else rest[:n]
+        if n == len(rest):
+            msg.body = rest
+            if wire is not None and head.strict:
+                msg.keep_wire(wire)
+        else:
+            msg.body = rest[:n]
+            if wire is not None and head.strict:
+                msg.keep_wire(wire[: len(wire) - len(rest) + n])
     elif stream:
         raise _attach(ParseError("Missing Content-Length on a stream transport"), partial)
     else:
@@ -198,15 +248,15 @@ def _build(head: _Head, rest: bytes, stream: bool) -> Message:
     return msg
 
 
-def _split(data: bytes) -> tuple[bytes, bytes]:
-    """(head, rest) around the empty line; without one the whole thing is a head."""
+def _split(data: bytes) -> tuple[bytes, bytes, bool]:
+    """(head, rest, CRLF-framed) around the empty line; without one it is all head."""
     idx = data.find(b"\r\n\r\n")
     if idx >= 0:
-        return data[:idx], data[idx + 4 :]
+        return data[:idx], data[idx + 4 :], True
     m = _LENIENT_BLANK.search(data)
     if m is not None:
-        return data[: m.start()], data[m.end() :]
-    return data.rstrip(b"\r\n"), b""
+        return data[: m.start()], data[m.end() :], False
+    return data.rstrip(b"\r\n"), b"", False
 
 
 def _too_large(data: bytes, limits: Limits) -> MessageTooLarge:
@@ -235,8 +285,16 @@ def parse_message(data: bytes, *, limits: Limits = DEFAULT_LIMITS, stream: bool 
         raise _too_large(data, limits)
     if data[:2] == b"\r\n":
         data = data.lstrip(b"\r\n")
-    head, rest = _split(data)
-    return _build(_parse_head(head, limits), rest, stream)
+    head, rest, framed = _split(data)
+    return _build(_parse_head(head, limits), rest, stream, data if framed else None)
+
+
+def _check_single(headers: Headers) -> None:
+    """Single-value header fields appear once (RFC 4475 §3.3.8)."""
+    for key, name in _SINGLE:
+        lst = headers.lines_for_key(key)
+        if lst is not None and len(lst) > 1:
+            raise ParseError(f"Multiple {name} headers")
 
 
 def validate_request(req: Request) -> None:
@@ -249,12 +307,7 @@ def validate_request(req: Request) -> None:
     after the syntax) with ``partial = req``.
     """
     try:
-        seen: set[str] = set()
-        for key, display, _ in req.headers.raw_items():
-            if key in _SINGLE:
-                if key in seen:
-                    raise ParseError(f"Multiple {display} headers")
-                seen.add(key)
+        _check_single(req.headers)
         req.vias  # noqa: B018 - parse and cache every Via
         if req.cseq.method != req.method:
             raise ParseError("CSeq method does not match the request method")
@@ -272,12 +325,7 @@ def validate_request(req: Request) -> None:
 
 def validate_response(resp: Response) -> None:
     """The response counterpart: a response failing this is dropped (§18.1.2, RFC 4475 §3.1.2.5)."""
-    seen: set[str] = set()
-    for key, display, _ in resp.headers.raw_items():
-        if key in _SINGLE and key != "max-forwards":
-            if key in seen:
-                raise ParseError(f"Multiple {display} headers")
-            seen.add(key)
+    _check_single(resp.headers)
     resp.vias  # noqa: B018
     resp.cseq  # noqa: B018
     resp.call_id  # noqa: B018
@@ -377,7 +425,7 @@ class StreamParser:
             idx, head, total = self._head
             if len(buf) < total:
                 return
-            body = bytes(buf[idx + 4 : total])
+            frame = bytes(buf[:total])
             del buf[:total]
             self._head = None
-            out.append(_build(head, body, stream=True))
+            out.append(_build(head, frame[idx + 4 :], True, frame))

@@ -29,7 +29,6 @@ from .abnf import (
     IPV4_RE,
     PARAMCHAR_RE,
     PASSWORD_RE,
-    PORT_RE,
     RESERVED,
     SCHEME_RE,
     TEL_GLOBAL_RE,
@@ -144,7 +143,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     _check_host(host)
     if not has_colon:
         return host, None
-    if not PORT_RE.fullmatch(port_s) or int(port_s) > 65535:
+    if not (port_s.isascii() and port_s.isdigit()) or len(port_s) > 5 or int(port_s) > 65535:
         raise ParseError(f"Bad port in {_snip(text)}")
     return host, int(port_s)
 
@@ -157,9 +156,7 @@ def format_host(host: str) -> str:
 
 
 def _parse_uri_params(text: str, where: str) -> Mapping[str, str | None]:
-    """uri-parameters = *( ";" uri-parameter ); names are case-insensitive."""
-    if not text:
-        return _EMPTY
+    """uri-parameters = *( ";" uri-parameter ) after the first ';'; names are case-insensitive."""
     params: dict[str, str | None] = {}
     for part in text.split(";"):
         name, eq, value = part.partition("=")
@@ -330,7 +327,7 @@ def _parse_sip(scheme: str, rest: str, original: str) -> SipUri:
                 raise ParseError(f"Bad URI header in {_snip(original)}")
             hdrs[hn] = hv
         headers = MappingProxyType(hdrs)
-    hostport, _, ptext = rest.partition(";")
+    hostport, semi, ptext = rest.partition(";")
     if not hostport:
         raise ParseError(f"URI without host: {_snip(original)}")
     host, port = split_hostport(hostport)
@@ -340,7 +337,7 @@ def _parse_sip(scheme: str, rest: str, original: str) -> SipUri:
         password=password,
         port=port,
         scheme=scheme,
-        params=_parse_uri_params(ptext, original),
+        params=_parse_uri_params(ptext, original) if semi else _EMPTY,
         headers=headers,
     )
 

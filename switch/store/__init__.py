@@ -2,12 +2,12 @@
 
 SQLite (aiosqlite) is the embedded default, PostgreSQL (asyncpg) production. The
 services use the repository functions (``repo_*``), which take a session factory
-and exchange frozen dataclasses, never ORM objects.
+and exchange frozen dataclasses, never ORM objects. Schema: ``switch.store.migrate``
+(not re-exported here, so ``python -m switch.store.migrate`` runs cleanly).
 """
 
 from switch.store.crypto import SecretBox, SecretBoxError, generate_key, load_or_create_key
 from switch.store.engine import SessionFactory, make_engine, make_session_factory, normalise_url, write_session
-from switch.store.migrate import upgrade, upgrade_sync
 from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_lines import compute_ha1, normalise_number
 
@@ -24,7 +24,5 @@ __all__ = [
     "normalise_mac",
     "normalise_number",
     "normalise_url",
-    "upgrade",
-    "upgrade_sync",
     "write_session",
 ]

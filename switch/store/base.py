@@ -9,7 +9,7 @@ migration written against one works on the other.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["NAMING_CONVENTION", "Base", "UtcDateTime", "JsonDoc", "utcnow"]
+__all__ = ["NAMING_CONVENTION", "Base", "JsonDoc", "UtcDateTime", "utcnow"]
 
 #: Names stay below PostgreSQL's 63-character identifier limit for every table here
 #: (checked by tests/store/test_schema.py).
@@ -74,4 +74,4 @@ class Base(DeclarativeBase):
     """Root of all models; carries the shared metadata and naming convention."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UtcDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime()}

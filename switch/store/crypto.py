@@ -24,10 +24,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
-    "KEY_BYTES",
     "CTX_ADAPTER_SECRET",
     "CTX_LINE_SECRET",
     "CTX_TRUNK_PASSWORD",
+    "KEY_BYTES",
     "SecretBox",
     "SecretBoxError",
     "decode_key",

@@ -17,13 +17,13 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
     "SessionFactory",
-    "normalise_url",
+    "is_sqlite",
     "make_engine",
     "make_session_factory",
+    "normalise_url",
     "write_session",
-    "is_sqlite",
-    "SQLITE_BUSY_TIMEOUT_MS",
 ]
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -126,8 +126,7 @@ async def write_session(session_factory: SessionFactory) -> AsyncIterator[AsyncS
     between, and its reads are consistent with its writes. PostgreSQL needs nothing
     special: unique constraints catch the races that matter.
     """
-    async with session_factory() as session:
-        async with session.begin():
-            if is_sqlite(session):
-                await session.execute(text("BEGIN IMMEDIATE"))
-            yield session
+    async with session_factory() as session, session.begin():
+        if is_sqlite(session):
+            await session.execute(text("BEGIN IMMEDIATE"))
+        yield session

@@ -1,5 +1,8 @@
 """``softswitch import FILE``: upsert customers, adapters and lines from JSON or YAML.
 
+The same file may carry ``trunks`` and ``routes`` sections; those are validated and
+applied by ``repo_trunks.import_routing`` in the same transaction.
+
 Two phases, so that a bad file changes nothing:
 
 1. ``load_import_file`` / ``parse_import_document`` check the document on its own
@@ -30,17 +33,17 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import Select
 
-from switch.store.crypto import CTX_ADAPTER_SECRET, CTX_LINE_SECRET, SecretBox
+from switch.store.crypto import CTX_ADAPTER_SECRET, CTX_LINE_SECRET, CTX_TRUNK_PASSWORD, SecretBox
 from switch.store.engine import SessionFactory, write_session
 from switch.store.models import (
     Adapter,
@@ -50,27 +53,33 @@ from switch.store.models import (
     Language,
     Line,
     Number,
+    Route,
+    RouteTrunk,
+    Trunk,
     UnclaimedAdapter,
 )
 from switch.store.repo_adapters import MODEL_VENDORS, format_mac, new_provisioning_secret, normalise_mac
 from switch.store.repo_audit import add_audit_event
 from switch.store.repo_lines import apply_secret, default_auth_user, normalise_number
+from switch.store.repo_trunks import RoutingImportError, import_routing
 
 __all__ = [
-    "ImportIssue",
-    "ImportValidationError",
-    "LineSpec",
     "AdapterSpec",
     "CustomerSpec",
     "ImportDoc",
+    "ImportIssue",
     "ImportReport",
+    "ImportValidationError",
+    "LineSpec",
+    "import_document",
     "load_import_file",
     "parse_import_document",
-    "import_document",
 ]
 
 T = TypeVar("T")
 
+#: ``trunks`` and ``routes`` belong to ``repo_trunks`` (documented there).
+TOP_FIELDS = ("customers", "trunks", "routes")
 CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters")
 ADAPTER_FIELDS = ("mac", "model", "description", "lines")
 LINE_FIELDS = (
@@ -164,6 +173,9 @@ class ImportDoc:
     customers: tuple[CustomerSpec, ...]
     #: Where it came from (file name), for the audit trail.
     source: str = ""
+    #: The raw ``trunks`` / ``routes`` sections, if any: validated and applied by
+    #: ``repo_trunks.import_routing`` inside the same transaction.
+    routing: Mapping[str, Any] | None = None
 
 
 ENTITIES = ("customers", "adapters", "lines", "numbers")
@@ -176,6 +188,8 @@ class ImportReport:
     created: Mapping[str, int]
     updated: Mapping[str, int]
     unchanged: Mapping[str, int]
+    #: Summary of the trunks/routes section (``repo_trunks``), "" when there was none.
+    routing: str = ""
 
     @property
     def total_created(self) -> int:
@@ -190,11 +204,12 @@ class ImportReport:
         return self.total_created + self.total_updated > 0
 
     def summary(self) -> str:
-        return "; ".join(
+        parts = [
             f"{e}: {self.created.get(e, 0)} created, {self.updated.get(e, 0)} updated, "
             f"{self.unchanged.get(e, 0)} unchanged"
             for e in ENTITIES
-        )
+        ]
+        return "; ".join([*parts, self.routing] if self.routing else parts)
 
 
 # ------------------------------------------------------------------ phase 1: parse
@@ -207,13 +222,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
             )
         seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    return dict(loader.construct_mapping(node, deep=deep))
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -241,7 +256,7 @@ def _parse_text(text: str, name: str) -> Any:
         except ValueError as exc:
             raise ImportValidationError([ImportIssue("", f"{name}: invalid JSON: {exc}")]) from exc
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ImportValidationError([ImportIssue("", f"{name}: invalid YAML: {exc}")]) from exc
 
@@ -358,7 +373,7 @@ def _line(ck: _Checker, raw: Any, path: str, model: str | None) -> LineSpec | No
     unlisted = ck.flag(d, "unlisted", path)
     enabled = ck.flag(d, "enabled", path)
     language = ck.choice(d, "language", path, Language)
-    if len(ck.issues) != n_issues or number is None:
+    if len(ck.issues) != n_issues or number is None or not isinstance(port, int):
         return None
     return LineSpec(
         path=path,
@@ -384,6 +399,8 @@ def _adapter(ck: _Checker, raw: Any, path: str) -> AdapterSpec | None:
     if isinstance(raw_mac, int) and not isinstance(raw_mac, bool):
         # YAML 1.1 reads an unquoted 10:22:33:44:55:66 as a base-60 integer.
         ck.err(f"{path}.mac", "was read as a number: put the MAC address in quotes")
+    elif raw_mac is not None and not isinstance(raw_mac, str):
+        ck.err(f"{path}.mac", "must be a string")
     elif raw_mac is not None:
         try:
             mac = normalise_mac(raw_mac)
@@ -471,9 +488,9 @@ def parse_import_document(data: Any, *, source: str = "") -> ImportDoc:
     if not isinstance(data, dict):
         raise ImportValidationError([ImportIssue("", 'the document must be an object with a "customers" list')])
     for key in data:
-        if key != "customers":
-            ck.err(str(key), "unknown field (allowed: customers)")
-    if "customers" not in data:
+        if key not in TOP_FIELDS:
+            ck.err(str(key), f"unknown field (allowed: {', '.join(TOP_FIELDS)})")
+    if not any(key in data for key in TOP_FIELDS):
         ck.err("customers", "required")
     customers = [
         spec
@@ -494,7 +511,8 @@ def parse_import_document(data: Any, *, source: str = "") -> ImportDoc:
     )
     if ck.issues:
         raise ImportValidationError(sorted(ck.issues, key=_issue_order))
-    return ImportDoc(customers=tuple(customers), source=source)
+    routing = {key: data[key] for key in ("trunks", "routes") if key in data}
+    return ImportDoc(customers=tuple(customers), source=source, routing=routing or None)
 
 
 def _issue_order(issue: ImportIssue) -> tuple[Any, ...]:
@@ -506,6 +524,8 @@ def _issue_order(issue: ImportIssue) -> tuple[Any, ...]:
 
 
 _IN_CHUNK = 900
+#: pg_advisory_xact_lock key serialising imports (distinct from the migration lock).
+_PG_IMPORT_LOCK = 0x5_0F75_1A90
 
 
 async def _fetch_in(
@@ -660,11 +680,14 @@ def _check_against_db(doc: ImportDoc, world: _World) -> tuple[list[ImportIssue],
                             f"{ls.number} belongs to customer {world.customer_refs[number.customer_id]}",
                         )
                     )
-                elif number is not None and (owner := world.lines_by_number_id.get(number.id)) is not None:
-                    if world.key_of(owner) != key and world.key_of(owner) not in targets:
-                        issues.append(
-                            ImportIssue(f"{ls.path}.number", f"{ls.number} is already used by {world.describe(owner)}")
-                        )
+                elif (
+                    number is not None
+                    and (owner := world.lines_by_number_id.get(number.id)) is not None
+                    and world.key_of(owner) not in (key, *targets)
+                ):
+                    issues.append(
+                        ImportIssue(f"{ls.path}.number", f"{ls.number} is already used by {world.describe(owner)}")
+                    )
                 old_number = world.number_e164.get(existing.number_id) if existing and existing.number_id else None
                 auth = _final_auth_user(ls, existing, old_number)
                 final_auth[key] = auth
@@ -673,7 +696,7 @@ def _check_against_db(doc: ImportDoc, world: _World) -> tuple[list[ImportIssue],
                         ImportIssue(f"{ls.path}.auth_user", f"duplicate auth user {auth!r} (also at {auth_seen[auth]})")
                     )
                     continue
-                auth_seen[auth] = ls.path
+                auth_seen[auth] = f"{ls.path}.auth_user"
                 holder = world.lines_by_auth.get(auth)
                 if holder is not None and world.key_of(holder) != key and world.key_of(holder) not in targets:
                     how = "" if ls.auth_user is not None else " (the default, from the number)"
@@ -696,6 +719,10 @@ async def import_document(
     """Upsert the document in one transaction; raises ImportValidationError (and
     writes nothing) if it conflicts with the database."""
     async with write_session(session_factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # Two imports at once would each pass the checks and then collide on a
+            # unique key; take turns instead (SQLite's BEGIN IMMEDIATE already does).
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IMPORT_LOCK})
         world = await _load_world(session, doc)
         issues, final_auth = _check_against_db(doc, world)
         if issues:
@@ -703,16 +730,41 @@ async def import_document(
         counts = _Counts()
         await _apply(session, doc, world, final_auth, secret_box, realm, counts)
         report = counts.report()
-        if report.changed:
+        routing_changed = False
+        if doc.routing:
+            before = await _routing_state(session, secret_box)
+            try:
+                routing = await import_routing(session, dict(doc.routing), secret_box)
+            except RoutingImportError as exc:
+                raise ImportValidationError([ImportIssue("", str(exc))]) from exc
+            routing_changed = await _routing_state(session, secret_box) != before
+            report = replace(report, routing=str(routing))
+        if report.changed or routing_changed:
             add_audit_event(
                 session,
                 actor=actor,
                 action="import",
                 subject_type="import",
                 subject_id=doc.source[:64] or "-",
-                details={"created": report.created, "updated": report.updated},
+                details={"created": report.created, "updated": report.updated, "routing": report.routing},
             )
         return report
+
+
+async def _routing_state(session: AsyncSession, box: SecretBox) -> list[tuple[Any, ...]]:
+    """Trunks and routes as comparable rows (passwords decrypted: re-sealing the same
+    password gives new ciphertext), to audit a routing import only if it changed
+    something. Column selects, not entities: ``import_routing`` must find the
+    identity map as it left it."""
+    await session.flush()
+    trunk_cols = [c for c in Trunk.__table__.c if c.name != "password_enc"]
+    state: list[tuple[Any, ...]] = []
+    for row in await session.execute(select(*trunk_cols, Trunk.password_enc).order_by(Trunk.id)):
+        *cols, enc = row
+        state.append((*cols, box.decrypt(enc, context=CTX_TRUNK_PASSWORD) if enc else None))
+    for table in (cast(Table, Route.__table__), cast(Table, RouteTrunk.__table__)):
+        state.extend(tuple(r) for r in await session.execute(select(table).order_by(*table.primary_key.columns)))
+    return state
 
 
 async def _apply(

@@ -40,12 +40,12 @@ from switch.store.engine import make_engine, normalise_url
 __all__ = [
     "MIGRATIONS_DIR",
     "alembic_config",
-    "head_revision",
     "current_revision",
+    "downgrade",
+    "head_revision",
+    "main",
     "upgrade",
     "upgrade_sync",
-    "downgrade",
-    "main",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -105,7 +105,7 @@ async def _with_connection(target: str | AsyncEngine, work: Callable[[Connection
             await engine.dispose()
 
 
-def _command(fn: Callable[[Config], None]) -> Callable[[Connection], None]:
+def _command(fn: Callable[[Config], object]) -> Callable[[Connection], None]:
     def work(connection: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection

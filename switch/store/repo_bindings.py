@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,19 +24,19 @@ from switch.store.engine import SessionFactory, write_session
 from switch.store.models import Binding, Line, QualifyStats, Transport
 
 __all__ = [
+    "BindingChange",
     "BindingRecord",
-    "SaveBinding",
+    "QualifyInfo",
+    "QualifyResult",
     "RemoveBinding",
     "RemoveLineBindings",
-    "BindingChange",
-    "QualifyResult",
-    "QualifyInfo",
-    "load_all_bindings",
-    "save_bindings",
+    "SaveBinding",
     "delete_expired",
-    "touch_keepalives",
-    "record_qualify",
+    "load_all_bindings",
     "load_qualify_stats",
+    "record_qualify",
+    "save_bindings",
+    "touch_keepalives",
 ]
 
 #: Rows per INSERT … ON CONFLICT statement: 15 columns × 500 stays well below the
@@ -243,7 +243,7 @@ async def touch_keepalives(session_factory: SessionFactory, seen: Sequence[tuple
     """Record keepalives (CRLF pings, RFC 5626 §4.4) as ``(line_id, contact, at)``."""
     if not seen:
         return
-    table = Binding.__table__
+    table = cast(Table, Binding.__table__)
     stmt = (
         update(table)
         .where(table.c.line_id == bindparam("b_line"), table.c.contact_uri == bindparam("b_contact"))

@@ -15,7 +15,7 @@ from switch.store.base import utcnow
 from switch.store.engine import SessionFactory, write_session
 from switch.store.models import ApiToken, Customer, TokenRole
 
-__all__ = ["TOKEN_PREFIX", "TokenInfo", "hash_token", "create_token", "verify_token", "revoke_token"]
+__all__ = ["TOKEN_PREFIX", "TokenInfo", "create_token", "hash_token", "revoke_token", "verify_token"]
 
 #: Makes leaked tokens recognisable to secret scanners and people.
 TOKEN_PREFIX = "sst_"

@@ -294,11 +294,15 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
         description = _str(item, "description", where)
         route = routes.get(prefix)
         if route is None:
-            route = Route(prefix=prefix, description=description or "", enabled=True if enabled is None else enabled)
+            route = Route(
+                prefix=prefix,
+                description=description or "",
+                enabled=True if enabled is None else enabled,
+                trunks=[RouteTrunk(position=pos, trunk_id=tid) for pos, tid in enumerate(trunk_ids)],
+            )
             session.add(route)
             routes[prefix] = route
             report.routes_created += 1
-            await session.flush()
         else:
             report.routes_updated += 1
             if enabled is not None:
@@ -308,6 +312,6 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
             # Replace the trunk list: delete first so (route, position) can be reused.
             route.trunks.clear()
             await session.flush()
-        route.trunks.extend(RouteTrunk(position=pos, trunk_id=tid) for pos, tid in enumerate(trunk_ids))
+            route.trunks.extend(RouteTrunk(position=pos, trunk_id=tid) for pos, tid in enumerate(trunk_ids))
     await session.flush()
     return report

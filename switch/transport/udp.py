@@ -30,11 +30,16 @@ class UdpTransport(asyncio.DatagramProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.family = sock.family
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):
+                # SO_RCVBUF is capped by net.core.rmem_max (often 208 KiB); with
+                # CAP_NET_ADMIN the *FORCE variants (33/32 on Linux) are not.
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-                except OSError:  # pragma: no cover - container limits
-                    pass
+                    sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+                except OSError:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                    except OSError:  # pragma: no cover - container limits
+                        pass
         name = transport.get_extra_info("sockname")
         self.local = (name[0], name[1])
 

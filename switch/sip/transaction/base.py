@@ -145,7 +145,7 @@ class Transition(NamedTuple):
 class Transaction:
     """State, timers and the bytes to retransmit; subclasses add the table."""
 
-    __slots__ = ("tid", "state", "peer", "timers", "armed", "interval", "pending_zero", "request")
+    __slots__ = ("tid", "state", "peer", "timers", "armed", "interval", "pending_zero", "request", "tu_knows")
 
     TABLE: ClassVar[dict[tuple[State, Input], Transition]]
     INITIAL: ClassVar[State]
@@ -164,6 +164,9 @@ class Transaction:
         self.interval = 0.0
         """Current retransmit interval (A, E, G or the 2xx timer)."""
         self.pending_zero: Input | None = None
+        self.tu_knows = True
+        """The TU was given this tid. The layer's own server transactions (a 483, 482, 420 or 481
+        it sent, a CANCEL it answered) end without TransactionTerminated or TransportError events."""
 
     def process(self, inp: Input, ctx: Context, msg: Message | None, source: Peer | None, now: float) -> None:
         """Apply one input. Raises TransactionError (state unchanged) for pairs not in the table."""
@@ -229,21 +232,16 @@ class ServerTransaction(Transaction):
         self.status = 0
         """Status of the last response sent (0: none yet)."""
         self.to_tag: str | None = None
-        """Our To tag: from the latest response that carried one, else chosen on demand."""
+        """Our To tag: chosen on demand (create_response); the IST also takes it from its responses."""
         self.merge_key: tuple[str | None, str, int, str] | None = None
         self.rfc2543 = False
         """Matched by the RFC 2543 rules (no magic cookie in the branch, §17.2.3)."""
+        self.tu_knows = False
 
     def store_response(self, response: Response) -> bytes:
         data = response.to_bytes()
         self.response_bytes = data
         self.status = response.status
-        if response.status > 100:
-            # The tag of our latest response: the ACK to a non-2xx must carry it (§17.2.3, RFC 2543
-            # matching), and the ACK to a 2xx is found by it (server_invite.py).
-            tag = response.to.tag
-            if tag is not None:
-                self.to_tag = tag
         return data
 
 
@@ -258,7 +256,8 @@ def emit_response(txn: Transaction, ctx: Context, msg: Message | None, source: P
 
 def report_transport_error(txn: Transaction, ctx: Context, msg: Message | None, source: Peer | None, now: float) -> None:
     """§17.1.4 / §17.2.4: inform the TU, then the transaction is terminated."""
-    ctx.txn_emit(TransportError(tid=txn.tid))
+    if txn.tu_knows:
+        ctx.txn_emit(TransportError(tid=txn.tid))
 
 
 def disarm_all(txn: Transaction, ctx: Context) -> None:

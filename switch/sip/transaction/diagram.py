@@ -55,6 +55,28 @@ Layer policies (see `switch/sip/transaction/layer.py` for the reasons):
   reported as `CancelReceived`; otherwise 481.
 * A 2xx to INVITE arriving after its client transaction ended is passed to the
   TU with `tid=""` so it can ACK again.
+
+## Using the layer
+
+```python
+layer = TransactionLayer(LayerConfig(timers=TimerConfig(), via_addresses={"udp": ("192.0.2.10", 5060)},
+                                     supported=frozenset({"100rel"}), user_agent="softswitch"))
+layer.receive(data, Peer("udp", host, port), now)        # or receive_message(msg, peer, now)
+while (ev := layer.next_event()) is not None: ...        # RequestReceived, ResponseReceived, CancelReceived,
+                                                         # TransactionTimeout, TransactionTerminated, TransportError
+for data, peer in layer.datagrams_to_send(): ...         # send each; Peer.conn set => same TCP connection
+deadline = layer.get_timer()                             # re-arm one loop timer; then layer.handle_timer(now)
+
+tid = layer.send_request(request, dest_peer, now)        # adds our Via (new branch, rport); "" for ACK
+layer.cancel(tid, now)                                   # §9.1 CANCEL; returns the CANCEL's tid or None
+layer.send_response(server_tid, response, now)           # False if the transaction refused it
+layer.create_response(server_tid, 487)                   # response_for() with the transaction's To tag
+layer.send_stateless(message, peer)                      # e.g. re-sending an ACK for a 2xx
+layer.transport_error(peer, now)                         # the transport could not reach peer
+```
+
+Counters: `layer.stats` (`received`, `sent`, `retransmissions`, `absorbed`,
+`rejected` by status, `dropped` by reason) and `layer.live_transactions`.
 """
 
 

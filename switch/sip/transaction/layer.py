@@ -141,7 +141,8 @@ _ServerKey = str
 _MergeKey = tuple[str | None, str, int, str]
 _AckKey = tuple[str, int, str | None, str | None]
 # message.py caches parsed headers under these keys; the Via stamp keeps them (see _stamp_via).
-_UNCHANGED_BY_VIA = ("call-id", "cseq", "from", "to", "max-forwards")
+_UNCHANGED_BY_VIA = ("call-id", "cseq", "from", "to", "max-forwards", "contact")
+_COOKIE_LEN = len(MAGIC_COOKIE)
 
 
 class TransactionLayer:
@@ -406,7 +407,8 @@ class TransactionLayer:
                 del self._merge[mk]
             if isinstance(txn, ServerInviteTransaction) and txn.ack_key is not None:
                 self.txn_ack_pending(txn, False)
-        self._events.append(TransactionTerminated(tid=tid))
+        if txn.tu_knows:
+            self._events.append(TransactionTerminated(tid=tid))
 
     def txn_send_cancel(self, txn: ClientInviteTransaction, now: float) -> None:
         """Build and send the CANCEL for an INVITE (§9.1), then guard the INVITE with Timer B."""
@@ -477,7 +479,8 @@ class TransactionLayer:
         self._stamp_via(req, source)
         method = req.method
         branch = req.top_via.branch
-        rfc3261 = branch is not None and branch.startswith(MAGIC_COOKIE)
+        # §17.2.3: the magic cookie followed by something unique; anything else is RFC 2543.
+        rfc3261 = branch is not None and len(branch) > _COOKIE_LEN and branch.startswith(MAGIC_COOKIE)
         if method == "ACK":
             self._on_ack(req, source, now, rfc3261)
             return
@@ -489,7 +492,11 @@ class TransactionLayer:
         if txn is not None:
             self._feed(txn, Input.RECV_REQUEST, req, source, now)
             return
-        rejection = self._screen(req)
+        try:
+            rejection = self._screen(req)
+        except ParseError as err:  # e.g. an unterminated quote in Require
+            self._answer_malformed(req, source, err)
+            return
         if rejection is not None:
             status, reason, extra = rejection
             self._reject(req, key, source, now, status, reason, extra, rfc3261)
@@ -499,6 +506,7 @@ class TransactionLayer:
             mk = (req.from_.tag, req.call_id, req.cseq.seq, method)
             txn.merge_key = mk
             self._merge[mk] = key
+        txn.tu_knows = True
         if isinstance(txn, ServerInviteTransaction) and self.config.auto_100:
             self._feed(txn, Input.SEND_1XX, self._own_response(req, 100, None), None, now)
         self._events.append(RequestReceived(tid=key, request=req, source=source))
@@ -700,9 +708,14 @@ class TransactionLayer:
         rejected[status] = rejected.get(status, 0) + 1
 
     def _compact(self) -> None:
-        """Drop stale heap entries once they outnumber the live ones."""
-        self._heap = [e for e in self._heap if e[2].armed.get(e[3]) == e[1]]
-        heapq.heapify(self._heap)
+        """Drop stale heap entries once they outnumber the live ones.
+
+        In place: handle_timer may be iterating over this very list when a fired
+        timer arms the next one.
+        """
+        heap = self._heap
+        heap[:] = [e for e in heap if e[2].armed.get(e[3]) == e[1]]
+        heapq.heapify(heap)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -50,6 +50,15 @@ class ServerInviteTransaction(ServerTransaction):
         """Dialog key under which the layer finds this transaction for the 2xx's ACK."""
         self.acked = False
 
+    def store_response(self, response: Response) -> bytes:
+        if response.status > 100:
+            # The tag of our latest response: the ACK to a non-2xx must carry it (§17.2.3, RFC 2543
+            # matching), the ACK to a 2xx is found by it, and the 200 to a CANCEL reuses it (§9.2).
+            tag = response.to.tag
+            if tag is not None:
+                self.to_tag = tag
+        return super().store_response(response)
+
 
 def _resend_response(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
     if t.response_bytes is not None:

@@ -18,7 +18,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from switch.store import models  # noqa: F401  (registers every table on Base.metadata)
+from switch.store import models  # noqa: F401  # registers every table on Base.metadata
 from switch.store.base import Base
 from switch.store.engine import make_engine, normalise_url
 

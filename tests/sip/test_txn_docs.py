@@ -1,0 +1,46 @@
+"""docs/transactions.md is generated from the transition tables and must not drift from them;
+the transaction modules stay sans-IO."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import switch.sip.dialog
+import switch.sip.timers
+import switch.sip.transaction
+from switch.sip.transaction.diagram import MACHINES, render
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"asyncio", "socket", "time", "threading", "selectors", "sqlalchemy", "aiosqlite", "asyncpg", "sqlite3"}
+
+
+def test_docs_match_the_tables() -> None:
+    """Regenerate with: python -m switch.sip.transaction.diagram > docs/transactions.md"""
+    assert (ROOT / "docs" / "transactions.md").read_text(encoding="utf-8") == render()
+
+
+def test_every_transition_appears_in_the_docs() -> None:
+    text = render()
+    for cls, _ in MACHINES:
+        for (state, inp), tr in cls.TABLE.items():
+            assert f"| {state.value} | {inp.value} | {tr.doc} | {tr.target.value} |" in text
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_transaction_code_does_no_io() -> None:
+    files = [Path(switch.sip.timers.__file__), Path(switch.sip.dialog.__file__)]
+    files += sorted(Path(switch.sip.transaction.__file__).parent.glob("*.py"))
+    for path in files:
+        bad = _imports(path) & FORBIDDEN
+        assert not bad, f"{path.name} imports {bad}"
+        assert "switch" not in _imports(path) or path.name == "__init__.py", f"{path.name}: use relative imports"
