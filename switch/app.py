@@ -31,6 +31,7 @@ from switch.transport.endpoint import Endpoint
 from .services import lamp_history, persistence
 from .services.adapter_status import AdapterStatusService, LampChange
 from .services.auth import Authenticator
+from .services.hot_store import HotStore, make_hot_store
 from .services.lines import LineDirectory, LineInfo
 from .services.location import LocationService
 from .services.qualify import Qualifier
@@ -55,6 +56,7 @@ class Services:
     status: AdapterStatusService
     qualifier: Qualifier
     started_at: float
+    hot_store: HotStore
     lamp_writer: Any = None
     calls: Any = None  # switch.services.b2bua.manager.CallManager
 
@@ -99,10 +101,8 @@ async def start(settings: Settings) -> Services:
     lines = LineDirectory(load_lines, lines_fingerprint)
     await lines.reload()
 
-    async def write(changes: list[Any]) -> None:
-        await persistence.replace_bindings(sf, changes)
-
-    location = LocationService(write, commit_window=settings.commit_window)
+    hot = make_hot_store(settings.database_url)
+    location = LocationService(hot.replace_bindings, commit_window=settings.commit_window)
     location.start(await persistence.load_bindings(sf))
     key = settings.key or load_or_create_key(settings.key_file)
 
@@ -161,9 +161,10 @@ async def start(settings: Settings) -> Services:
         status=status,
         qualifier=qualifier,
         started_at=time.time(),
+        hot_store=hot,
     )
     await lamp_history.restore(services.session_factory, status)
-    writer = lamp_history.LampWriter(services.session_factory)
+    writer = lamp_history.LampWriter(hot)
     status.persist = writer.submit
     services.lamp_writer = writer
     status.start()
@@ -181,6 +182,7 @@ async def stop(services: Services) -> None:
     await services.qualifier.stop()
     await services.endpoint.stop()
     await services.location.close()
+    await services.hot_store.close()
     await services.lamp_writer.close()
     await services.engine.dispose()
 

@@ -182,8 +182,11 @@ class AdapterStatusService:
             le.auth_failures += 1
             le.last_failure_reason = f"wrong password {le.auth_failures}× since {_hhmm(le.first_failure_at)}"
         elif status == 200:
+            was_failing = le.auth_failures > 0
             le.auth_failures = 0
             le.ever_registered = True
+            if not was_failing:
+                return  # a binding change already refreshed the lamps; a refresh changes nothing
         if line.adapter_id is not None:
             self.refresh(line.adapter_id)
 

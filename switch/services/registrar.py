@@ -67,6 +67,15 @@ class Registrar:
         #: called after every REGISTER outcome: (line or None, source host, status)
         self.observers: list[Callable[[LineInfo | None, str, int], None]] = []
 
+    _date_cache: tuple[int, str] = (0, "")
+
+    def _date(self, now: float) -> str:
+        """RFC 3261 §20.17 Date (adapters without NTP set their clock from it); formatted once a second."""
+        sec = int(now)
+        if self._date_cache[0] != sec:
+            self._date_cache = (sec, email.utils.formatdate(sec, usegmt=True))
+        return self._date_cache[1]
+
     # -- entry point -------------------------------------------------------------
     def on_register(self, ev: RequestReceived) -> None:
         req = ev.request
@@ -197,7 +206,7 @@ class Registrar:
         resp = response_for(req, 200, to_tag=new_tag())
         for b in bindings:
             resp.headers.add("Contact", f"<{b.contact}>;expires={b.remaining(now)}")
-        resp.headers.add("Date", email.utils.formatdate(now, usegmt=True))
+        resp.headers.add("Date", self._date(now))
         self.registered += 1
         self.reply(tid, resp)
         for obs in self.observers:

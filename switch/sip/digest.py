@@ -181,6 +181,9 @@ _TOKEN68_RE: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t\r\n]*(?:,|$))")
 _WS: Final = " \t\r\n"
 # qdtext excludes CTLs other than HTAB (RFC 7230 §3.2.6).
 _CTL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# quoted-string with quoted-pairs; no CTLs other than HTAB (RFC 7230 §3.2.6).
+_QUOTED_RE: Final = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
+_UNESCAPE_RE: Final = re.compile(r"\\(.)", re.S)
 # nc-value = 8LHEX (RFC 7616 §3.4); upper-case hex tolerated.
 _NC_RE: Final = re.compile(r"[0-9A-Fa-f]{8}")
 
@@ -224,25 +227,20 @@ class _Scanner:
     def quoted_string(self) -> str:
         # quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
         # quoted-pair   = "\" ( HTAB / SP / VCHAR / obs-text )
+        # One regex match instead of a character loop: this runs for every
+        # parameter of every Authorization header the registrar sees.
         assert self.peek() == '"'
-        self.pos += 1
-        out: list[str] = []
-        while True:
-            if self.at_end():
-                raise DigestParseError("unterminated quoted string")
-            ch = self.text[self.pos]
-            if ch == '"':
-                self.pos += 1
-                return "".join(out)
-            if ch == "\\":
-                if self.pos + 1 >= len(self.text):
-                    raise DigestParseError("dangling backslash in quoted string")
-                ch = self.text[self.pos + 1]
-                self.pos += 1
-            if _CTL_RE.match(ch):
+        m = _QUOTED_RE.match(self.text, self.pos)
+        if m is None:
+            rest = self.text[self.pos + 1 :]
+            if _CTL_RE.search(rest.split('"', 1)[0]):
                 raise DigestParseError("control character in quoted string")
-            out.append(ch)
-            self.pos += 1
+            if rest.endswith("\\") or '"' not in rest:
+                raise DigestParseError("unterminated quoted string")
+            raise DigestParseError("dangling backslash in quoted string")
+        self.pos = m.end()
+        body = m.group(1)
+        return _UNESCAPE_RE.sub(r"\1", body) if "\\" in body else body
 
 
 def _parse_params(sc: _Scanner) -> tuple[dict[str, str], bool]:
@@ -438,6 +436,38 @@ def _decode_ext_value(value: str) -> str:
         raise DigestParseError("username* is not valid UTF-8") from None
 
 
+# The shape nearly every device sends: "Digest" then name=value pairs separated by
+# commas, values either tokens or quoted strings without escapes. Matched with one
+# regex pass; anything else (escapes, odd spacing, duplicates) takes the full parser.
+_FAST_HEAD_RE: Final = re.compile(r"[ \t]*[Dd][Ii][Gg][Ee][Ss][Tt][ \t]+")
+_FAST_PARAM_RE: Final = re.compile(
+    r'[ \t]*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)[ \t]*=[ \t]*(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"|([A-Za-z0-9!#$%&\'*+.^_`|~/:-]+))[ \t]*(,|$)'
+)
+
+
+def _fast_params(value: str) -> dict[str, str] | None:
+    m = _FAST_HEAD_RE.match(value)
+    if m is None:
+        return None
+    pos = m.end()
+    end = len(value)
+    params: dict[str, str] = {}
+    match = _FAST_PARAM_RE.match
+    while pos < end:
+        pm = match(value, pos)
+        if pm is None:
+            return None
+        name = pm.group(1).lower()
+        if name in params:
+            return None  # let the full parser report the duplicate
+        quoted = pm.group(2)
+        params[name] = quoted if quoted is not None else pm.group(3)
+        pos = pm.end()
+        if not pm.group(4) and pos < end:
+            return None
+    return params if params else None
+
+
 def parse_credentials(header_value: str) -> Credentials:
     """Parse an Authorization / Proxy-Authorization value carrying Digest.
 
@@ -445,10 +475,14 @@ def parse_credentials(header_value: str) -> Credentials:
     one credentials set, missing required parameter, bad ``nc``, ``qop``
     without ``cnonce``/``nc``.
     """
-    items = _parse_auth_list(header_value)
-    if len(items) != 1:
-        raise DigestParseError("expected exactly one set of credentials")
-    scheme, params = items[0]
+    fast = _fast_params(header_value)
+    if fast is not None:
+        scheme, params = "Digest", fast
+    else:
+        items = _parse_auth_list(header_value)
+        if len(items) != 1:
+            raise DigestParseError("expected exactly one set of credentials")
+        scheme, params = items[0]
     if scheme.lower() != "digest":
         raise DigestParseError(f"unsupported auth-scheme {scheme!r}")
 

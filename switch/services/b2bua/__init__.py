@@ -1,0 +1,11 @@
+"""The B2BUA: calls made of two legs that talk in call-control events.
+
+Kept import-light on purpose: ``routing`` (pure) imports ``causes`` from here,
+so this package must not pull in the SIP legs or asyncio at import time.
+Import ``switch.services.b2bua.manager`` for ``CallManager`` and
+``install_calls``.
+"""
+
+from .causes import Cause
+
+__all__ = ["Cause"]

@@ -1,0 +1,614 @@
+"""CallManager: turns INVITEs into calls, dispatches in-dialog requests, drains on shutdown.
+
+Order of checks for a new INVITE (what the caller hears first wins):
+
+1. We are shutting down → 503 + Retry-After (adapters move to their backup proxy).
+2. It carries our own loop token (``X-Switch-Loop``) → 482: a carrier routed
+   our own B-leg back to us. (Via-branch loops and Max-Forwards 0 are caught
+   by the transaction layer, RFC 3261 §8.2.2.2 / §16.3.)
+3. Source address inside a trunk's ACL → a carrier call (a disabled trunk
+   gets 403); otherwise digest with 407 (RFC 3261 §22.3) → a line's call.
+4. Numbering (``numbering.normalise``) and routing (``routing.decide``):
+   emergency numbers are routed before any policy check.
+5. The Call starts; every outcome, including refusals after authentication,
+   ends in exactly one CDR.
+
+In-dialog requests are found by (Call-ID, our tag) in one dict shared with
+the legs; CANCEL by the INVITE's server transaction. Out-of-dialog OPTIONS,
+NOTIFY and REFER are handed to whoever handled them before us (or the
+endpoint's default answer): the calls only claim what belongs to a dialog.
+
+Performance: per INVITE there is one digest check, one normalisation, a few
+dict probes for routing, and the SIP messages themselves; no database access
+(the CDR is written by a group committer after the call) and no task per
+call (timers are loop handles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from switch.sip.errors import ParseError, SipError
+from switch.sip.headers import NameAddr
+from switch.sip.message import Request, response_for
+from switch.sip.transaction.events import CancelReceived, Peer, RequestReceived
+from switch.sip.uri import SipUri, TelUri, parse_uri
+from switch.store.models import CallDirection
+
+from ..auth import AuthChallenge, AuthOk, Authenticator
+from ..cdr import CdrDraft, CdrWriter
+from ..lines import LineDirectory, LineInfo
+from ..location import LocationService
+from ..numbering import Normalised, NumberClass, normalise
+from ..routing import (
+    Caller,
+    Emergency,
+    FromLine,
+    FromTrunk,
+    OnNet,
+    PolicyCheck,
+    Reject,
+    RouteDecision,
+    RoutingSnapshot,
+    Trunks,
+    decide,
+)
+from ..trunks import TrunkInfo, TrunkService
+from .call import Call, CallConfig, Target
+from .causes import Cause
+from .events import Try
+from .leg import LOOP_HEADER, Identity, LegEnv, UacLeg, UasLeg
+
+if TYPE_CHECKING:
+    from switch.app import Services
+    from switch.transport.endpoint import Endpoint
+
+__all__ = ["CallSettings", "CallManager", "ManagerStats", "LoopClock", "install_calls", "identity_for", "wants_privacy"]
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
+#: In-dialog methods the calls take; OPTIONS/NOTIFY/REFER also arrive out of dialog.
+_DIALOG_METHODS = ("ACK", "BYE", "UPDATE", "INFO", "PRACK", "OPTIONS", "NOTIFY", "REFER")
+#: Extensions a caller may not *require* of a call: we send no reliable provisionals
+#: (RFC 3262), run no session timer (RFC 4028) and do not support Replaces (RFC 3891).
+_NOT_RELAYED_EXTENSIONS = frozenset({"100rel", "timer", "replaces"})
+#: Classes a 3xx may send a call to through the route table without the caller having dialled that class.
+_REDIRECT_OK = frozenset({NumberClass.FIXED, NumberClass.MOBILE, NumberClass.FREEPHONE})
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    domain: str
+    """Host part of the From/To URIs we create (the realm)."""
+    country_code: str = "47"
+    no_answer_timeout: float = 60.0
+    max_duration: float = 4 * 3600.0
+    setup_timeout: float = 4.0
+    """A B-leg INVITE with no response at all after this long fails over (Timer B is 32 s)."""
+    ack_timeout: float = 32.0
+    trunk_ping_interval: float = 30.0
+    trunk_ping_timeout: float = 5.0
+    trunk_reload_interval: float = 30.0
+    """Re-read trunks and routes this often (``softswitch import`` runs in another process)."""
+    shutdown_retry_after: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> CallSettings:
+        t1 = float(getattr(settings, "t1", 0.5))
+        return cls(
+            domain=settings.effective_realm(),
+            no_answer_timeout=float(settings.no_answer_timeout),
+            max_duration=float(settings.max_call_duration),
+            ack_timeout=64 * t1,
+            setup_timeout=float(getattr(settings, "trunk_setup_timeout", 4.0)),
+            trunk_ping_interval=float(getattr(settings, "trunk_ping_interval", 30.0)),
+            trunk_ping_timeout=float(getattr(settings, "trunk_ping_timeout", 5.0)),
+        )
+
+
+class LoopClock:
+    """The Clock a Call needs, on the running asyncio loop."""
+
+    __slots__ = ("_loop", "wall")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wall: Callable[[], float] = time.time) -> None:
+        self._loop = loop
+        self.wall = wall
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self._loop.call_later(delay, callback)
+
+
+@dataclass(slots=True)
+class ManagerStats:
+    invites: int = 0
+    challenged: int = 0
+    calls: int = 0
+    answered: int = 0
+    by_cause: dict[str, int] = field(default_factory=dict)
+
+
+def wants_privacy(req: Request) -> bool:
+    """The caller asked not to be presented (RFC 3323 Privacy, or an anonymous From, RFC 3261 §8.1.1.3)."""
+    for token in req.headers.values("Privacy"):
+        for part in token.split(";"):
+            if part.strip().lower() in ("id", "user", "header"):
+                return True
+    try:
+        frm = req.from_
+    except ParseError:
+        return False
+    if frm.display and frm.display.strip().lower() == "anonymous":
+        return True
+    uri = frm.uri
+    if isinstance(uri, SipUri):
+        return (uri.user or "").lower() == "anonymous" or uri.host.lower() == "anonymous.invalid"
+    return False
+
+
+def national_form(e164: str, country_code: str = "47") -> str:
+    """'+4722000001' → '22000001' (what a Norwegian phone displays); other numbers unchanged."""
+    prefix = "+" + country_code
+    if e164.startswith(prefix):
+        return e164[len(prefix) :]
+    return e164
+
+
+def identity_for(number: str | None, target: Target, privacy: bool, domain: str, country_code: str = "47") -> Identity:
+    """From / P-Asserted-Identity / Privacy for a B-leg INVITE.
+
+    Carriers are inside the trust domain (RFC 3325 §2): they always get the
+    real number in PAI, in E.164, and ``Privacy: id`` when the caller asked
+    for it. Adapters are not: an anonymous call reaches them with an
+    anonymous From and no PAI at all; otherwise both carry the national
+    number the phone should display.
+    """
+    if target.trunk is not None:
+        if number is None:
+            return Identity(ANONYMOUS_FROM, (("Privacy", "id"),))
+        pai = ("P-Asserted-Identity", f"<sip:{number}@{domain};user=phone>")
+        if privacy:
+            return Identity(ANONYMOUS_FROM, (pai, ("Privacy", "id")))
+        return Identity(f"<sip:{number}@{domain};user=phone>", (pai,))
+    if number is None or privacy:
+        return Identity(ANONYMOUS_FROM)
+    shown = national_form(number, country_code)
+    return Identity(f"<sip:{shown}@{domain}>", (("P-Asserted-Identity", f"<sip:{shown}@{domain}>"),))
+
+
+def _uri_user(uri: object) -> str | None:
+    if isinstance(uri, TelUri):
+        return str(uri)
+    user = getattr(uri, "user", None)
+    return str(user) if user else None
+
+
+def dialled_of(req: Request) -> str:
+    """What the caller dialled: the Request-URI's user part (a tel: URI whole)."""
+    try:
+        return _uri_user(req.ruri) or ""
+    except SipError:
+        return ""
+
+
+def presented_number(req: Request, country_code: str = "47") -> Normalised | None:
+    """The calling number a carrier asserts (PAI first, then From), normalised; None if anonymous."""
+    candidates: list[str] = []
+    for value in req.headers.values("P-Asserted-Identity"):
+        try:
+            user = _uri_user(NameAddr.parse(value).uri)
+        except SipError:
+            continue
+        if user:
+            candidates.append(user)
+    try:
+        user = _uri_user(req.from_.uri)
+    except SipError:
+        user = None
+    if user:
+        candidates.append(user)
+    for c in candidates:
+        n = normalise(c, country_code)
+        if n.number_class is not NumberClass.INVALID:
+            return n
+    return None
+
+
+class CallManager:
+    """Creates calls, owns the dialog index, writes CDRs through the CdrWriter."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: Endpoint,
+        auth: Authenticator,
+        lines: LineDirectory,
+        location: LocationService,
+        trunks: TrunkService,
+        cdr: CdrWriter | None,
+        settings: CallSettings,
+        policy: PolicyCheck | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.auth = auth
+        self.lines = lines
+        self.location = location
+        self.trunks = trunks
+        self.cdr = cdr
+        self.settings = settings
+        self.policy = policy
+        self.wall = wall
+        self.clock = LoopClock(asyncio.get_running_loop(), wall)
+        self.config = CallConfig(no_answer_timeout=settings.no_answer_timeout, max_duration=settings.max_duration)
+        self.env = LegEnv(
+            port=endpoint,
+            clock=self.clock,
+            create_response=endpoint.layer.create_response,
+            addresses=endpoint.layer.config.via_addresses,
+            domain=settings.domain,
+            ack_timeout=settings.ack_timeout,
+            setup_timeout=settings.setup_timeout,
+            loop_token=secrets.token_hex(8),
+        )
+        self.calls: set[Call] = set()
+        self.stats = ManagerStats()
+        self._closing = False
+        self._previous: dict[str, Callable[[RequestReceived], None] | None] = {}
+        self._previous_cancel: Callable[[CancelReceived], None] | None = None
+        self._reload_task: asyncio.Task[None] | None = None
+
+    # -- wiring ---------------------------------------------------------------------
+    def install(self) -> None:
+        """Take over INVITE, CANCEL and the in-dialog methods on the endpoint."""
+        handlers = self.endpoint.handlers
+        self._previous["INVITE"] = handlers.get("INVITE")
+        handlers["INVITE"] = self.on_invite
+        for method in _DIALOG_METHODS:
+            self._previous[method] = handlers.get(method)
+            handlers[method] = self.on_dialog_request
+        self._previous_cancel = self.endpoint.cancel_handler
+        self.endpoint.cancel_handler = self.on_cancel
+
+    def start_background(self) -> None:
+        """Trunk liveness pings and periodic reload of the trunk table."""
+        s = self.settings
+        self.trunks.start_liveness(
+            self.endpoint, interval=s.trunk_ping_interval, timeout=s.trunk_ping_timeout, from_host=s.domain
+        )
+        if s.trunk_reload_interval > 0:
+            self._reload_task = asyncio.get_running_loop().create_task(self._reload_loop(s.trunk_reload_interval))
+
+    async def _reload_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.trunks.reload()
+            except Exception:  # noqa: BLE001 - keep routing with the table we have
+                log.exception("reloading trunks and routes failed")
+
+    async def close(self, drain_timeout: float = 0.0) -> None:
+        """Stop taking calls, let live ones finish for ``drain_timeout`` s, end the rest, flush CDRs."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+            try:
+                await self._reload_task
+            except asyncio.CancelledError:
+                pass
+        await self.trunks.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self.calls and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for call in list(self.calls):
+            call.shutdown(Cause.SHUTDOWN)
+        # Give the BYE / CANCEL transactions a moment to complete.
+        deadline = loop.time() + 2.0
+        while self.env.dialogs and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.cdr is not None:
+            await self.cdr.close()
+
+    # -- snapshot ---------------------------------------------------------------------
+    def snapshot(self) -> RoutingSnapshot:
+        return RoutingSnapshot(
+            lines_by_number=self.lines.by_number,
+            table=self.trunks.table,
+            dead_trunks=self.trunks.dead,
+            policy=self.policy,
+            country_code=self.settings.country_code,
+        )
+
+    # -- INVITE -------------------------------------------------------------------------
+    def on_invite(self, ev: RequestReceived) -> None:
+        if ev.tid is None:
+            return
+        req = ev.request
+        if req.to.tag is not None:
+            self.on_dialog_request(ev)
+            return
+        self.stats.invites += 1
+        try:
+            self._new_call(ev)
+        except Exception:  # noqa: BLE001 - one bad INVITE must not take the switch down
+            log.exception("INVITE from %s:%d failed", ev.source.host, ev.source.port)
+            leg = self.env.server_tids.get(ev.tid)
+            if leg is not None and leg.call is not None:
+                leg.call.shutdown(Cause.INTERNAL_ERROR)
+            elif leg is None:
+                self._answer(ev.tid, req, 500)
+
+    def _answer(self, tid: str, req: Request, status: int, reason: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        try:
+            resp = self.endpoint.layer.create_response(tid, status, reason)
+        except SipError:
+            resp = response_for(req, status, reason)
+        for name, value in headers:
+            resp.headers.add(name, value)
+        self.endpoint.reply(tid, resp)
+
+    def _new_call(self, ev: RequestReceived) -> None:
+        req = ev.request
+        tid = ev.tid
+        assert tid is not None
+        if self._closing:
+            self._answer(tid, req, 503, "Shutting Down", (("Retry-After", str(self.settings.shutdown_retry_after)),))
+            return
+        token = self.env.loop_token
+        if token and req.headers.get(LOOP_HEADER) == token:
+            self._answer(tid, req, 482, "Loop Detected", (("Reason", Cause.LOOP.reason_header),))
+            return
+        max_forwards = req.max_forwards
+        if max_forwards is None:
+            max_forwards = 70
+        if max_forwards <= 0:
+            self._answer(tid, req, 483, None, (("Reason", Cause.TOO_MANY_HOPS.reason_header),))
+            return
+        if not req.contacts:
+            self._answer(tid, req, 400, "Missing Contact")
+            return
+        required = {t.lower() for t in req.headers.values("Require")} & _NOT_RELAYED_EXTENSIONS
+        if required:
+            # The layer accepts these option-tags for other users; a call cannot honour them.
+            self._answer(tid, req, 420, None, (("Unsupported", ", ".join(sorted(required))),))
+            return
+
+        source = ev.source
+        caller: Caller
+        trunk = self.trunks.table.trunk_for_source(source.host)
+        calling_number: str
+        presented: str | None
+        if trunk is not None:
+            if not trunk.enabled:
+                self._answer(tid, req, 403, "Trunk Disabled", (("Reason", Cause.FORBIDDEN_SOURCE.reason_header),))
+                return
+            caller = FromTrunk(trunk)
+            shown = presented_number(req, self.settings.country_code)
+            presented = None if shown is None else (shown.e164 or shown.national)
+            calling_number = presented or "anonymous"
+            calling_line_id = None
+        else:
+            result = self.auth.check(req, source.host, self.wall(), proxy=True)
+            if isinstance(result, AuthChallenge):
+                self.stats.challenged += 1
+                self._answer(tid, req, 407, None, tuple(("Proxy-Authenticate", c) for c in result.challenges))
+                return
+            if not isinstance(result, AuthOk) or not isinstance(result.credential, LineInfo):
+                self._answer(tid, req, 403, None, (("Reason", Cause.CALLER_AUTH_FAILED.reason_header),))
+                return
+            line = result.credential
+            caller = FromLine(line)
+            presented = calling_number = line.number
+            calling_line_id = line.line_id
+
+        privacy = wants_privacy(req)
+        dialled = dialled_of(req)
+        number = normalise(dialled, self.settings.country_code)
+        decision = decide(caller, number, self.snapshot())
+
+        leg = UasLeg(self.env, ev)
+        record = CdrDraft(
+            call_id=req.call_id,
+            direction=_direction(caller, decision),
+            calling_number=calling_number,
+            dialled=dialled,
+            setup_at=self.wall(),
+            calling_line_id=calling_line_id,
+            normalised=number.e164 or number.national,
+            number_class=number.number_class.value,
+        )
+        body = req.body
+        trying = Try(
+            body=body,
+            content_type=req.headers.get("Content-Type") if body else None,
+            max_forwards=max_forwards,
+            privacy=privacy,
+        )
+        call = Call(
+            a=leg,
+            trying=trying,
+            record=record,
+            clock=self.clock,
+            config=self.config,
+            new_leg=partial(self._new_b_leg, presented, privacy),
+            on_end=self._ended,
+            reroute=partial(self._reroute, caller, number),
+            emergency=isinstance(decision, Emergency),
+        )
+        leg.attach(call)
+        self.calls.add(call)
+        self.stats.calls += 1
+        self._route(call, decision)
+
+    def _route(self, call: Call, decision: RouteDecision) -> None:
+        if isinstance(decision, Reject):
+            call.reject(decision.cause, decision.code)
+        elif isinstance(decision, OnNet):
+            targets = self._line_targets(decision.line)
+            if not targets:
+                call.record.called_line_id = decision.line.line_id
+                call.reject(Cause.UNREGISTERED)
+            else:
+                call.start(targets)
+        elif isinstance(decision, Trunks):
+            call.start(_trunk_targets(decision.trunks, decision.number, decision.route_id, decision.prefix))
+        else:
+            log.info("emergency call to %s via %s", decision.number, decision.trunk.name)
+            call.start(_trunk_targets(decision.trunks, decision.number, None, None))
+
+    def _line_targets(self, line: LineInfo) -> list[Target]:
+        bindings = sorted(self.location.bindings(line.line_id), key=lambda b: (-b.q, -b.registered_at))
+        shown = national_form(line.number, self.settings.country_code)
+        to_uri = f"sip:{shown}@{self.settings.domain}"
+        return [
+            Target(
+                ruri=b.contact,
+                peer=Peer(b.transport, b.received_host, b.received_port, b.conn),
+                number=shown,
+                to_uri=to_uri,
+                line=line,
+            )
+            for b in bindings
+        ]
+
+    def _new_b_leg(self, presented: str | None, privacy: bool, call: Call, target: Target) -> UacLeg:
+        identity = identity_for(presented, target, privacy, self.settings.domain, self.settings.country_code)
+        digest = self.trunks.digest_client(target.trunk) if target.trunk is not None else None
+        return UacLeg(self.env, call, target, identity, digest)
+
+    def _reroute(self, caller: Caller, original: Normalised, call: Call, contact: str) -> list[Target] | None:
+        """Targets for a 3xx Contact, only through our own routing (never the Contact's host)."""
+        try:
+            user = _uri_user(NameAddr.parse(contact).uri if "<" in contact else parse_uri(contact.strip()))
+        except SipError:
+            return None
+        if not user:
+            return None
+        number = normalise(user, self.settings.country_code)
+        if number.number_class in (NumberClass.INVALID, NumberClass.EMERGENCY):
+            return None
+        decision = decide(caller, number, self.snapshot())
+        if isinstance(decision, OnNet):
+            return self._line_targets(decision.line) or None
+        if isinstance(decision, Trunks) and (
+            number.number_class in _REDIRECT_OK or number.number_class is original.number_class
+        ):
+            return _trunk_targets(decision.trunks, decision.number, decision.route_id, decision.prefix)
+        return None
+
+    def _ended(self, call: Call) -> None:
+        self.calls.discard(call)
+        rec = call.record
+        stats = self.stats
+        if rec.answer_at is not None:
+            stats.answered += 1
+        cause = rec.cause or "?"
+        stats.by_cause[cause] = stats.by_cause.get(cause, 0) + 1
+        if self.cdr is not None:
+            self.cdr.submit(rec)
+
+    # -- in-dialog ----------------------------------------------------------------------------
+    def on_dialog_request(self, ev: RequestReceived) -> None:
+        req = ev.request
+        tag = req.to.tag
+        if tag is not None:
+            leg = self.env.dialogs.get((req.call_id, tag))
+            if leg is not None:
+                leg.on_request(ev)
+                return
+        if ev.tid is None:
+            return  # a stray ACK
+        if tag is None:
+            previous = self._previous.get(req.method)
+            if previous is not None:
+                previous(ev)
+                return
+            if req.method in ("OPTIONS", "NOTIFY", "REFER"):
+                self.endpoint._default_answer(ev)  # noqa: SLF001 - the endpoint's own out-of-dialog answer
+                return
+        self._answer(ev.tid, req, 481)
+
+    def on_cancel(self, ev: CancelReceived) -> None:
+        leg = self.env.server_tids.get(ev.tid)
+        if leg is not None:
+            leg.on_cancel(ev)
+        elif self._previous_cancel is not None:
+            self._previous_cancel(ev)
+        else:
+            request = self.endpoint.layer.server_request(ev.tid)
+            if request is not None:
+                self._answer(ev.tid, request, 487)
+
+
+def _trunk_targets(trunks: tuple[TrunkInfo, ...], number: str, route_id: int | None, prefix: str | None) -> list[Target]:
+    return [
+        Target(
+            ruri=t.request_uri(number),
+            peer=t.peer,
+            number=number,
+            to_uri=f"sip:{number}@{t.host}",
+            trunk=t,
+            route_id=route_id,
+            route_prefix=prefix,
+        )
+        for t in trunks
+    ]
+
+
+def _direction(caller: Caller, decision: RouteDecision) -> CallDirection:
+    if isinstance(caller, FromTrunk):
+        return CallDirection.INCOMING
+    if isinstance(decision, OnNet):
+        return CallDirection.ONNET
+    return CallDirection.OUTGOING
+
+
+async def install_calls(services: Services, *, policy: PolicyCheck | None = None) -> CallManager:
+    """Wire the B2BUA into a started (or starting) switch. Returns the manager; ``await manager.close()`` on stop.
+
+    Loads trunks and routes, starts the CDR writer, registers the SIP
+    handlers, and starts trunk liveness pings and the periodic table reload.
+    """
+    from switch.store.repo_trunks import load_routing
+
+    settings = services.settings
+
+    async def load() -> Any:
+        return await load_routing(services.session_factory, services.secret_box)
+
+    trunks = TrunkService(load)
+    await trunks.reload()
+    # A 100 ms window: at 400 calls/s that is ten commits a second instead of one per call.
+    cdr = CdrWriter.for_database(
+        services.session_factory,
+        window=float(getattr(settings, "cdr_commit_window", 0.1)),
+        spill_path=getattr(settings, "cdr_spill_file", None),
+    )
+    cdr.start()
+    manager = CallManager(
+        endpoint=services.endpoint,
+        auth=services.registrar.auth,
+        lines=services.lines,
+        location=services.location,
+        trunks=trunks,
+        cdr=cdr,
+        settings=CallSettings.from_settings(settings),
+        policy=policy,
+    )
+    manager.install()
+    manager.start_background()
+    return manager
