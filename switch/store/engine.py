@@ -72,10 +72,11 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # lose the last transactions, which is the usual trade for group-commit speed.
     cursor = dbapi_connection.cursor()
     try:
+        # First, so that switching a new file to WAL (which needs a lock) waits too.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
 
