@@ -248,7 +248,9 @@ class Endpoint:
         self._flush()
 
     def forget_client(self, tid: str) -> None:
+        """Stop caring about a client transaction: no callback, no more retransmissions."""
         self._clients.pop(tid, None)
+        self.layer.abandon(tid)
 
     def _flush(self) -> None:
         for data, peer in self.layer.datagrams_to_send():
