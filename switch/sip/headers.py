@@ -4,11 +4,13 @@ Theory of operation: a parsed message keeps its headers as raw ``(key,
 display-name, value)`` triples in wire order. Nothing is parsed beyond that
 until somebody asks: the registrar reads perhaps six headers of a REGISTER,
 the B2BUA a few more of an INVITE. Typed values (Via, name-addr, CSeq) are
-parsed on first access and cached until that header is changed.
+parsed on first access and cached until that header is changed; a small
+per-message index makes repeated lookups cheap. Parsed name-addr values are
+immutable and shared between messages with the same text.
 
 Names are case-insensitive and compact forms are expanded (RFC 3261 §7.3.3,
 §20): ``key`` is the lower-case long name, ``display`` the canonical spelling
-we emit. Headers whose grammar is a comma-separated list are split into
+we emit (unknown names keep the spelling they arrived with). Headers whose grammar is a comma-separated list are split into
 elements on request; the others (notably the authentication headers, whose
 values contain commas) never are (§7.3.1).
 """
@@ -577,7 +579,10 @@ class Headers:
 
     def lines_for_key(self, key: str) -> list[str] | None:
         """Values stored under a lower-case long ``key`` (no name mapping); read-only."""
-        return self._index().get(key)
+        idx: dict[str, list[str]] | None = self.cache.get(_INDEX)  # type: ignore[assignment]
+        if idx is None:
+            idx = self._index()
+        return idx.get(key)
 
     def count(self, name: str) -> int:
         """Number of header lines with this name (a combined list counts once)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from .abnf import SIP_VERSION_RE, TOKEN_RE
 from .errors import BadExtension, MessageTooLarge, ParseError, VersionNotSupported
@@ -60,11 +59,10 @@ _SINGLE = (("call-id", "Call-ID"), ("cseq", "CSeq"), ("from", "From"), ("to", "T
 _LENIENT_BLANK = re.compile(rb"\r?\n\r?\n")
 
 
-class _Head(NamedTuple):
-    start: str
-    items: list[tuple[str, str, str]]
-    content_length: list[str]
-    strict: bool  # CRLF line ends only: the received bytes may be reused as they are
+# (start line, header items, Content-Length values, strict): a plain tuple, built
+# for every message. ``strict`` means CRLF line ends only, so the received bytes
+# may be reused as they are.
+_Head = tuple[str, list[tuple[str, str, str]], list[str], bool]
 
 
 def _snip(text: str) -> str:
@@ -123,7 +121,7 @@ def _parse_head(head: bytes, limits: Limits) -> _Head:
                 content_length.append(value)
     except ParseError:
         return _parse_head_slow(text, limits)
-    return _Head(lines[0], items, content_length, True)
+    return lines[0], items, content_length, True
 
 
 def _parse_head_slow(text: str, limits: Limits) -> _Head:
@@ -171,7 +169,7 @@ def _parse_head_slow(text: str, limits: Limits) -> _Head:
         append((key, display, value))
         if key == "content-length":
             content_length.append(value)
-    return _Head(start, items, content_length, strict and first == 0)
+    return start, items, content_length, strict and first == 0
 
 
 def _request_line(start: str, headers: Headers) -> Request:
@@ -214,15 +212,14 @@ def _build(head: _Head, rest: bytes, stream: bool, wire: bytes | None = None) ->
     ``wire`` is the whole received message (head, CRLFCRLF, rest) when it was
     CRLF-framed; it is kept for ``to_bytes`` if Content-Length was present.
     """
-    headers = Headers(head.items)
-    start = head.start
+    start, items, cls, strict = head
+    headers = Headers(items)
     msg: Message
     partial: Request | None = None
     if start[:4].upper() == "SIP/":
         msg = _status_line(start, headers)
     else:
         msg = partial = _request_line(start, headers)
-    cls = head.content_length
     if cls:
         if len(cls) > 1:
             raise _attach(ParseError("Multiple Content-Length headers"), partial)
@@ -233,14 +230,13 @@ def _build(head: _Head, rest: bytes, stream: bool, wire: bytes | None = None) ->
         if n > len(rest):
             raise _attach(ParseError(f"Content-Length {n} exceeds the {len(rest)} body bytes received"), partial)
         # §18.3: octets beyond Content-Length in a datagram are discarded
-        if n == len(rest):
-            msg.body = rest
-            if wire is not None and head.strict:
-                msg.keep_wire(wire)
-        else:
-            msg.body = rest[:n]
-            if wire is not None and head.strict:
-                msg.keep_wire(wire[: len(wire) - len(rest) + n])
+        if n != len(rest):
+            if wire is not None:
+                wire = wire[: len(wire) - len(rest) + n]
+            rest = rest[:n]
+        msg.body = rest
+        if wire is not None and strict:
+            msg.keep_wire(wire)
     elif stream:
         raise _attach(ParseError("Missing Content-Length on a stream transport"), partial)
     else:
@@ -266,9 +262,9 @@ def _too_large(data: bytes, limits: Limits) -> MessageTooLarge:
     idx = window.find(b"\r\n\r\n")
     if idx >= 0:
         try:
-            head = _parse_head(window[:idx], limits)
-            if head.start[:4].upper() != "SIP/":
-                err.partial = _request_line(head.start, Headers(head.items))
+            start, items, _, _ = _parse_head(window[:idx], limits)
+            if start[:4].upper() != "SIP/":
+                err.partial = _request_line(start, Headers(items))
         except ParseError:
             pass
     return err
@@ -285,14 +281,18 @@ def parse_message(data: bytes, *, limits: Limits = DEFAULT_LIMITS, stream: bool 
         raise _too_large(data, limits)
     if data[:2] == b"\r\n":
         data = data.lstrip(b"\r\n")
-    head, rest, framed = _split(data)
-    return _build(_parse_head(head, limits), rest, stream, data if framed else None)
+    idx = data.find(b"\r\n\r\n")
+    if idx >= 0:
+        return _build(_parse_head(data[:idx], limits), data[idx + 4 :], stream, data)
+    head, rest, _ = _split(data)
+    return _build(_parse_head(head, limits), rest, stream, None)
 
 
 def _check_single(headers: Headers) -> None:
     """Single-value header fields appear once (RFC 4475 §3.3.8)."""
+    get = headers.lines_for_key
     for key, name in _SINGLE:
-        lst = headers.lines_for_key(key)
+        lst = get(key)
         if lst is not None and len(lst) > 1:
             raise ParseError(f"Multiple {name} headers")
 
@@ -408,16 +408,16 @@ class StreamParser:
                 if idx + 4 > limits.max_message:
                     raise MessageTooLarge("Header block exceeds the message size limit")
                 head = _parse_head(bytes(buf[:idx]), limits)
-                cls = head.content_length
+                start, items, cls, _ = head
                 if len(cls) != 1 or not (cls[0].isascii() and cls[0].isdigit()) or len(cls[0]) > 10:
                     _build(head, b"", stream=True)  # raises the precise error, with partial
                     raise ParseError("Bad Content-Length")  # pragma: no cover
                 total = idx + 4 + int(cls[0])
                 if total > limits.max_message:
                     err = MessageTooLarge(f"Message of {total} bytes exceeds {limits.max_message}")
-                    if head.start[:4].upper() != "SIP/":
+                    if start[:4].upper() != "SIP/":
                         try:
-                            err.partial = _request_line(head.start, Headers(head.items))
+                            err.partial = _request_line(start, Headers(items))
                         except ParseError:
                             pass
                     raise err
