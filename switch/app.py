@@ -112,6 +112,7 @@ async def start(settings: Settings) -> Services:
         rate=settings.rate_limit,
         burst=settings.rate_burst,
     )
+    endpoint.tcp_idle_timeout = settings.tcp_idle_timeout
     status = AdapterStatusService(lines, location, persist=None)
     auth = Authenticator(
         realm=realm,

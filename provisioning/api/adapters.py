@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 from sqlalchemy import select
 
@@ -41,6 +43,7 @@ async def adapter_status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     lamps = services.status.status(adapter.id)
     body: dict[str, object] = {name: lamps[name].as_json() for name in ("pwr", "wan", "tel1", "tel2")}
+    body["lines"] = _line_details(services, adapter.id)
     body["mac"] = adapter.mac
     body["model"] = adapter.model
     body["firmware"] = adapter.firmware_seen
@@ -49,3 +52,70 @@ async def adapter_status(request: web.Request) -> web.Response:
         # Did the config change since the adapter last fetched it? (provisioning/ata.py)
         body["config"] = await config_status(request.app, info, origin_of(request))
     return web.json_response(body)
+
+
+def _line_details(services: object, adapter_id: int) -> list[dict[str, object]]:
+    """Per port: the number, its registered contacts and how they answer pings (support's detail view)."""
+    out: list[dict[str, object]] = []
+    now = time.time()
+    for line in sorted(services.lines.adapter_lines(adapter_id), key=lambda li: li.port):  # type: ignore[attr-defined]
+        contacts = []
+        for b in services.location.bindings(line.line_id):  # type: ignore[attr-defined]
+            r = services.status.reach.get((b.received_host, b.received_port))  # type: ignore[attr-defined]
+            contacts.append(
+                {
+                    "contact": b.contact,
+                    "received": f"{b.received_host}:{b.received_port}",
+                    "transport": b.transport,
+                    "expires_in": b.remaining(now),
+                    "user_agent": b.user_agent,
+                    "pings": None
+                    if r is None
+                    else {
+                        "sent": r.sent,
+                        "lost": r.lost,
+                        "consecutive_lost": r.consecutive_lost,
+                        "last_rtt_ms": None if r.last_rtt is None else round(r.last_rtt * 1000, 1),
+                        "history_ms": [None if x is None else round(x * 1000, 1) for x in r.history],
+                    },
+                }
+            )
+        out.append({"port": line.port, "number": line.number, "auth_user": line.auth_user, "contacts": contacts})
+    return out
+
+
+@routes.get("/api/v1/adapters/{mac}/lamp-events")
+@require("operator")
+async def lamp_events(request: web.Request) -> web.Response:
+    """History of the adapter's lamps, newest first (``?limit=`` up to 500, default 100)."""
+    adapter = await _adapter(request)
+    if isinstance(adapter, web.Response):
+        return adapter
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        return problem(400, f"limit must be an integer from 1 to 500, got {raw!r}")
+    services = request.app[SERVICES]
+    async with services.session_factory() as session:
+        rows = (
+            await session.execute(
+                select(m.LampEvent)
+                .where(m.LampEvent.adapter_id == adapter.id)
+                .order_by(m.LampEvent.at.desc(), m.LampEvent.id.desc())
+                .limit(int(raw))
+            )
+        ).scalars().all()
+    return web.json_response(
+        {
+            "mac": adapter.mac,
+            "events": [
+                {
+                    "lamp": str(getattr(r.lamp, "value", r.lamp)).lower(),
+                    "from": None if r.old_state is None else str(getattr(r.old_state, "value", r.old_state)),
+                    "to": str(getattr(r.new_state, "value", r.new_state)),
+                    "reason": r.reason,
+                    "at": r.at.isoformat(timespec="seconds"),
+                }
+                for r in rows
+            ],
+        }
+    )

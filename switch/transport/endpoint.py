@@ -80,6 +80,8 @@ class Endpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = EndpointStats()
         self.addresses: list[tuple[str, int]] = []
+        self.tcp_idle_timeout = 600.0
+        self._idle_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------
     async def start(self, listen: list[tuple[str, int]]) -> None:
@@ -94,6 +96,20 @@ class Endpoint:
             via_host = socket.gethostbyname(socket.gethostname())
         self.layer.config.via_addresses.update({"udp": (via_host, via_port), "tcp": (via_host, via_port)})
         log.info("SIP listening on %s (udp+tcp)", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+        self._idle_task = self.spawn(self._close_idle())
+
+    async def _close_idle(self) -> None:
+        """Close TCP connections silent for longer than ``tcp_idle_timeout``.
+
+        Adapters behind NAT keep theirs alive with CRLF pings (RFC 5626) or
+        re-registrations; a connection with neither is dead weight.
+        """
+        while True:
+            await asyncio.sleep(max(1.0, min(30.0, self.tcp_idle_timeout / 4)))
+            cutoff = self.loop.time() - self.tcp_idle_timeout
+            for conn in [c for c in self.tcp_connections.values() if c.last_activity < cutoff]:
+                log.info("closing idle TCP connection from %s:%s", *conn.peer)
+                conn.close()
 
     async def stop(self) -> None:
         if self._timer:

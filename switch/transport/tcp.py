@@ -68,6 +68,7 @@ class TcpConnection(asyncio.Protocol):
                 self.endpoint.tcp_message(item, self)  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
+        self.last_activity = self.endpoint.now()
         if self.transport is None:
             self.pending.append(data)
         elif not self.transport.is_closing():
