@@ -90,11 +90,21 @@ class Authenticator:
             )
         )
         self.on_failure = on_failure
+        order = sorted(algorithms, key=lambda a: 0 if a.upper().startswith("SHA-512") else 1 if a.upper().startswith("SHA-256") else 2)
+        self._templates = [
+            digest.Challenge(realm=realm, nonce="{nonce}", algorithm=digest.canonical_algorithm(a) or a)
+            .to_header()
+            .replace("{", "{{").replace("}", "}}").replace("{{nonce}}", "{nonce}")
+            for a in order
+        ]
         self._dummy_cache: dict[tuple[str, str], str] = {}
 
     def challenge(self, now: float, stale: bool = False) -> AuthChallenge:
-        chs = digest.challenges_for(self.realm, self.nonces, now, stale=stale, algorithms=self.algorithms)
-        return AuthChallenge([c.to_header() for c in chs])
+        # Same text digest.Challenge.to_header() makes, from templates built once:
+        # the nonce is base64url (nothing to escape), so only the realm needed quoting.
+        nonce = self.nonces.make(now)
+        tail = ", stale=true" if stale else ""
+        return AuthChallenge([t.format(nonce=nonce) + tail for t in self._templates])
 
     def _ha1_for(self, cred: CredentialLike | None, username: str, algorithm: str) -> str:
         if cred is not None:
