@@ -264,13 +264,13 @@ class _Leg:
         "state",
         "_next_seq",
         "_incoming",
-        "_outgoing",
         "_reinvite_in",
         "_reinvite_out",
         "_expect_ack",
         "_ack_state",
         "_keys",
         "_bye_cause",
+        "_guard",
     )
 
     def __init__(self, env: LegEnv, call: Call | None, peer: Peer) -> None:
@@ -282,8 +282,6 @@ class _Leg:
         self._next_seq = 1
         #: seq -> (server tid, request) waiting for the other leg's Reply
         self._incoming: dict[int, tuple[str, Request]] = {}
-        #: client tid -> request we relayed
-        self._outgoing: dict[str, _Outgoing] = {}
         self._reinvite_in: int | None = None
         self._reinvite_out: str | None = None
         #: CSeq of an INVITE we answered 2xx, whose ACK we still expect
@@ -291,6 +289,8 @@ class _Leg:
         self._ack_state: _AckState | None = None
         self._keys: list[tuple[str, str]] = []
         self._bye_cause: Cause | None = None
+        #: forgets the dialog if our BYE's transaction never reports back (e.g. a transport error)
+        self._guard: Handle | None = None
 
     # -- plumbing ---------------------------------------------------------------
     def detach(self) -> None:
@@ -323,6 +323,9 @@ class _Leg:
     def _terminate(self) -> None:
         """Forget the dialog: later requests for it get 481 from the manager."""
         self.state = LegState.TERMINATED
+        if self._guard is not None:
+            self._guard.cancel()
+            self._guard = None
         dialogs = self.env.dialogs
         for key in self._keys:
             if dialogs.get(key) is self:
@@ -473,7 +476,6 @@ class _Leg:
             req.headers.add("Allow", ALLOW)
         out = _Outgoing(ev.seq, req)
         tid = self.env.port.request(req, self.peer, lambda r: self._guarded_out(out, r))
-        self._outgoing[tid] = out
         if ev.method == "INVITE":
             self._reinvite_out = tid
 
@@ -499,7 +501,6 @@ class _Leg:
         if out.answered:
             return
         out.answered = True
-        self._outgoing = {t: o for t, o in self._outgoing.items() if o is not out}
         if method == "INVITE":
             self._reinvite_out = None
         body, ctype = _body_of(resp)
@@ -565,6 +566,12 @@ class _Leg:
                     self._terminate()
 
         self.env.port.request(bye, self.peer, done)
+        self._guard = self.env.clock.call_later(self.env.ack_timeout + 1.0, self._bye_unanswered)
+
+    def _bye_unanswered(self) -> None:
+        self._guard = None
+        if self.state is LegState.TERMINATING:
+            self._terminate()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.peer.host}:{self.peer.port} {self.state.value}>"
@@ -733,7 +740,7 @@ class UasLeg(_Leg):
 class UacLeg(_Leg):
     """One attempt towards one target: sends the INVITE, reports what comes back."""
 
-    __slots__ = ("target", "identity", "digest", "invite", "tid", "local_tag", "_auth_tries", "_setup_timer", "_heard")
+    __slots__ = ("target", "identity", "digest", "invite", "tid", "local_tag", "_auth_tries", "_setup_timer", "_heard", "_stray")
 
     def __init__(self, env: LegEnv, call: Call, target: Target, identity: Identity, digest: DigestClient | None = None) -> None:
         super().__init__(env, call, target.peer)
@@ -746,6 +753,8 @@ class UacLeg(_Leg):
         self._auth_tries = 0
         self._setup_timer: Handle | None = None
         self._heard = False
+        #: To tag -> ACK we sent for a 2xx we did not want (re-sent for its retransmissions)
+        self._stray: dict[str, Request] | None = None
 
     def _send_other(self, event: Event) -> None:
         if isinstance(event, Try):
@@ -824,10 +833,10 @@ class UacLeg(_Leg):
             return  # the final answer of an INVITE we replaced (authentication retry)
         self._heard = True
         self._stop_setup_timer()
-        if self.state is LegState.CANCELLING:
+        if self.state in (LegState.CANCELLING, LegState.TERMINATED, LegState.FAILED):
             if 200 <= status < 300:
-                self._ack_and_bye(resp)
-            if status >= 200:
+                self._late_2xx(resp)
+            if status >= 200 and self.state is LegState.CANCELLING:
                 self._terminate()
             return
         if status < 200:
@@ -925,14 +934,32 @@ class UacLeg(_Leg):
         self._send_invite(Request("INVITE", old.uri, h, old.body))
         return True
 
+    def _late_2xx(self, resp: Response) -> None:
+        """A 2xx after we gave up or finished: every one must still be ACKed (§13.2.2.4)."""
+        tag = resp.to.tag or ""
+        state = self._ack_state
+        if self.dialog is not None and tag == self.dialog.remote_tag and state is not None and state.ack is not None:
+            self.env.port.send_stateless(state.ack, self.peer)
+        else:
+            self._ack_and_bye(resp)
+
     def _ack_and_bye(self, resp: Response) -> None:
-        """A 2xx we do not want (after CANCEL, or from a second fork): ACK it, then BYE (§15)."""
+        """A 2xx we do not want (after CANCEL, or from a second fork): ACK it, then BYE, once (§15)."""
         assert self.invite is not None
+        tag = resp.to.tag or ""
+        if self._stray is None:
+            self._stray = {}
+        ack = self._stray.get(tag)
+        if ack is not None:
+            self.env.port.send_stateless(ack, self.peer)  # a retransmission: the BYE is already out
+            return
         try:
             d = Dialog.from_uac(self.invite, resp)
         except (ParseError, TransactionError):
             return
-        self.env.port.request(d.create_request("ACK"), self.peer)
+        ack = d.create_request("ACK")
+        self.env.port.request(ack, self.peer)
+        self._stray[tag] = ack
         self.env.port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), self.peer)
 
     def _disconnect(self, cause: Cause) -> None:

@@ -8,6 +8,9 @@ Order of checks for a new INVITE (what the caller hears first wins):
    by the transaction layer, RFC 3261 §8.2.2.2 / §16.3.)
 3. Source address inside a trunk's ACL → a carrier call (a disabled trunk
    gets 403); otherwise digest with 407 (RFC 3261 §22.3) → a line's call.
+   A failed digest is a 403, except for 110/112/113 from the exact address
+   (IP and port) where the claimed line is registered: a throttled NAT
+   address or a broken adapter config must not block an emergency call.
 4. Numbering (``numbering.normalise``) and routing (``routing.decide``):
    emergency numbers are routed before any policy check.
 5. The Call starts; every outcome, including refusals after authentication,
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from switch.sip import digest
 from switch.sip.errors import ParseError, SipError
 from switch.sip.headers import NameAddr
 from switch.sip.message import Request, response_for
@@ -407,10 +411,15 @@ class CallManager:
                 self.stats.challenged += 1
                 self._answer(tid, req, 407, None, tuple(("Proxy-Authenticate", c) for c in result.challenges))
                 return
-            if not isinstance(result, AuthOk) or not isinstance(result.credential, LineInfo):
-                self._answer(tid, req, 403, None, (("Reason", Cause.CALLER_AUTH_FAILED.reason_header),))
-                return
-            line = result.credential
+            line: LineInfo
+            if isinstance(result, AuthOk) and isinstance(result.credential, LineInfo):
+                line = result.credential
+            else:
+                fallback = self._emergency_caller(req, source)
+                if fallback is None:
+                    self._answer(tid, req, 403, None, (("Reason", Cause.CALLER_AUTH_FAILED.reason_header),))
+                    return
+                line = fallback
             caller = FromLine(line)
             presented = calling_number = line.number
             calling_line_id = line.line_id
@@ -453,6 +462,41 @@ class CallManager:
         self.calls.add(call)
         self.stats.calls += 1
         self._route(call, decision)
+
+    def _emergency_caller(self, req: Request, source: Peer) -> LineInfo | None:
+        """For 110/112/113 only: the line registered from exactly this address, when digest failed.
+
+        Authentication can fail for reasons that are not the caller's: a
+        neighbour behind the same NAT guessing passwords gets the whole source
+        address throttled. An emergency call must still go through, so a
+        caller whose claimed line has a live registration from this very
+        IP:port (the adapter's NAT binding) is taken to be that line.
+        """
+        number = normalise(dialled_of(req), self.settings.country_code)
+        if number.number_class is not NumberClass.EMERGENCY:
+            return None
+        users: list[str] = []
+        for value in req.headers.get_lines("Proxy-Authorization"):
+            try:
+                users.append(digest.parse_credentials(value).username)
+            except digest.DigestError:
+                continue
+        try:
+            from_user = _uri_user(req.from_.uri)
+        except SipError:
+            from_user = None
+        if from_user:
+            users.append(from_user)
+        for user in users:
+            line = self.lines.credential(user) or self.lines.line_for_number(user)
+            if line is None:
+                continue
+            for b in self.location.bindings(line.line_id):
+                if b.received_host == source.host and b.received_port == source.port:
+                    log.warning("emergency call from %s accepted without digest (registered from %s:%d)",
+                                line.number, source.host, source.port)
+                    return line
+        return None
 
     def _route(self, call: Call, decision: RouteDecision) -> None:
         if isinstance(decision, Reject):
