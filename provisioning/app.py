@@ -15,7 +15,7 @@ from aiohttp import web
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata
-from .api import adapters, provisioning
+from .api import adapters, calls, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -51,6 +51,7 @@ def create_app(services: Services) -> web.Application:
     app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)
     app.router.add_get("/health", health)
     app.router.add_routes(adapters.routes)
+    app.router.add_routes(calls.routes)
     app.router.add_routes(provisioning.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     return app
