@@ -102,6 +102,7 @@ async def start(settings: Settings) -> Services:
     await lines.reload()
 
     hot = make_hot_store(settings.database_url)
+    await hot.open()
     location = LocationService(hot.replace_bindings, commit_window=settings.commit_window)
     location.start(await persistence.load_bindings(sf))
     key = settings.key or load_or_create_key(settings.key_file)
@@ -124,6 +125,7 @@ async def start(settings: Settings) -> Services:
         fail_window=settings.auth_fail_window,
         block_seconds=settings.auth_block_seconds,
         source_fail_threshold=settings.source_fail_threshold,
+        md5_only_agents=settings.md5_only_agents,
     )
     domains = settings.local_domains()
     registrar = Registrar(

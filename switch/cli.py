@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--qualify-interval", type=float, default=None, help="seconds between OPTIONS pings")
     run.add_argument("--digest-algorithms", default="SHA-256,MD5",
                      help="digest challenges offered, strongest first (default SHA-256,MD5)")
+    run.add_argument("--md5-only-agents", default=None, metavar="REGEX",
+                     help="User-Agents offered only the MD5 challenge (default: the provisioned ATA models, "
+                     "SIPp, baresip; '' to disable)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
 
@@ -77,6 +80,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             s.qualify_interval = args.qualify_interval
         s.digest_algorithms = tuple(a.strip() for a in args.digest_algorithms.split(",") if a.strip())
         s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
+        if args.md5_only_agents is not None:
+            s.md5_only_agents = args.md5_only_agents
     elif args.command == "import":
         s.realm = args.realm
     return s

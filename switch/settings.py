@@ -54,6 +54,11 @@ class Settings:
     max_contacts_per_line: int = 3
     nonce_lifetime: float = 300.0
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    #: User-Agents (regex) that give up on a SHA-256 challenge instead of using the MD5
+    #: one after it: the adapters we provision, and SIPp/baresip. They get MD5 only.
+    md5_only_agents: str = (
+        r"^(Cisco/SPA|Linksys/|Sipura/|Grandstream HT|OBIHAI/|Obihai/|sipp|baresip)"
+    )
     #: Group commit: how long the registrar may wait to gather more bindings into one commit.
     commit_window: float = 0.002
     # reachability

@@ -15,6 +15,7 @@ Two promises shape this module:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,6 +74,7 @@ class Authenticator:
         block_seconds: float = 60.0,
         source_fail_threshold: int = 50,
         on_failure: Callable[[str, str, CredentialLike | None, str], None] | None = None,
+        md5_only_agents: str = "",
     ) -> None:
         self.realm = realm
         self._secret = secret
@@ -91,6 +93,13 @@ class Authenticator:
         )
         self.on_failure = on_failure
         order = sorted(algorithms, key=lambda a: 0 if a.upper().startswith("SHA-512") else 1 if a.upper().startswith("SHA-256") else 2)
+        # Agents known to give up when SHA-256 comes first instead of skipping to the
+        # MD5 challenge (RFC 8760 §2.4 says they should skip): answer them with MD5 only.
+        self._md5_only = re.compile(md5_only_agents) if md5_only_agents and "MD5" in algorithms else None
+        self._md5_template = (
+            digest.Challenge(realm=realm, nonce="{nonce}", algorithm="MD5").to_header()
+            .replace("{", "{{").replace("}", "}}").replace("{{nonce}}", "{nonce}")
+        )
         self._templates = [
             digest.Challenge(realm=realm, nonce="{nonce}", algorithm=digest.canonical_algorithm(a) or a)
             .to_header()
@@ -99,12 +108,15 @@ class Authenticator:
         ]
         self._dummy_cache: dict[tuple[str, str], str] = {}
 
-    def challenge(self, now: float, stale: bool = False) -> AuthChallenge:
+    def challenge(self, now: float, stale: bool = False, user_agent: str | None = None) -> AuthChallenge:
         # Same text digest.Challenge.to_header() makes, from templates built once:
         # the nonce is base64url (nothing to escape), so only the realm needed quoting.
         nonce = self.nonces.make(now)
         tail = ", stale=true" if stale else ""
-        return AuthChallenge([t.format(nonce=nonce) + tail for t in self._templates])
+        templates = self._templates
+        if self._md5_only is not None and user_agent and self._md5_only.search(user_agent):
+            templates = [self._md5_template]
+        return AuthChallenge([t.format(nonce=nonce) + tail for t in templates])
 
     def _ha1_for(self, cred: CredentialLike | None, username: str, algorithm: str) -> str:
         if cred is not None:
@@ -121,6 +133,7 @@ class Authenticator:
     def check(self, request: Request, source: str, now: float, *, proxy: bool = False) -> AuthResult:
         """Authenticate ``request`` (``now`` is wall-clock seconds: nonces carry it)."""
         header = "Proxy-Authorization" if proxy else "Authorization"
+        ua = request.headers.get("User-Agent")
         creds: Credentials | None = None
         for value in request.headers.get_lines(header):
             try:
@@ -131,24 +144,24 @@ class Authenticator:
                 creds = c
                 break
         if creds is None:
-            return self.challenge(now)
+            return self.challenge(now, user_agent=ua)
         username = creds.username
         if self.throttle.is_blocked(source, username, now):
             return AuthRejected(username, "throttled")
         algorithm = digest.canonical_algorithm(creds.algorithm)
         if algorithm not in self.algorithms:
-            return self.challenge(now)
+            return self.challenge(now, user_agent=ua)
         status = self.nonces.check(creds.nonce, now)
         if status is NonceStatus.INVALID:
-            return self.challenge(now)
+            return self.challenge(now, user_agent=ua)
         cred = self._lookup(username)
         ok = digest.verify(creds, request.method, self._ha1_for(cred, username, algorithm))
         if ok and status is NonceStatus.STALE:
-            return self.challenge(now, stale=True)
+            return self.challenge(now, stale=True, user_agent=ua)
         if ok and cred is not None:
             if creds.qop is not None and not self.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now):
                 # Replayed nonce-count: someone resent a captured request. Ask again.
-                return self.challenge(now)
+                return self.challenge(now, user_agent=ua)
             self.throttle.record_success(source, username, now)
             return AuthOk(cred, username)
         # Wrong password and unknown user end here alike.

@@ -46,6 +46,8 @@ _COLUMNS = (
 
 
 class HotStore(Protocol):
+    async def open(self) -> None: ...
+
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None: ...
 
     async def write_lamps(self, rows: Sequence[LampRow]) -> None: ...
@@ -113,6 +115,10 @@ class SqliteHotStore:
             conn.execute("ROLLBACK")
             raise
 
+    async def open(self) -> None:
+        """Connect now, so a database we cannot write stops start-up instead of every REGISTER."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, lambda: self._connect().execute("SELECT 1 FROM bindings LIMIT 1"))
+
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
         line_ids = [c.line_id for c in changes]
         rows = [_row(b, True) for c in changes for b in c.bindings]
@@ -156,6 +162,12 @@ class PostgresHotStore:
         self._dsn = dsn
         self._pool: Any = None
         self._insert = f"INSERT INTO bindings ({', '.join(_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(_COLUMNS)))})"
+
+    async def open(self) -> None:
+        """Connect now, so a database we cannot write stops start-up instead of every REGISTER."""
+        pool = await self._acquire_pool()
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT 1 FROM bindings LIMIT 1")
 
     async def _acquire_pool(self) -> Any:
         import asyncpg

@@ -16,8 +16,9 @@ inside.
 baresip 1.0 (libre 1.1) aborts authentication with ENOSYS ("Register: Function not
 implemented") as soon as ANY challenge names an algorithm other than MD5, even
 when an MD5 challenge follows (RFC 8760 §2.4 lets a UAC pick the one it supports).
-So the switch runs with ``--digest-algorithms MD5`` here, and
-``test_baresip_cannot_use_sha256_challenges`` pins that peer limitation down.
+The switch therefore offers agents on its ``--md5-only-agents`` list (baresip among
+them) the MD5 challenge alone; the call test runs with the switch's defaults, and
+``test_baresip_cannot_use_sha256_challenges`` pins the peer limitation down.
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def _switch_url(db_backend: str, db_url: str) -> str:
 
 
 def _start_switch(request: pytest.FixtureRequest, netns: NetNamespace, home: SwitchHome, db_backend: str,
-                  digest: str) -> NetnsSwitch:
+                  *extra_args: str) -> NetnsSwitch:
     sw = NetnsSwitch(
         db_url=_switch_url(db_backend, home.db_url), workdir=home.dir, key_file=home.key_file,
-        sip_port=SWITCH_SIP[1], http_port=SWITCH_HTTP_PORT, extra_args=("--digest-algorithms", digest), netns=netns,
+        sip_port=SWITCH_SIP[1], http_port=SWITCH_HTTP_PORT, extra_args=extra_args, netns=netns,
     )
     attach_log(request, lambda: (f"softswitch log ({sw.log_path})", sw.log_text()))
     request.addfinalizer(sw.stop)
@@ -108,7 +109,8 @@ def test_call_between_two_baresip_lines(
 ) -> None:
     t0 = time.monotonic()
     line_a, line_b = imported_adapter.lines
-    sw = _start_switch(request, netns, switch_home, db_backend, "MD5")
+    # The default digest setting: baresip is on the md5-only-agents list, so it gets the MD5 challenge.
+    sw = _start_switch(request, netns, switch_home, db_backend)
 
     # While the switch boots: the audio. A says words (espeak-ng), B plays a steady
     # tone long enough that only A's end of file (aufile hangs up) ends the call.
@@ -205,14 +207,15 @@ def test_baresip_cannot_use_sha256_challenges(
     request: pytest.FixtureRequest, db_backend: str, switch_home: SwitchHome, imported_adapter: AdapterData,
     netns: NetNamespace, tmp_path: Path,
 ) -> None:
-    """With the default ``SHA-256,MD5`` the switch sends two WWW-Authenticate headers
-    (RFC 8760 §2.4, strongest first); baresip 1.0 gives up instead of using the MD5 one.
+    """Offered both challenges (RFC 8760 §2.4, SHA-256 first), baresip 1.0 gives up instead
+    of using the MD5 one: the reason it is on the switch's ``--md5-only-agents`` list.
 
-    This documents a peer limitation that decides the operator's setting, and it
-    fails the day Debian ships a baresip that copes, so the note can be dropped.
+    This documents a peer limitation that decides the operator's default, and it
+    fails the day Debian ships a baresip that copes, so the list can be shortened.
     """
     line_a = imported_adapter.lines[0]
-    sw = _start_switch(request, netns, switch_home, db_backend, "SHA-256,MD5")
+    sw = _start_switch(request, netns, switch_home, db_backend, "--digest-algorithms", "SHA-256,MD5",
+                       "--md5-only-agents", "")
     tone = make_tone_wav(tmp_path / "tone.wav", seconds=1, freq=TONE_HZ)
     a = _phone(request, netns, tmp_path, name="a", user=line_a.number, password=line_a.password, index=0,
                audio=tone)
