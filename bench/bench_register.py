@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""REGISTER-with-digest load on a real `softswitch run`, on SQLite and on PostgreSQL.
+
+For each database backend:
+
+1. generate N lines (N/2 two-port adapters) and load them with `softswitch import`;
+2. start the switch (``--rate-limit 0``; MD5 only, because SIPp 3.6.1 cannot answer
+   a SHA-256 challenge);
+3. **memory**: RSS of the idle switch, register every line once, RSS again:
+   resident memory per 10,000 bindings;
+4. **rate ladder**: SIPp (`sipp_scenarios/uac_register_digest.xml`: REGISTER, 401,
+   REGISTER with Authorization, 200 = one "call") at increasing rates, ``--duration``
+   seconds per step. Per step: achieved rate, failures, retransmissions, p50/p99 of the
+   whole registration (both round trips), switch CPU per registration, RSS, and kernel
+   UDP receive-buffer drops. A step passes with 0 failed registrations and >= 95 % of
+   the target rate; the ladder stops at the first failing step.
+
+Everything runs on 127.0.0.1 and shares the machine's cores with SIPp, like the
+reference figures it is meant to be compared with. Usage: see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness import SippResult, SwitchProcess, free_port, import_file, run_sipp, write_injection_csv  # noqa: E402
+
+SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
+DEFAULT_RATES = [250, 500, 1000, 1500, 2000, 3000, 4000]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Line:
+    number: str
+    password: str
+
+
+def make_lines(n: int) -> list[Line]:
+    """Distinct 8-digit numbers 23000000.. with per-line passwords."""
+    return [Line(f"23{i:06d}", f"Bench-{i:06d}-pw") for i in range(n)]
+
+
+def import_document(lines: list[Line]) -> dict[str, Any]:
+    """One customer per adapter, two lines per adapter (the real shape of the data)."""
+    customers = []
+    for a in range(0, len(lines), 2):
+        idx = a // 2
+        mac = f"02:00:{(idx >> 24) & 0xFF:02X}:{(idx >> 16) & 0xFF:02X}:{(idx >> 8) & 0xFF:02X}:{idx & 0xFF:02X}"
+        ports = [{"port": p + 1, "number": li.number, "password": li.password} for p, li in enumerate(lines[a : a + 2])]
+        customers.append(
+            {"id": f"B{idx:07d}", "name": f"Bench Customer {idx}", "language": "nb",
+             "adapters": [{"mac": mac, "model": "spa112", "lines": ports}]}
+        )
+    return {"customers": customers}
+
+
+# ------------------------------------------------------------------- measurements
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def udp_rcvbuf_errors() -> int:
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Udp:")]
+    head, vals = rows[0], rows[1]
+    return int(vals[head.index("RcvbufErrors")])
+
+
+def wait_idle(pid: int, *, busy_below: float = 0.05, window: float = 0.5, max_wait: float = 30.0) -> float:
+    """Wait until the process uses less than ``busy_below`` of a core over ``window`` seconds.
+
+    A step that overloaded the switch leaves a backlog (and SIPp retransmissions in
+    the kernel buffers); the next step must not inherit it. Returns the seconds waited.
+    """
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        c0 = proc_cpu_seconds(pid)
+        time.sleep(window)
+        if (proc_cpu_seconds(pid) - c0) / window < busy_below:
+            break
+    return time.monotonic() - t0
+
+
+def children_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+@dataclass
+class Step:
+    backend: str
+    target: int
+    expected: int
+    achieved: float
+    ok: int
+    failed: int
+    retrans: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    switch_cpu_us_per_reg: float
+    sipp_cpu_us_per_reg: float
+    rss_mib: float
+    udp_drops: int
+    sipp_exit: int
+    passed: bool
+    workdir: str = ""
+
+
+@dataclass
+class Memory:
+    backend: str
+    bindings: int
+    rss_before_mib: float
+    rss_after_mib: float  # after the server transactions have expired (Timer J)
+    rss_right_after_mib: float  # while the transactions of the burst are still held
+    per_10k_bindings_mib: float
+    register_seconds: float
+    failed: int
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    lines: int
+    import_seconds: float
+    start_seconds: float
+    memory: Memory | None = None
+    steps: list[Step] = field(default_factory=list)
+    error: str = ""
+
+
+# ------------------------------------------------------------------------- database
+
+
+def pg_base_url() -> str:
+    url = os.environ.get("SOFTSWITCH_TEST_PG_URL") or os.environ.get("SOFTSWITCH_BENCH_PG_URL")
+    if url:
+        return url
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-postgres.sh")], capture_output=True, text=True,
+                          timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"no PostgreSQL (scripts/ensure-postgres.sh exit {proc.returncode}): {proc.stderr.strip()}")
+    return lines[-1].strip()
+
+
+async def _pg_admin(base: str, sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(base)
+    conn = await asyncpg.connect(user=u.username or "postgres", password=u.password, host=u.host or "127.0.0.1",
+                                 port=u.port or 5432, database=u.database or "postgres", timeout=10)
+    try:
+        if sql.startswith("DROP DATABASE"):
+            name = sql.split('"')[1]
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name)
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_database(base: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    asyncio.run(_pg_admin(base, f'CREATE DATABASE "{name}"'))
+    u = make_url(base)
+    if u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+asyncpg")
+    return u.set(database=name).render_as_string(hide_password=False)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def sipp_step(switch: SwitchProcess, csv: Path, rate: int, calls: int, duration: float, local_port: int,
+              workdir: Path) -> tuple[SippResult, float, float, int]:
+    """One bounded SIPp run; returns (result, switch CPU s, SIPp CPU s, UDP drops)."""
+    assert switch.pid is not None
+    cpu0, kids0, drops0 = proc_cpu_seconds(switch.pid), children_cpu_seconds(), udp_rcvbuf_errors()
+    r = run_sipp(
+        "uac_register_digest", switch.sip_target, inf_csv=csv, calls=calls, rate=rate, transport="u1",
+        extra=SIPP_TUNING, timeout=duration * 3 + 15, local_port=local_port, workdir=workdir,
+        trace_msg=False, trace_rtt=True, limit=rate * 5 + 1000,
+    )
+    return (r, proc_cpu_seconds(switch.pid) - cpu0, children_cpu_seconds() - kids0, udp_rcvbuf_errors() - drops0)
+
+
+def summarise_step(backend: str, rate: int, expected: int, r: SippResult, scpu: float, kcpu: float, drops: int,
+                   rss_kib: int) -> Step:
+    rtts = r.rtts_ms()
+    done = r.completion_times()
+    span = (max(done) - min(done)) / 1000.0 if len(done) > 1 else 0.0
+    achieved = (len(done) - 1) / span if span > 0 else 0.0
+    ok, failed = r.successful, r.failed
+    failed += max(0, expected - ok - failed)  # never completed (global timeout) = failed
+    return Step(
+        backend=backend, target=rate, expected=expected, achieved=round(achieved, 1), ok=ok, failed=failed,
+        retrans=r.retransmissions, p50_ms=percentile(rtts, 0.50), p99_ms=percentile(rtts, 0.99),
+        max_ms=max(rtts) if rtts else float("nan"),
+        switch_cpu_us_per_reg=round(1e6 * scpu / ok, 1) if ok else float("nan"),
+        sipp_cpu_us_per_reg=round(1e6 * kcpu / ok, 1) if ok else float("nan"),
+        rss_mib=round(rss_kib / 1024, 1), udp_drops=drops, sipp_exit=r.returncode,
+        passed=failed == 0 and achieved >= 0.95 * rate, workdir=str(r.workdir),
+    )
+
+
+def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path) -> BackendResult:
+    home = out / backend
+    home.mkdir(parents=True, exist_ok=True)
+    key = home / "softswitch.key"
+    lines = make_lines(args.lines)
+    print(f"[{backend}] importing {len(lines)} lines ...", flush=True)
+    t0 = time.monotonic()
+    doc_path = home / "lines.json"
+    doc_path.write_text(json.dumps(import_document(lines)))
+    import_file(db_url, str(doc_path), key_file=key, cwd=home, timeout=1800)
+    import_s = time.monotonic() - t0
+    csv = write_injection_csv(home / "users.csv", [(li.number, li.password) for li in lines])
+
+    extra = ["--rate-limit", "0", "--digest-algorithms", "MD5", "--qualify-interval", str(args.qualify_interval),
+             *args.switch_arg]
+    switch = SwitchProcess(db_url=db_url, workdir=home, key_file=key, extra_args=extra, start_timeout=120,
+                           env={"SOFTSWITCH_LOG_LEVEL": args.log_level})
+    t0 = time.monotonic()
+    switch.start()
+    res = BackendResult(backend=backend, lines=len(lines), import_seconds=round(import_s, 1),
+                        start_seconds=round(time.monotonic() - t0, 1))
+    # One SIPp address for the whole run: every step refreshes the same bindings
+    # instead of piling up new contacts per line.
+    sipp_port = free_port("udp")
+    try:
+        print(f"[{backend}] switch pid {switch.pid} on {switch.sip_target}, log {switch.log_path}", flush=True)
+        time.sleep(args.settle)
+        rss0 = switch.rss_kib()
+        # ---- memory: one registration per line
+        rate = min(args.memory_rate, len(lines))
+        r, scpu, kcpu, drops = sipp_step(switch, csv, rate, len(lines), len(lines) / rate, sipp_port,
+                                         home / "memory")
+        reg_s = len(lines) / rate
+        wait_idle(switch.pid or 0)
+        rss_burst = switch.rss_kib()
+        # RFC 3261 §17.2.2: a UDP server transaction stays Completed for Timer J = 64*T1
+        # (32 s) after its final response. Read RSS once they are gone, so the figure is
+        # the bindings' (and the line directory's) cost, not the burst's.
+        time.sleep(args.memory_settle)
+        rss1 = switch.rss_kib()
+        failed = r.failed + max(0, len(lines) - r.successful - r.failed)
+        res.memory = Memory(
+            backend=backend, bindings=r.successful, rss_before_mib=round(rss0 / 1024, 1),
+            rss_after_mib=round(rss1 / 1024, 1), rss_right_after_mib=round(rss_burst / 1024, 1),
+            per_10k_bindings_mib=round((rss1 - rss0) / 1024 * 10000 / max(1, r.successful), 2),
+            register_seconds=round(reg_s, 1), failed=failed,
+        )
+        print(f"[{backend}] memory: {asdict(res.memory)}", flush=True)
+        # ---- rate ladder
+        for rate in args.rates:
+            calls = int(rate * args.duration)
+            r, scpu, kcpu, drops = sipp_step(switch, csv, rate, calls, args.duration, sipp_port,
+                                             home / f"step_{rate}")
+            if not switch.alive():
+                code = switch.proc.returncode if switch.proc else "?"
+                res.error = f"switch died during the {rate}/s step (exit {code})"
+                print(f"[{backend}] {res.error}", flush=True)
+                break
+            step = summarise_step(backend, rate, calls, r, scpu, kcpu, drops, switch.rss_kib())
+            res.steps.append(step)
+            print(f"[{backend}] {fmt_step(step)}", flush=True)
+            if not step.passed and not args.no_stop:
+                break
+            time.sleep(args.pause)
+            wait_idle(switch.pid or 0)
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
+        res.error = f"{type(exc).__name__}: {exc}"
+        print(f"[{backend}] ERROR {res.error}", flush=True)
+    finally:
+        switch.stop()
+    return res
+
+
+# --------------------------------------------------------------------------- output
+
+
+def fmt_step(s: Step) -> str:
+    return (f"target={s.target}/s achieved={s.achieved:.0f}/s ok={s.ok} fail={s.failed} retrans={s.retrans} "
+            f"p50={s.p50_ms:.0f}ms p99={s.p99_ms:.0f}ms switch_cpu={s.switch_cpu_us_per_reg:.0f}us/reg "
+            f"rss={s.rss_mib:.0f}MiB udp_drops={s.udp_drops} {'PASS' if s.passed else 'FAIL'}")
+
+
+def table(results: list[BackendResult]) -> str:
+    head = ("backend", "target/s", "achieved/s", "ok", "fail", "retrans", "p50 ms", "p99 ms", "max ms",
+            "switch µs/reg", "sipp µs/reg", "RSS MiB", "UDP drops", "")
+    rows = [head]
+    for res in results:
+        for s in res.steps:
+            rows.append((res.backend, str(s.target), f"{s.achieved:.0f}", str(s.ok), str(s.failed), str(s.retrans),
+                         f"{s.p50_ms:.0f}", f"{s.p99_ms:.0f}", f"{s.max_ms:.0f}", f"{s.switch_cpu_us_per_reg:.0f}",
+                         f"{s.sipp_cpu_us_per_reg:.0f}", f"{s.rss_mib:.0f}", str(s.udp_drops),
+                         "PASS" if s.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    mem = ["", "Resident memory (switch RSS, idle -> after registering every line once and Timer J):"]
+    for res in results:
+        m = res.memory
+        if m:
+            mem.append(f"  {res.backend}: {m.bindings} bindings, {m.rss_before_mib:.1f} -> {m.rss_after_mib:.1f} MiB "
+                       f"= {m.per_10k_bindings_mib:.1f} MiB per 10,000 bindings "
+                       f"(RSS right after the burst: {m.rss_right_after_mib:.1f} MiB) "
+                       f"(registered in {m.register_seconds:.0f}s, {m.failed} failed)")
+    best = ["", "Highest passing step (0 failures, >= 95% of target):"]
+    for res in results:
+        ok = [s for s in res.steps if s.passed]
+        b = max(ok, key=lambda s: s.target) if ok else None
+        top = f"{b.achieved:.0f} registrations/s (p99 {b.p99_ms:.0f} ms)" if b else "none"
+        best.append(f"  {res.backend}: " + top
+                    + (f"  [{res.error}]" if res.error else "")
+                    + f"  (import of {res.lines} lines: {res.import_seconds:.0f}s, start: {res.start_seconds:.0f}s)")
+    return "\n".join(lines + mem + best)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short run: 2,000 lines, rates 250/500/1000, 3 s steps")
+    p.add_argument("--backends", default="sqlite,postgresql", help="comma list of sqlite, postgresql")
+    p.add_argument("--rates", default=None, help="comma list of registrations/s (default 250..4000)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per ladder step (default 10)")
+    p.add_argument("--lines", type=int, default=None, help="distinct lines to import and register (default 10000)")
+    p.add_argument("--memory-rate", type=int, default=250,
+                   help="registrations/s for the memory phase (default 250: gentle, so every line registers)")
+    p.add_argument("--qualify-interval", type=float, default=86400.0,
+                   help="switch --qualify-interval (default: effectively off, SIPp does not answer OPTIONS)")
+    p.add_argument("--switch-arg", action="append", default=[], help="extra `softswitch run` argument (repeatable)")
+    p.add_argument("--log-level", default="WARNING", help="switch log level during the bench (default WARNING)")
+    p.add_argument("--memory-settle", type=float, default=None,
+                   help="seconds to wait after registering before reading RSS (default 35 = Timer J + 3; quick: 5)")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between ladder steps")
+    p.add_argument("--no-stop", action="store_true", help="run every step even after one fails")
+    p.add_argument("--out", default=None, help="output directory (default bench/out/register-<time>)")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL bench database")
+    args = p.parse_args(argv)
+    args.rates = [int(x) for x in args.rates.split(",")] if args.rates else ([250, 500, 1000] if args.quick
+                                                                              else DEFAULT_RATES)
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.lines = args.lines or (2000 if args.quick else 10000)
+    if args.memory_settle is None:
+        args.memory_settle = 5.0 if args.quick else 35.0
+    if args.lines < 2:
+        p.error("--lines must be at least 2")
+    if shutil.which("sipp") is None:
+        print("sipp not found: run scripts/bootstrap.sh --test (Debian package sip-tester)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else ROOT / "bench" / "out" / time.strftime("register-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"# bench_register: {args.lines} lines, rates {args.rates}, {args.duration:g}s/step, "
+          f"{os.cpu_count()} cores, out={out}", flush=True)
+
+    results: list[BackendResult] = []
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if backend == "sqlite":
+            results.append(bench_backend(backend, f"sqlite+aiosqlite:///{out / 'sqlite' / 'bench.db'}", args, out))
+        elif backend == "postgresql":
+            base = pg_base_url()
+            name = f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            url = pg_database(base, name)
+            try:
+                results.append(bench_backend(backend, url, args, out))
+            finally:
+                if not args.keep_db:
+                    asyncio.run(_pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"'))
+        else:
+            p.error(f"unknown backend {backend!r}")
+
+    text = table(results)
+    print("\n" + text)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+    (out / "summary.txt").write_text(text + "\n")
+    print(f"\nraw files: {out}")
+    all_ok = all(not r.error and r.steps and r.steps[0].passed for r in results)
+    summary = " ".join(
+        f"{r.backend}={max((s.achieved for s in r.steps if s.passed), default=0):.0f}/s"
+        f"(mem {r.memory.per_10k_bindings_mib if r.memory else float('nan'):.1f}MiB/10k)" for r in results
+    )
+    print(f"SUMMARY bench_register: {summary}")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
