@@ -29,6 +29,7 @@ import asyncio
 import json
 import logging
 import math
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +48,16 @@ __all__ = ["CdrDraft", "CdrWriter", "cdr_row", "insert_rows"]
 log = logging.getLogger(__name__)
 
 #: Errors caused by a row's own content: retrying will not help.
-_ROW_ERRORS = (IntegrityError, DataError, ValueError, TypeError)
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    IntegrityError, DataError, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.DataError,
+    sqlite3.InterfaceError,
+)
+try:  # asyncpg's row-level errors, for the raw-driver writer (switch.services.hot_store)
+    import asyncpg
+
+    _ROW_ERRORS += (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    pass
 
 
 class CdrDraft:

@@ -52,11 +52,24 @@ class HotStore(Protocol):
 
     async def write_lamps(self, rows: Sequence[LampRow]) -> None: ...
 
+    async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
     async def close(self) -> None: ...
 
 
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+def _sqlite_value(v: Any) -> Any:
+    """As SQLAlchemy stores it on SQLite: naive UTC ISO text, enum values as text."""
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return getattr(v, "value", v)
+
+
+def _pg_value(v: Any) -> Any:
+    return getattr(v, "value", v) if not isinstance(v, datetime) else v
 
 
 def _naive(epoch: float) -> str:
@@ -147,6 +160,24 @@ class SqliteHotStore:
     async def write_lamps(self, rows: Sequence[LampRow]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write_lamps, list(rows))
 
+    def _insert_cdrs(self, rows: list[dict[str, Any]]) -> None:
+        conn = self._connect()
+        cols = list(rows[0])
+        sql = f"INSERT INTO call_records ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        values = [[_sqlite_value(r[c]) for c in cols] for r in rows]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, values)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One transaction for a batch of CDRs (see switch.services.cdr)."""
+        if rows:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._insert_cdrs, list(rows))
+
     async def close(self) -> None:
         def shut() -> None:
             if self._conn is not None:
@@ -192,6 +223,18 @@ class PostgresHotStore:
                     "VALUES ($1, $2, $3, $4, $5, $6)",
                     [(a, lamp, old, new, reason, _utc(at)) for (a, lamp, old, new, reason, _s, at) in rows],
                 )
+
+    async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One transaction for a batch of CDRs (see switch.services.cdr)."""
+        if not rows:
+            return
+        pool = await self._acquire_pool()
+        cols = list(rows[0])
+        sql = f"INSERT INTO call_records ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
+        values = [[_pg_value(r[c]) for c in cols] for r in rows]
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.executemany(sql, values)
 
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
         pool = await self._acquire_pool()

@@ -604,14 +604,28 @@ class Headers:
         return out
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
-        self.cache.clear()
         self.version += 1
         key, display = canonical(name)
-        item = (key, display, _check_value(value))
+        value = _check_value(value)
+        item = (key, display, value)
         if first:
             self._items.insert(0, item)
         else:
             self._items.append(item)
+        cache = self.cache
+        if cache:
+            # Messages are built by many add()s between reads: keep the index and
+            # the other headers' parsed values, drop only what this header changes.
+            cache.pop(key, None)
+            idx: dict[str, list[str]] | None = cache.get(_INDEX)  # type: ignore[assignment]
+            if idx is not None:
+                lst = idx.get(key)
+                if lst is None:
+                    idx[key] = [value]
+                elif first:
+                    lst.insert(0, value)
+                else:
+                    lst.append(value)
 
     def set(self, name: str, value: str) -> None:
         """Replace every occurrence, keeping the position of the first."""
