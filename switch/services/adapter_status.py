@@ -298,11 +298,12 @@ class AdapterStatusService:
             old = ev.lamps.get(name)
             if old is not None and old.state == state and old.reason == reason:
                 continue
-            # Reasons that only tick ("5 s ago") are not worth an event.
-            if old is not None and old.state == state and _same_kind(old.reason, reason):
-                continue
             new = Lamp(state, reason, old.since if old is not None and old.state == state else now)
             ev.lamps[name] = new
+            # A reason whose relative time only ticked ("5 s ago" -> "3 min ago") is shown
+            # fresh but is not worth a history event.
+            if old is not None and old.state == state and _same_kind(old.reason, reason):
+                continue
             changes.append((adapter_id, name, old, new))
         if changes and self.persist is not None:
             self.persist(changes)

@@ -94,3 +94,20 @@ async def test_wrong_password_reason_counts_attempts() -> None:
     assert lamps["tel2"].state == "off"
     assert lamps["tel2"].reason == "wrong password 3× since 22:13 UTC"
     await loc.close()
+
+
+async def test_relative_reasons_stay_fresh_without_history_events() -> None:
+    now = [1_700_000_000.0]
+    status, loc, events = await _setup(now)
+    status.config_fetched(10)
+    assert status.status(10)["pwr"].reason == "last config fetch 0 s ago"
+    n = len(events)
+    now[0] += 600
+    lamps = status.status(10)
+    assert lamps["pwr"].state == "ok" and lamps["pwr"].reason == "last config fetch 10 min ago"
+    assert lamps["pwr"].since == 1_700_000_000.0
+    assert len(events) == n  # no event for a reason that only aged
+    now[0] += 3600
+    assert status.status(10)["pwr"].state == "warning"
+    assert len(events) == n + 1
+    await loc.close()
