@@ -186,6 +186,10 @@ def _list(doc: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
+def _trunk_state(t: Trunk) -> tuple[object, ...]:
+    return (t.host, t.port, t.transport, t.username, t.password_enc, tuple(t.allowed_sources or ()), t.emergency, t.enabled)
+
+
 async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box: SecretBox) -> RoutingImportReport:
     """Upsert the ``trunks`` and ``routes`` of ``doc`` inside the caller's transaction.
 
@@ -246,8 +250,9 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
             session.add(trunk)
             existing[name] = trunk
             report.trunks_created += 1
+            before = None
         else:
-            report.trunks_updated += 1
+            before = _trunk_state(trunk)
             if host is not None:
                 trunk.host = host
             if port is not None:
@@ -257,13 +262,19 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
         if username is not None or "username" in item:
             trunk.username = username or None
         if password is not None:
-            trunk.password_enc = secret_box.encrypt(password, context=CTX_TRUNK_PASSWORD) if password else None
+            current = (
+                secret_box.decrypt(trunk.password_enc, context=CTX_TRUNK_PASSWORD) if trunk.password_enc else ""
+            )
+            if password != current:  # re-encrypting an unchanged password is not a change
+                trunk.password_enc = secret_box.encrypt(password, context=CTX_TRUNK_PASSWORD) if password else None
         if sources is not None:
             trunk.allowed_sources = sources
         if emergency is not None:
             trunk.emergency = emergency
         if enabled is not None:
             trunk.enabled = enabled
+        if before is not None and _trunk_state(trunk) != before:
+            report.trunks_updated += 1
     await session.flush()
 
     routes = {
@@ -304,14 +315,19 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
             routes[prefix] = route
             report.routes_created += 1
         else:
-            report.routes_updated += 1
-            if enabled is not None:
+            changed = False
+            if enabled is not None and route.enabled != enabled:
                 route.enabled = enabled
-            if description is not None:
+                changed = True
+            if description is not None and route.description != description:
                 route.description = description
-            # Replace the trunk list: delete first so (route, position) can be reused.
-            route.trunks.clear()
-            await session.flush()
-            route.trunks.extend(RouteTrunk(position=pos, trunk_id=tid) for pos, tid in enumerate(trunk_ids))
+                changed = True
+            if [rt.trunk_id for rt in sorted(route.trunks, key=lambda rt: rt.position)] != trunk_ids:
+                # Replace the trunk list: delete first so (route, position) can be reused.
+                route.trunks.clear()
+                await session.flush()
+                route.trunks.extend(RouteTrunk(position=pos, trunk_id=tid) for pos, tid in enumerate(trunk_ids))
+                changed = True
+            report.routes_updated += changed
     await session.flush()
     return report
