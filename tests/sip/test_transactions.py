@@ -692,9 +692,12 @@ def test_send_response_refusals_are_counted_not_raised() -> None:
     layer.receive(wire_request("REGISTER"), Peer("udp", *CLIENT), 0.0)
     [ev] = requests(drain_events(layer))
     assert ev.tid is not None
+    late = layer.create_response(ev.tid, 500)
     assert layer.send_response(ev.tid, layer.create_response(ev.tid, 200), 0.0) is True
-    assert layer.send_response(ev.tid, layer.create_response(ev.tid, 500), 0.0) is False
-    assert layer.send_response("gone|x|REGISTER", layer.create_response(ev.tid, 500), 0.0) is False
+    assert layer.send_response(ev.tid, late, 0.0) is False
+    assert layer.send_response("gone|x|REGISTER", late, 0.0) is False
+    with pytest.raises(TransactionError):  # a completed NIST keeps only the response bytes
+        layer.create_response(ev.tid, 500)
     assert [short(d) for d, _ in layer.datagrams_to_send()] == ["200"]
     assert layer.stats.dropped == {Drop.LATE_TU_RESPONSE: 1, Drop.UNKNOWN_TRANSACTION: 1}
     with pytest.raises(TransactionError):

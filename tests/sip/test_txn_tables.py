@@ -14,6 +14,8 @@ into the machine directly (their *timing* is tested in test_txn_timers.py).
 
 from __future__ import annotations
 
+from switch.sip.message import response_for
+
 from dataclasses import dataclass
 
 import pytest
@@ -262,6 +264,7 @@ class ServerHarness(Harness):
         events = drain_events(self.layer)
         assert isinstance(events[0], RequestReceived) and events[0].tid is not None
         self.tid = events[0].tid
+        self.request = events[0].request
         txn = self.layer.transaction(self.tid)
         assert txn is not None
         self.txn = txn
@@ -271,7 +274,11 @@ class ServerHarness(Harness):
             status = 100
         if self.method != "INVITE" and status == 486:
             status = 404
-        return self.layer.send_response(self.tid, self.layer.create_response(self.tid, status), self.now)
+        if self.layer.server_request(self.tid) is not None:
+            response = self.layer.create_response(self.tid, status)
+        else:  # a completed NIST keeps no request: the TU's late response is built from its own copy
+            response = response_for(self.request, status, to_tag="late")
+        return self.layer.send_response(self.tid, response, self.now)
 
     def network(self, inp: Input) -> None:
         if inp is I.RECV_REQUEST:

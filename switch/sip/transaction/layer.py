@@ -332,10 +332,14 @@ class TransactionLayer:
         txn = self._server.get(tid)
         if txn is None:
             raise TransactionError(f"no server transaction {tid!r}")
+        if txn.request is None:
+            # a completed non-INVITE transaction keeps only its response bytes
+            raise TransactionError(f"server transaction {tid!r} already has its final response")
         return response_for(txn.request, status, reason, to_tag=_local_tag(txn))
 
     def server_request(self, tid: str) -> Request | None:
-        """The request that created a server transaction (e.g. the INVITE for a CANCEL)."""
+        """The request that created a server transaction (e.g. the INVITE for a CANCEL);
+        None once a non-INVITE transaction has sent its final response."""
         txn = self._server.get(tid)
         return None if txn is None else txn.request
 

@@ -33,6 +33,10 @@ def _send_final(t: ServerNonInviteTransaction, ctx: Context, msg: Message | None
     assert isinstance(msg, Response)
     ctx.txn_send(t, t.store_response(msg), retransmission=False)
     ctx.txn_arm(t, Input.TIMER_J, t.timers.j, now)
+    # COMPLETED only re-sends the stored bytes for Timer J's 32 s. Letting go of the
+    # parsed request (~5 KB with its cached header objects) keeps a registration
+    # burst's worth of completed transactions from holding hundreds of MB.
+    t.request = None  # type: ignore[assignment]
 
 
 def _resend(t: ServerNonInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
