@@ -14,13 +14,12 @@ into the machine directly (their *timing* is tested in test_txn_timers.py).
 
 from __future__ import annotations
 
-from switch.sip.message import response_for
-
 from dataclasses import dataclass
 
 import pytest
 
 from switch.sip.errors import TransactionError
+from switch.sip.message import response_for
 from switch.sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
