@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--qualify-interval", type=float, default=None, help="seconds between OPTIONS pings")
     run.add_argument("--digest-algorithms", default="SHA-256,MD5",
                      help="digest challenges offered, strongest first (default SHA-256,MD5)")
+    run.add_argument("--no-answer-timeout", type=float, default=None, metavar="S",
+                     help="ring time before a call is given up as not answered (default 60)")
+    run.add_argument("--max-call-duration", type=float, default=None, metavar="S",
+                     help="longest a call may last before both legs get BYE (default 14400; not for 110/112/113)")
     run.add_argument("--md5-only-agents", default=None, metavar="REGEX",
                      help="User-Agents offered only the MD5 challenge (default: the provisioned ATA models, "
                      "SIPp, baresip; '' to disable)")
@@ -80,6 +84,10 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             s.qualify_interval = args.qualify_interval
         s.digest_algorithms = tuple(a.strip() for a in args.digest_algorithms.split(",") if a.strip())
         s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
+        if args.no_answer_timeout is not None:
+            s.no_answer_timeout = args.no_answer_timeout
+        if args.max_call_duration is not None:
+            s.max_call_duration = args.max_call_duration
         if args.md5_only_agents is not None:
             s.md5_only_agents = args.md5_only_agents
     elif args.command == "import":
