@@ -77,6 +77,14 @@ class Settings:
     # calls
     no_answer_timeout: float = 60.0
     max_call_duration: float = 4 * 3600.0
+    #: a carrier that has not answered an INVITE at all by then is skipped (failover)
+    trunk_setup_timeout: float = 4.0
+    trunk_ping_interval: float = 30.0
+    trunk_ping_timeout: float = 5.0
+    #: CDRs are committed in batches gathered over this window
+    cdr_commit_window: float = 0.1
+    #: rows the database refuses are appended here (JSON lines) rather than lost
+    cdr_spill_file: str | None = "softswitch-cdr-spill.jsonl"
     user_agent: str = "softswitch/0.1"
     #: HTTPS for provisioning when both are set.
     tls_cert: str | None = None

@@ -106,15 +106,15 @@ class CallSettings:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CallSettings:
-        t1 = float(getattr(settings, "t1", 0.5))
+        t1 = float(settings.t1)
         return cls(
             domain=settings.effective_realm(),
             no_answer_timeout=float(settings.no_answer_timeout),
             max_duration=float(settings.max_call_duration),
             ack_timeout=64 * t1,
-            setup_timeout=float(getattr(settings, "trunk_setup_timeout", 4.0)),
-            trunk_ping_interval=float(getattr(settings, "trunk_ping_interval", 30.0)),
-            trunk_ping_timeout=float(getattr(settings, "trunk_ping_timeout", 5.0)),
+            setup_timeout=float(settings.trunk_setup_timeout),
+            trunk_ping_interval=float(settings.trunk_ping_interval),
+            trunk_ping_timeout=float(settings.trunk_ping_timeout),
         )
 
 
@@ -640,8 +640,8 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
     # The raw-driver store: an ORM insert per batch cost ~3 ms a call (see hot_store).
     cdr = CdrWriter(
         services.hot_store.insert_call_records,
-        window=float(getattr(settings, "cdr_commit_window", 0.1)),
-        spill_path=getattr(settings, "cdr_spill_file", None),
+        window=float(settings.cdr_commit_window),
+        spill_path=settings.cdr_spill_file,
     )
     cdr.start()
     manager = CallManager(
