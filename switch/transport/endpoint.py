@@ -27,6 +27,7 @@ from switch.sip.transaction.events import (
     ResponseReceived,
     TransactionTerminated,
     TransactionTimeout,
+    TransportError,
 )
 from switch.sip.transaction.layer import LayerConfig, TransactionLayer
 from switch.sip.timers import TimerConfig
@@ -173,6 +174,11 @@ class Endpoint:
         self.layer.receive_message(msg, Peer("tcp", conn.peer[0], conn.peer[1], conn.conn_id), self.loop.time())
         self._drain()
 
+    def transport_failed(self, peer: Peer) -> None:
+        """A stream connection could not be made or broke: end the transactions using it now."""
+        if self.layer.transport_error(peer, self.loop.time()):
+            self._drain()
+
     def tcp_parse_error(self, conn: TcpConnection, err: ParseError) -> None:
         partial = getattr(err, "partial", None)
         if isinstance(partial, Request) and partial.method != "ACK":
@@ -209,7 +215,7 @@ class Endpoint:
             if handler is not None:
                 handler(ev)
             elif ev.tid is not None:
-                self._default_answer(ev)
+                self.default_answer(ev)
         elif isinstance(ev, ResponseReceived):
             cb = self._clients.get(ev.tid)
             if cb is not None:
@@ -223,10 +229,16 @@ class Endpoint:
         elif isinstance(ev, CancelReceived):
             if self.cancel_handler is not None:
                 self.cancel_handler(ev)
+        elif isinstance(ev, TransportError):
+            # §17.1.4: the TU treats a transport failure like a timeout (no answer is coming).
+            cb = self._clients.pop(ev.tid, None)
+            if cb is not None:
+                cb(TransactionTimeout(tid=ev.tid, timer="transport"))
         elif isinstance(ev, TransactionTerminated):
             self._clients.pop(ev.tid, None)
 
-    def _default_answer(self, ev: RequestReceived) -> None:
+    def default_answer(self, ev: RequestReceived) -> None:
+        """What the switch itself says to a request no service took: 200 to OPTIONS, else 405."""
         req = ev.request
         assert ev.tid is not None
         if req.method == "OPTIONS":

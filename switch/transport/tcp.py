@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from switch.sip.errors import ParseError
 from switch.sip.parser import KEEPALIVE_PONG, StreamParser
+from switch.sip.transaction.events import Peer
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -110,6 +111,7 @@ def connect_tcp(endpoint: Endpoint, host: str, port: int) -> TcpConnection:
             if not conn.connected.done():
                 conn.connected.set_exception(exc)
                 conn.connected.exception()  # mark retrieved
+            endpoint.transport_failed(Peer("tcp", host, port))
 
     endpoint.spawn(go())
     return conn

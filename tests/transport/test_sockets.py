@@ -179,3 +179,24 @@ async def test_idle_tcp_connections_are_closed(tmp_path: Path) -> None:
         w.close()
     finally:
         await app_mod.stop(services)
+
+
+async def test_tcp_connect_failure_ends_the_transaction_at_once(switch4: app_mod.Services) -> None:
+    """§17.1.4: a refused TCP connection is reported to the TU now, not after Timer F (32 s)."""
+    from switch.sip.headers import Headers
+    from switch.sip.message import Request
+    from switch.sip.transaction.events import Peer, TransactionTimeout
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there now
+    got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    req = Request("OPTIONS", f"sip:127.0.0.1:{port};transport=tcp", Headers.of([
+        ("From", "<sip:switch@127.0.0.1>;tag=x"), ("To", f"<sip:127.0.0.1:{port}>"), ("Call-ID", "tcpfail"),
+        ("CSeq", "1 OPTIONS")]))
+    started = time.monotonic()
+    switch4.endpoint.request(req, Peer("tcp", "127.0.0.1", port), lambda ev: got.done() or got.set_result(ev))
+    ev = await asyncio.wait_for(got, 5)
+    assert isinstance(ev, TransactionTimeout) and ev.timer == "transport"
+    assert time.monotonic() - started < 2

@@ -582,7 +582,7 @@ class CallManager:
                 previous(ev)
                 return
             if req.method in ("OPTIONS", "NOTIFY", "REFER"):
-                self.endpoint._default_answer(ev)  # noqa: SLF001 - the endpoint's own out-of-dialog answer
+                self.endpoint.default_answer(ev)
                 return
         self._answer(ev.tid, req, 481)
 
