@@ -1,4 +1,4 @@
-"""Reads of registration state at start-up (writes: ``binding_writer``)."""
+"""Reads of registration state at start-up (the hot-path writes are in ``hot_store``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from switch.store import models as m
 from switch.store.engine import SessionFactory
+from switch.store.repo_bindings import BindingRecord, load_all_bindings
 
 from .location import Binding
 
@@ -18,28 +19,29 @@ def _epoch(dt: datetime) -> float:
     return dt.timestamp()
 
 
+def from_record(r: BindingRecord) -> Binding:
+    """The location service's binding for a stored one (``repo_bindings``)."""
+    return Binding(
+        line_id=r.line_id,
+        contact=r.contact,
+        expires_at=_epoch(r.expires_at),
+        call_id=r.call_id,
+        cseq=r.cseq,
+        received_host=r.received_host,
+        received_port=r.received_port,
+        transport=str(getattr(r.transport, "value", r.transport)),
+        user_agent=r.user_agent or "",
+        instance=r.instance or "",
+        reg_id=r.reg_id or 0,
+        q=r.q if r.q is not None else 1.0,
+        registered_at=_epoch(r.registered_at) if r.registered_at else 0.0,
+        last_seen=_epoch(r.last_keepalive) if r.last_keepalive else 0.0,
+    )
+
+
 async def load_bindings(session_factory: SessionFactory) -> list[Binding]:
-    async with session_factory() as session:
-        rows = (await session.execute(select(m.Binding))).scalars().all()
-    return [
-        Binding(
-            line_id=r.line_id,
-            contact=r.contact_uri,
-            expires_at=_epoch(r.expires_at),
-            call_id=r.call_id,
-            cseq=r.cseq,
-            received_host=r.received_host,
-            received_port=r.received_port,
-            transport=str(r.transport.value if hasattr(r.transport, "value") else r.transport),
-            user_agent=r.user_agent or "",
-            instance=r.instance or "",
-            reg_id=r.reg_id or 0,
-            q=r.q if r.q is not None else 1.0,
-            registered_at=_epoch(r.registered_at),
-            last_seen=_epoch(r.last_keepalive) if r.last_keepalive else 0.0,
-        )
-        for r in rows
-    ]
+    """Every stored binding, for the location service at start-up."""
+    return [from_record(r) for r in await load_all_bindings(session_factory)]
 
 
 async def lines_fingerprint(session_factory: SessionFactory) -> tuple[object, ...]:
