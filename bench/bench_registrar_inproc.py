@@ -56,6 +56,7 @@ async def main() -> None:
     await importer.import_document(sf, importer.load_import_file(tmp / "imp.json"), box, s.effective_realm())
     await engine.dispose()
     services = await app_mod.start(s)
+    app_mod.tune_gc()  # as `softswitch run` does
     ep = services.endpoint
     sent: list[bytes] = []
     for u in ep.udp:

@@ -9,6 +9,7 @@ queued binding writes are committed before the process exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import logging
@@ -213,6 +214,21 @@ async def _housekeeping(services: Services) -> None:
             log.exception("housekeeping failed")
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from stalling SIP for hundreds of milliseconds.
+
+    Measured (bench/bench_calls_inproc.py): with the default thresholds a full
+    (generation 2) collection walks ~450,000 objects and took up to 320 ms, a
+    retransmission-inducing stall. Freezing what exists after start-up (modules,
+    SQLAlchemy and aiohttp machinery, the line directory) takes it out of every
+    future scan, and rarer young collections do the rest: full collections now
+    take ~60 ms, and all collections together 5x less time.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 1000)
+
+
 async def run(settings: Settings) -> int:
     # The SQLite driver runs in a thread: with the default 5 ms GIL switch interval a
     # busy event loop starves it (a convoy). 0.5 ms keeps commits short under load.
@@ -221,6 +237,7 @@ async def run(settings: Settings) -> int:
     from provisioning.app import start_http
 
     http_runner = await start_http(services)
+    tune_gc()
     house = asyncio.get_running_loop().create_task(_housekeeping(services))
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
