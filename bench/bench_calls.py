@@ -1,0 +1,743 @@
+#!/usr/bin/env python3
+"""Call load through a real `softswitch run` (the B2BUA), on SQLite and on PostgreSQL, with SIPp at both ends.
+
+For each database backend:
+
+1. import N caller lines and one callee line (`softswitch import`), plus a carrier trunk whose
+   allowed source is 127.0.0.3 (for the trunk ladder);
+2. start the switch with ``--rate-limit 0 --qualify-interval 0 --digest-algorithms MD5``;
+3. the callee: a SIPp UAS (`sipp_scenarios/uas_answer.xml`: 100, 180, 200, ACK, BYE → 200) that
+   first REGISTERs its line from the port it then listens on;
+4. **lines ladder**: SIPp UAC (`uac_call_auth.xml`: INVITE, 407, ACK, INVITE with Proxy-Authorization,
+   100, 180, 200, ACK, hold, BYE, 200; no media) at 50, 100, 200, 300, 400, 600, 800 calls/s, 10 s
+   each. Per step: achieved calls/s, failed calls (calls that never finish count), retransmissions,
+   post-dial delay first INVITE → 180 p50/p99/max (what the caller hears, 407 round trip included)
+   and authenticated INVITE → 180 p50/p99, peak concurrent calls (SIPp's CurrentCall), switch CPU
+   (% of one core, µs per call), switch RSS, kernel UDP receive-buffer drops, load average. A step
+   passes with 0 failed calls and >= 95 % of the target; the ladder stops at the first failing step;
+5. **held calls** (run first, on the fresh switch, then ``--held-settle`` s for their transactions
+   to expire, Timer J = 32 s): ``--hold-calls`` calls set up at ``--hold-rate`` and all held at once
+   (hold time long enough that every call is up together); RSS before and at the peak → KiB per
+   held call;
+6. CDR check: one ``call_records`` row per completed call (calls SIPp gave up on may have one too).
+
+``--with-peers`` also measures, in the same invocation and on the same box, one after the other:
+
+* **Kamailio 5.6** (bench/peers/kamailio.cfg, 1 UDP worker): registrar + digest + stateful proxy,
+  INVITEs challenged with 407 too, driven by the *same* SIPp scenarios (uac_call_auth / uas_answer).
+  A proxy keeps no dialog and originates nothing, so it is the ceiling, not a twin;
+* **sippy/b2bua 2.5** (PyPI, in a venv outside the repo; `b2bua_radius -u -A 0 -s UAS`): a Python
+  B2BUA without digest, driven by `uac_invite_b2b.xml`. The switch runs the same scenario from a
+  trunk's address (no digest either): the **trunk ladder**.
+
+and prints the ratios (max calls/s at 0 failures, CPU per call). Everything runs on loopback and
+shares the cores with SIPp: compare figures only from one run, and read the load average first.
+Usage: see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_register import _pg_admin, pg_base_url, pg_database, udp_rcvbuf_errors  # noqa: E402
+from tests.e2e.test_calls_sipp import SippServer, free_port_on  # noqa: E402
+from tests.harness import (  # noqa: E402
+    SippResult,
+    SwitchProcess,
+    count_rows,
+    free_port,
+    import_file,
+    run_sipp,
+    write_injection_csv,
+)
+
+SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
+#: A late 180 (sippy sends some after the 200) is logged, not fatal; a failed call sends no BYE.
+SIPP_BEHAVIOURS = ["-default_behaviors", "all,-bye,-abortunexp"]
+DEFAULT_RATES = [50, 100, 200, 300, 400, 600, 800]
+QUICK_RATES = [100, 200, 400]
+KAMAILIO_EXTRA_RATES = [800, 1200, 1600, 2400, 3200, 4000]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CALLEE = ("24999999", "Bench-callee-pw")
+CARRIER_IP = "127.0.0.3"
+TARGET_CPS, TARGET_P99_MS = 400, 20.0
+PEERS = ROOT / "bench" / "peers"
+
+
+# ------------------------------------------------------------------------- data
+
+
+def caller_lines(n: int) -> list[tuple[str, str]]:
+    return [(f"24{i:06d}", f"Bench-{i:06d}-pw") for i in range(n)]
+
+
+def import_document(callers: list[tuple[str, str]], trunk_port: int) -> dict[str, Any]:
+    """Two lines per adapter, one customer per adapter; the callee on an adapter of its own; one carrier."""
+    lines = [*callers, CALLEE]
+    customers = []
+    for a in range(0, len(lines), 2):
+        idx = a // 2
+        mac = f"02:01:{(idx >> 24) & 0xFF:02X}:{(idx >> 16) & 0xFF:02X}:{(idx >> 8) & 0xFF:02X}:{idx & 0xFF:02X}"
+        ports = [{"port": p + 1, "number": num, "password": pw} for p, (num, pw) in enumerate(lines[a : a + 2])]
+        customers.append({"id": f"K{idx:07d}", "name": f"Bench Customer {idx}", "language": "nb",
+                          "adapters": [{"mac": mac, "model": "spa112", "lines": ports}]})
+    return {
+        "customers": customers,
+        "trunks": [{"name": "bench-carrier", "host": CARRIER_IP, "port": trunk_port,
+                    "allowed_sources": [f"{CARRIER_IP}/32"]}],
+    }
+
+
+# ------------------------------------------------------------------- measurements
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its direct children (Kamailio's workers; the switch has none)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            f = _stat_fields(int(entry))
+            if f is not None and f[1] == str(pid):
+                kids.append(int(entry))
+    return [pid, *kids]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0
+    for p in pids:
+        f = _stat_fields(p)
+        if f is not None:
+            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15), all threads
+    return total / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def wait_idle(pids: Callable[[], list[int]], *, busy_below: float = 0.05, window: float = 0.5,
+              max_wait: float = 30.0) -> float:
+    """Wait until the server uses < ``busy_below`` of a core: no step inherits the last one's backlog."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        c0 = cpu_seconds(pids())
+        time.sleep(window)
+        if (cpu_seconds(pids()) - c0) / window < busy_below:
+            break
+    return time.monotonic() - t0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def max_column(stat_file: Path, name: str) -> int:
+    """Largest value of one column over every row of a SIPp -trace_stat file (one row per second)."""
+    try:
+        rows = [ln.split(";") for ln in stat_file.read_text("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return 0
+    if len(rows) < 2 or name not in rows[0]:
+        return 0
+    i = rows[0].index(name)
+    return max((int(r[i]) for r in rows[1:] if len(r) > i and r[i].isdigit()), default=0)
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    """Whatever the SIPp caller talks to: the switch, Kamailio or sippy."""
+
+    name: str
+    target: str
+    main_pid: int
+    alive: Callable[[], bool]
+    stop: Callable[[], None]
+
+    def pids(self) -> list[int]:
+        return tree(self.main_pid)
+
+
+@dataclass
+class Ladder:
+    """One rate ladder: which server, which caller scenario, from where."""
+
+    label: str
+    server: Server
+    scenario: str
+    uac_ip: str
+    extra: list[str]
+    inf_csv: Path | None
+    done_rtd: int
+    """The RTD that ends at the 200 (its completion times give the achieved rate)."""
+    auth_rtd: int | None
+    """Authenticated INVITE -> 180, when the scenario has one."""
+
+
+@dataclass
+class Step:
+    ladder: str
+    target: int
+    expected: int
+    achieved: float
+    ok: int
+    failed: int
+    retrans: int
+    pdd_p50_ms: float
+    pdd_p99_ms: float
+    pdd_max_ms: float
+    auth_invite_p50_ms: float
+    auth_invite_p99_ms: float
+    max_concurrent: int
+    cpu_pct: float
+    cpu_us_per_call: float
+    rss_mib: float
+    udp_drops: int
+    load1: float
+    sipp_exit: int
+    passed: bool
+    workdir: str = ""
+
+
+@dataclass
+class Held:
+    ladder: str
+    calls: int
+    rate: int
+    hold_s: float
+    max_concurrent: int
+    failed: int
+    rss_before_mib: float
+    rss_peak_mib: float
+    kib_per_call: float
+    cpu_pct_while_held: float
+
+
+@dataclass
+class Result:
+    name: str
+    steps: list[Step] = field(default_factory=list)
+    held: Held | None = None
+    cdr_rows: int | None = None
+    calls_completed: int = 0
+    calls_failed: int = 0
+    error: str = ""
+
+    def best(self, ladder: str | None = None) -> Step | None:
+        ok = [s for s in self.steps if s.passed and (ladder is None or s.ladder == ladder)]
+        return max(ok, key=lambda s: s.target) if ok else None
+
+
+def run_step(lad: Ladder, rate: int, args: argparse.Namespace, workdir: Path) -> Step:
+    calls = int(rate * args.duration)
+    srv = lad.server
+    pids = srv.pids()
+    cpu0, drops0, la = cpu_seconds(pids), udp_rcvbuf_errors(), load1()
+    t0 = time.monotonic()
+    r = run_sipp(
+        lad.scenario, srv.target, inf_csv=lad.inf_csv, calls=calls, rate=rate, transport="u1",
+        extra=[*SIPP_TUNING, *SIPP_BEHAVIOURS, "-i", lad.uac_ip, "-d", str(args.hold_ms), *lad.extra],
+        timeout=args.duration * 3 + 15, local_port=free_port_on(lad.uac_ip), workdir=workdir,
+        trace_msg=False, trace_rtt=True, limit=rate * 5 + 1000,
+    )
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(srv.pids()) - cpu0
+    return summarise(lad, rate, calls, r, cpu, wall, udp_rcvbuf_errors() - drops0, la)
+
+
+def summarise(lad: Ladder, rate: int, expected: int, r: SippResult, cpu: float, wall: float, drops: int,
+              la: float) -> Step:
+    done = r.completion_times(lad.done_rtd)
+    span = (max(done) - min(done)) / 1000.0 if len(done) > 1 else 0.0
+    achieved = (len(done) - 1) / span if span > 0 else 0.0
+    pdd = r.rtts_ms(1)
+    auth = r.rtts_ms(lad.auth_rtd) if lad.auth_rtd else []
+    ok, failed = r.successful, r.failed
+    failed += max(0, expected - ok - failed)  # never completed (global timeout) = failed
+    return Step(
+        ladder=lad.label, target=rate, expected=expected, achieved=round(achieved, 1), ok=ok, failed=failed,
+        retrans=r.retransmissions, pdd_p50_ms=percentile(pdd, 0.5), pdd_p99_ms=percentile(pdd, 0.99),
+        pdd_max_ms=max(pdd) if pdd else float("nan"), auth_invite_p50_ms=percentile(auth, 0.5),
+        auth_invite_p99_ms=percentile(auth, 0.99), max_concurrent=max_column(r.stat_file, "CurrentCall"),
+        cpu_pct=round(100 * cpu / wall, 1) if wall > 0 else float("nan"),
+        cpu_us_per_call=round(1e6 * cpu / ok) if ok else float("nan"),
+        rss_mib=round(rss_kib(lad.server.main_pid) / 1024, 1), udp_drops=drops, load1=round(la, 2),
+        sipp_exit=r.returncode, passed=failed == 0 and achieved >= 0.95 * rate, workdir=str(r.workdir),
+    )
+
+
+def run_ladder(lad: Ladder, rates: list[int], args: argparse.Namespace, out: Path, res: Result) -> None:
+    for rate in rates:
+        step = run_step(lad, rate, args, out / f"{lad.label}_{rate}")
+        if not lad.server.alive():
+            res.error = f"{lad.server.name} died during the {rate}/s step"
+            print(f"[{res.name}] {res.error}", flush=True)
+            break
+        res.steps.append(step)
+        res.calls_completed += step.ok
+        res.calls_failed += step.failed
+        print(f"[{res.name}] {fmt_step(step)}", flush=True)
+        if not step.passed and not args.no_stop:
+            break
+        time.sleep(args.pause)
+        wait_idle(lad.server.pids)
+
+
+def run_held(lad: Ladder, args: argparse.Namespace, out: Path, res: Result) -> None:
+    """``--hold-calls`` calls, all up at the same time: memory per held call."""
+    n, rate = args.hold_calls, args.hold_rate
+    hold_s = n / rate + 3.0
+    pid = lad.server.main_pid
+    rss0 = rss_kib(pid)
+    peak = [rss0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kib(pid))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0 = cpu_seconds(lad.server.pids())
+    try:
+        r = run_sipp(
+            lad.scenario, lad.server.target, inf_csv=lad.inf_csv, calls=n, rate=rate, transport="u1",
+            extra=[*SIPP_TUNING, *SIPP_BEHAVIOURS, "-i", lad.uac_ip, "-d", str(int(hold_s * 1000)), *lad.extra],
+            timeout=hold_s + n / rate + 60, local_port=free_port_on(lad.uac_ip), workdir=out / f"{lad.label}_held",
+            trace_msg=False, trace_rtt=False, limit=n + 100,
+        )
+    finally:
+        stop.set()
+        sampler.join()
+    # CPU while every call is up and nothing happens (the last second of the hold is not measured).
+    cpu_held = cpu_seconds(lad.server.pids()) - cpu0
+    failed = r.failed + max(0, n - r.successful - r.failed)
+    res.held = Held(
+        ladder=lad.label, calls=n, rate=rate, hold_s=round(hold_s, 1),
+        max_concurrent=max_column(r.stat_file, "CurrentCall"), failed=failed,
+        rss_before_mib=round(rss0 / 1024, 1), rss_peak_mib=round(peak[0] / 1024, 1),
+        kib_per_call=round((peak[0] - rss0) / max(1, n), 1),
+        cpu_pct_while_held=round(100 * cpu_held / (hold_s + n / rate), 1),
+    )
+    res.calls_completed += r.successful
+    res.calls_failed += failed
+    print(f"[{res.name}] held: {asdict(res.held)}", flush=True)
+
+
+def start_callee(target: str, workdir: Path, register: bool, csv: Path | None) -> SippServer:
+    """The SIPp UAS. ``register``: REGISTER the callee line from the UAS's own port first."""
+    port = free_port_on("127.0.0.1")
+    if register:
+        assert csv is not None
+        r = run_sipp("uac_register_digest", target, inf_csv=csv, calls=1, local_port=port,
+                     workdir=workdir / "register", timeout=10)
+        if not r.ok:
+            raise RuntimeError("callee registration failed\n" + r.describe())
+    uas = SippServer("uas_answer", "127.0.0.1", port, workdir / "uas", once=False, trace_msg=False, timeout=36000,
+                     extra=[*SIPP_TUNING, "-default_behaviors", "all,-abortunexp"])
+    return uas.start()
+
+
+# --------------------------------------------------------------------------- the switch
+
+
+def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path) -> Result:
+    home = out / backend
+    home.mkdir(parents=True, exist_ok=True)
+    key = home / "softswitch.key"
+    res = Result(name=f"softswitch/{backend}")
+    callers = caller_lines(args.lines)
+    doc = home / "lines.json"
+    doc.write_text(json.dumps(import_document(callers, free_port_on(CARRIER_IP))))
+    import_file(db_url, str(doc), key_file=key, cwd=home, timeout=600)
+    csv = write_injection_csv(home / "callers.csv", callers)
+    callee_csv = write_injection_csv(home / "callee.csv", [CALLEE])
+    switch = SwitchProcess(
+        db_url=db_url, workdir=home, key_file=key, start_timeout=120, env={"SOFTSWITCH_LOG_LEVEL": args.log_level},
+        extra_args=["--rate-limit", "0", "--qualify-interval", "0", "--digest-algorithms", "MD5", *args.switch_arg],
+    )
+    switch.start()
+    assert switch.pid is not None
+    server = Server(res.name, switch.sip_target, switch.pid, switch.alive, lambda: None)
+    uas: SippServer | None = None
+    try:
+        print(f"[{res.name}] switch pid {switch.pid} on {switch.sip_target}, log {switch.log_path}", flush=True)
+        uas = start_callee(switch.sip_target, home, True, callee_csv)
+        time.sleep(1.0)
+        lines = Ladder("lines", server, "uac_call_auth", "127.0.0.1", ["-set", "dialled", CALLEE[0]], csv,
+                       done_rtd=3, auth_rtd=2)
+        if args.hold_calls:
+            # First, on the fresh switch: Python keeps the memory a load peak made it allocate
+            # (pymalloc arenas), so after a ladder the held calls would fit in and show ~0 KiB.
+            run_held(lines, args, home, res)
+            wait_idle(server.pids)
+            # RFC 3261 Timer J/K: the held calls' transactions linger 32 s; the ladder starts clean.
+            time.sleep(args.held_settle)
+        run_ladder(lines, args.rates, args, home, res)
+        if args.with_peers and switch.alive():
+            wait_idle(server.pids)
+            trunk = Ladder("trunk", server, "uac_invite_b2b", CARRIER_IP,
+                           ["-set", "dialled", CALLEE[0], "-set", "caller", "+4791234567"], None, done_rtd=2,
+                           auth_rtd=None)
+            run_ladder(trunk, args.rates, args, home, res)
+        # Every completed call has its CDR (the writer batches: give it a moment).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            res.cdr_rows = count_rows(db_url, "SELECT count(*) FROM call_records")
+            if res.cdr_rows >= res.calls_completed:
+                break
+            time.sleep(0.5)
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
+        res.error = f"{type(exc).__name__}: {exc}"
+        print(f"[{res.name}] ERROR {res.error}", flush=True)
+    finally:
+        if uas is not None:
+            uas.stop()
+        switch.stop()
+    return res
+
+
+# --------------------------------------------------------------------------- peers
+
+
+def setup_peers() -> dict[str, str]:
+    proc = subprocess.run(["bash", str(PEERS / "setup_peers.sh")], capture_output=True, text=True, timeout=900)
+    found = dict(ln.split("=", 1) for ln in proc.stdout.splitlines() if "=" in ln)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench/peers/setup_peers.sh failed: {proc.stderr.strip()[-2000:]}")
+    return found
+
+
+def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as f:
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _stop(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+
+def _wait_udp_bound(port: int, p: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError(f"{what} exited with {p.returncode} at start")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not bind 127.0.0.1:{port}")
+
+
+def kamailio_db(dir_: Path, users: list[tuple[str, str]], realm: str = "127.0.0.1") -> None:
+    """db_text ``version`` and ``subscriber`` tables (plaintext passwords; ha1 columns filled: an
+    empty one is NULL and makes db_text refuse the whole table)."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    md5 = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731, S324 - digest HA1, what Kamailio expects
+    (dir_ / "version").write_text("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
+    rows = ["id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) "]
+    for i, (u, p) in enumerate(users, 1):
+        rows.append(f"{i}:{u}:{realm}:{p}:{md5(f'{u}:{realm}:{p}')}:{md5(f'{u}@{realm}:{realm}:{p}')}")
+    (dir_ / "subscriber").write_text("\n".join(rows) + "\n")
+
+
+def bench_kamailio(args: argparse.Namespace, out: Path, kamailio: str) -> Result:
+    home = out / "kamailio"
+    home.mkdir(parents=True, exist_ok=True)
+    res = Result(name="kamailio")
+    callers = caller_lines(args.lines)
+    kamailio_db(home / "db", [*callers, CALLEE])
+    csv = write_injection_csv(home / "callers.csv", callers)
+    callee_csv = write_injection_csv(home / "callee.csv", [CALLEE])
+    port = free_port("udp")
+    proc = _start([kamailio, "-f", str(PEERS / "kamailio.cfg"), "-DD", "-E", "-n", "1", "-m", "512", "-M", "16",
+                   "-A", f"LISTEN=udp:127.0.0.1:{port}", "-A", f'DBURL="text://{home / "db"}"',
+                   "-A", f'CTLSOCK="unix:{home / "kam_ctl"}"', "-A", "WITH_INVITE_AUTH"], home / "kamailio.log")
+    server = Server("kamailio", f"127.0.0.1:{port}", proc.pid, lambda: proc.poll() is None, lambda: _stop(proc))
+    uas: SippServer | None = None
+    try:
+        _wait_udp_bound(port, proc, "kamailio")
+        uas = start_callee(server.target, home, True, callee_csv)
+        time.sleep(1.0)
+        lad = Ladder("lines", server, "uac_call_auth", "127.0.0.1", ["-set", "dialled", CALLEE[0]], csv,
+                     done_rtd=3, auth_rtd=2)
+        # A stateful proxy in C goes far beyond the switch's ladder: extend it so it saturates.
+        rates = args.peer_rates or sorted({*args.rates, *KAMAILIO_EXTRA_RATES})
+        run_ladder(lad, rates, args, home, res)
+    except Exception as exc:  # noqa: BLE001
+        res.error = f"{type(exc).__name__}: {exc}"
+        print(f"[kamailio] ERROR {res.error}", flush=True)
+    finally:
+        if uas is not None:
+            uas.stop()
+        _stop(proc)
+    return res
+
+
+def bench_sippy(args: argparse.Namespace, out: Path, b2bua: str) -> Result:
+    home = out / "sippy"
+    home.mkdir(parents=True, exist_ok=True)
+    res = Result(name="sippy")
+    uas: SippServer | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        uas = start_callee("", home, False, None)
+        port = free_port("udp")
+        proc = _start([b2bua, "-f", "-u", "-A", "0", "-l", "127.0.0.1", "-p", str(port),
+                       "-s", f"127.0.0.1:{uas.port}", "-c", str(home / "b2bua.sock")], home / "sippy.log",
+                      env={"SIPLOG_BEND": "none"})
+        p = proc
+        server = Server("sippy", f"127.0.0.1:{port}", proc.pid, lambda: p.poll() is None, lambda: _stop(p))
+        _wait_udp_bound(port, proc, "sippy b2bua_radius")
+        time.sleep(1.0)
+        lad = Ladder("trunk", server, "uac_invite_b2b", "127.0.0.1",
+                     ["-set", "dialled", CALLEE[0], "-set", "caller", "+4791234567"], None, done_rtd=2, auth_rtd=None)
+        run_ladder(lad, args.peer_rates or args.rates, args, home, res)
+    except Exception as exc:  # noqa: BLE001
+        res.error = f"{type(exc).__name__}: {exc}"
+        print(f"[sippy] ERROR {res.error}", flush=True)
+    finally:
+        if uas is not None:
+            uas.stop()
+        if proc is not None:
+            _stop(proc)
+    return res
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _ms(x: float) -> str:
+    return "-" if x != x else f"{x:.0f}"  # NaN -> "-"
+
+
+def fmt_step(s: Step) -> str:
+    return (f"{s.ladder} target={s.target}/s achieved={s.achieved:.0f}/s ok={s.ok} fail={s.failed} "
+            f"retrans={s.retrans} pdd(INVITE->180) p50={_ms(s.pdd_p50_ms)}ms p99={_ms(s.pdd_p99_ms)}ms "
+            f"max={_ms(s.pdd_max_ms)}ms auth-INVITE->180 p99={_ms(s.auth_invite_p99_ms)}ms "
+            f"concurrent={s.max_concurrent} cpu={s.cpu_pct:.0f}% {s.cpu_us_per_call:.0f}us/call rss={s.rss_mib:.0f}MiB "
+            f"udp_drops={s.udp_drops} load1={s.load1:.1f} {'PASS' if s.passed else 'FAIL'}")
+
+
+def table(results: list[Result]) -> str:
+    head = ("server", "ladder", "target/s", "achieved/s", "ok", "fail", "retrans", "PDD p50", "PDD p99", "PDD max",
+            "authINV p99", "concurrent", "CPU %", "µs/call", "RSS MiB", "UDP drops", "load1", "")
+    rows = [head]
+    for res in results:
+        for s in res.steps:
+            rows.append((res.name, s.ladder, str(s.target), f"{s.achieved:.0f}", str(s.ok), str(s.failed),
+                         str(s.retrans), _ms(s.pdd_p50_ms), _ms(s.pdd_p99_ms), _ms(s.pdd_max_ms),
+                         _ms(s.auth_invite_p99_ms), str(s.max_concurrent), f"{s.cpu_pct:.0f}",
+                         _ms(s.cpu_us_per_call), f"{s.rss_mib:.0f}", str(s.udp_drops), f"{s.load1:.1f}",
+                         "PASS" if s.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    out = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    out += ["", "PDD = first INVITE -> 180 at the caller (ms, SIPp whole-ms resolution; for lines it includes the "
+                "407 round trip); authINV = authenticated INVITE -> 180.",
+            "", "Highest step with 0 failed calls and >= 95% of the target:"]
+    for res in results:
+        for lad in sorted({s.ladder for s in res.steps}):
+            b = res.best(lad)
+            top = (f"{b.achieved:.0f} calls/s (target {b.target}; PDD p50 {_ms(b.pdd_p50_ms)} ms, "
+                   f"p99 {_ms(b.pdd_p99_ms)} ms; {_ms(b.cpu_us_per_call)} µs CPU/call; {b.cpu_pct:.0f}% of a core)"
+                   if b else "none")
+            out.append(f"  {res.name} [{lad}]: {top}")
+        if res.error:
+            out.append(f"  {res.name}: ERROR {res.error}")
+        if res.held:
+            h = res.held
+            out.append(f"  {res.name} held calls: {h.max_concurrent} concurrent ({h.calls} set up at {h.rate}/s, "
+                       f"held {h.hold_s:.0f} s, {h.failed} failed), RSS {h.rss_before_mib:.0f} -> "
+                       f"{h.rss_peak_mib:.0f} MiB = {h.kib_per_call:.1f} KiB per held call, "
+                       f"{h.cpu_pct_while_held:.0f}% CPU over the phase (set-up included)")
+        if res.cdr_rows is not None:
+            # A call SIPp gave up on (failed) still ends in the switch, usually with a CDR.
+            ok = res.calls_completed <= res.cdr_rows <= res.calls_completed + res.calls_failed
+            out.append(f"  {res.name} CDRs: {res.cdr_rows} call_records rows for {res.calls_completed} completed "
+                       f"and {res.calls_failed} failed calls" + ("" if ok else "  <-- MISMATCH"))
+    return "\n".join(out)
+
+
+def target_lines(results: list[Result]) -> list[str]:
+    out = [f"Target ({TARGET_CPS} calls/s at 0 failures with PDD p99 <= {TARGET_P99_MS:.0f} ms, lines ladder):"]
+    for res in results:
+        if not res.name.startswith("softswitch"):
+            continue
+        met = [s for s in res.steps if s.ladder == "lines" and s.passed and s.target >= TARGET_CPS
+               and s.pdd_p99_ms <= TARGET_P99_MS]
+        out.append(f"  {res.name}: {'MET' if met else 'NOT MET'}"
+                   + (f" (best such step: {max(met, key=lambda s: s.target).target}/s)" if met else ""))
+    return out
+
+
+def ratio_lines(results: list[Result]) -> list[str]:
+    peers = {r.name: r for r in results if not r.name.startswith("softswitch")}
+    out: list[str] = []
+    for res in results:
+        if not res.name.startswith("softswitch"):
+            continue
+        for peer, lad in (("kamailio", "lines"), ("sippy", "trunk")):
+            p = peers.get(peer)
+            if p is None:
+                continue
+            a, b = res.best(lad), p.best(lad)
+            if a is None or b is None:
+                out.append(f"  {res.name} / {peer} [{lad}]: n/a (a ladder has no passing step)")
+                continue
+            unsaturated = all(s.passed for s in p.steps if s.ladder == lad)
+            out.append(f"  {res.name} / {peer} [{lad}]: max calls/s {a.achieved:.0f} / {b.achieved:.0f} = "
+                       f"{a.achieved / b.achieved:.2f}; CPU per call {a.cpu_us_per_call:.0f} / {b.cpu_us_per_call:.0f} µs"
+                       f" = {a.cpu_us_per_call / b.cpu_us_per_call:.2f}"
+                       + (f"  ({peer} passed its whole ladder: its maximum is higher)" if unsaturated else ""))
+    return (["", "Ratios (same box, same run, same SIPp scenarios; lines = with 407 digest, "
+                 "trunk = carrier call without digest):"] + out) if out else []
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", default=None, choices=["sqlite", "postgresql", "both", "none"],
+                   help="switch database backend(s) (default both; quick: sqlite); none = peers only")
+    p.add_argument("--quick", action="store_true",
+                   help="short run: rates 100/200/400, 3 s steps, 500 held calls, SQLite only unless --db is given")
+    p.add_argument("--rates", default=None, help="comma list of calls/s (default 50,100,200,300,400,600,800)")
+    p.add_argument("--peer-rates", default=None,
+                   help="calls/s for the peers (default: --rates; Kamailio also 1200..4000)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per step (default 10; quick 3)")
+    p.add_argument("--hold-ms", type=int, default=500, help="call hold between ACK and BYE (default 500 ms)")
+    p.add_argument("--lines", type=int, default=200, help="caller lines (used in turn by SIPp; default 200)")
+    p.add_argument("--hold-calls", type=int, default=None,
+                   help="calls held at once in the held-calls phase (default 5000; quick 500; 0 skips it)")
+    p.add_argument("--hold-rate", type=int, default=250, help="set-up rate of the held-calls phase (default 250/s)")
+    p.add_argument("--held-settle", type=float, default=None,
+                   help="seconds to wait after the held-calls phase, so its transactions (Timer J, 32 s) "
+                        "are gone before the ladder (default 35; quick 3)")
+    p.add_argument("--with-peers", action="store_true",
+                   help="also measure Kamailio and sippy/b2bua (bench/peers/setup_peers.sh installs them)")
+    p.add_argument("--switch-arg", action="append", default=[], help="extra `softswitch run` argument (repeatable)")
+    p.add_argument("--log-level", default="WARNING", help="switch log level during the bench (default WARNING)")
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between steps (then wait until idle)")
+    p.add_argument("--no-stop", action="store_true", help="run every step even after one fails")
+    p.add_argument("--out", default=None, help="output directory (default bench/out/calls-<time>)")
+    args = p.parse_args(argv)
+    if args.db is None:
+        args.db = "sqlite" if args.quick else "both"
+    args.rates = [int(x) for x in args.rates.split(",")] if args.rates else (QUICK_RATES if args.quick
+                                                                              else DEFAULT_RATES)
+    args.peer_rates = [int(x) for x in args.peer_rates.split(",")] if args.peer_rates else None
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    if args.hold_calls is None:
+        args.hold_calls = 500 if args.quick else 5000
+    if args.held_settle is None:
+        args.held_settle = 3.0 if args.quick else 35.0
+    if shutil.which("sipp") is None:
+        print("sipp not found: run scripts/bootstrap.sh --test (Debian package sip-tester)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else ROOT / "bench" / "out" / time.strftime("calls-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"# bench_calls: rates {args.rates}, {args.duration:g}s/step, hold {args.hold_ms} ms, {args.lines} caller "
+          f"lines, {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, out={out}",
+          flush=True)
+
+    results: list[Result] = []
+    backends = {"both": ["sqlite", "postgresql"], "none": []}.get(args.db, [args.db])
+    for backend in backends:
+        if backend == "sqlite":
+            results.append(bench_switch(backend, f"sqlite+aiosqlite:///{out / 'sqlite' / 'bench.db'}", args, out))
+        else:
+            base = pg_base_url()
+            name = f"bench_calls_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            url = pg_database(base, name)
+            try:
+                results.append(bench_switch(backend, url, args, out))
+            finally:
+                asyncio.run(_pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"'))
+    if args.with_peers:
+        try:
+            found = setup_peers()
+        except RuntimeError as exc:
+            print(f"peers unavailable: {exc}", flush=True)
+            found = {}
+        if found.get("kamailio"):
+            results.append(bench_kamailio(args, out, found["kamailio"]))
+        if found.get("b2bua_radius"):
+            results.append(bench_sippy(args, out, found["b2bua_radius"]))
+
+    text = "\n".join([table(results), "", *target_lines(results), *ratio_lines(results),
+                      "", f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"])
+    print("\n" + text)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+    (out / "summary.txt").write_text(text + "\n")
+    print(f"\nraw files: {out}")
+    summary = " ".join(
+        f"{r.name}[{lad}]={b.achieved:.0f}cps(p99 {_ms(b.pdd_p99_ms)}ms)" if (b := r.best(lad)) else f"{r.name}[{lad}]=none"
+        for r in results for lad in sorted({s.ladder for s in r.steps}) or ["lines"]
+    )
+    print(f"SUMMARY bench_calls: {summary}")
+    ok = all(not r.error and r.steps and r.steps[0].passed for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
