@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +60,7 @@ if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with 
 from bench.bench_register import _pg_admin, pg_base_url, pg_database, udp_rcvbuf_errors  # noqa: E402
 from tests.e2e.test_calls_sipp import SippServer, free_port_on  # noqa: E402
 from tests.harness import (  # noqa: E402
+    stop_process,
     SippResult,
     SwitchProcess,
     count_rows,
@@ -460,15 +459,7 @@ def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 
 def _stop(p: subprocess.Popen[bytes]) -> None:
-    if p.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGKILL)
-            p.wait(10)
+    stop_process(p)
 
 
 def _wait_udp_bound(port: int, p: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:

@@ -108,6 +108,20 @@ class PortAllocator:
 _PORTS = PortAllocator()
 
 
+def stop_process(p: subprocess.Popen[Any], timeout: float = 10.0) -> int | None:
+    """Stop a child by PID: SIGTERM, then SIGKILL if it is still there after ``timeout`` s."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+    return p.returncode
+
+
 def free_port(kind: Literal["udp", "tcp", "both"] = "both") -> int:
     """A loopback port free for ``kind`` ("both" = UDP and TCP) right now."""
     return _PORTS.get(kind)
@@ -372,19 +386,7 @@ class SwitchProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds. Returns the exit code."""
-        p = self.proc
-        if p is None:
-            return None
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                p.wait(10)
-        return p.returncode
+        return None if self.proc is None else stop_process(self.proc, timeout)
 
     def kill9(self) -> None:
         """Crash it: SIGKILL, no chance to flush anything."""
@@ -507,8 +509,7 @@ class SippResult:
                 out.append(body.strip("\r\n"))
         return out
 
-    def rtts_ms(self, rtd: int = 1) -> list[float]:
-        """Response times of timer ``rtd`` (milliseconds, whole-ms resolution) from -trace_rtt."""
+    def _rtt_column(self, rtd: int, column: int) -> list[float]:
         if not self.rtt_file or not self.rtt_file.exists():
             return []
         out: list[float] = []
@@ -516,20 +517,16 @@ class SippResult:
             p = line.strip().split(";")
             if len(p) == 3 and p[2] == str(rtd):
                 with contextlib.suppress(ValueError):
-                    out.append(float(p[1]))
+                    out.append(float(p[column]))
         return out
+
+    def rtts_ms(self, rtd: int = 1) -> list[float]:
+        """Response times of timer ``rtd`` (milliseconds, whole-ms resolution) from -trace_rtt."""
+        return self._rtt_column(rtd, 1)
 
     def completion_times(self, rtd: int = 1) -> list[float]:
         """When each timed exchange completed (ms since SIPp start) from -trace_rtt."""
-        if not self.rtt_file or not self.rtt_file.exists():
-            return []
-        out: list[float] = []
-        for line in self.rtt_file.read_text().splitlines():
-            p = line.strip().split(";")
-            if len(p) == 3 and p[2] == str(rtd):
-                with contextlib.suppress(ValueError):
-                    out.append(float(p[0]))
-        return out
+        return self._rtt_column(rtd, 0)
 
     def describe(self) -> str:
         return (

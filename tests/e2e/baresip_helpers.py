@@ -41,7 +41,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.harness import SwitchProcess
+from tests.harness import SwitchProcess, stop_process
 
 __all__ = [
     "AudioStat",
@@ -427,19 +427,7 @@ class Baresip:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
-        p = self.proc
-        if p is None:
-            return None
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                p.wait(5)
-        return p.returncode
+        return None if self.proc is None else stop_process(self.proc, timeout)
 
 
 # ================================================================================ audio

@@ -34,7 +34,6 @@ import datetime as dt
 import os
 import random
 import re
-import signal
 import shutil
 import socket
 import subprocess
@@ -48,6 +47,7 @@ import pytest
 
 from tests.conftest import ADAPTER, AdapterData, SwitchHome
 from tests.harness import (
+    stop_process,
     LOOPBACK,
     SippResult,
     SwitchProcess,
@@ -189,15 +189,7 @@ class SippServer:
     def stop(self) -> SippResult:
         p = self.proc
         assert p is not None
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGKILL)
-                p.wait(10)
+        stop_process(p)
         out, err = p.communicate()
         return SippResult(
             returncode=p.returncode, stats=_read_stats(self.stat_file), stdout=out.decode("utf-8", "replace"),
