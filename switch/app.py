@@ -30,7 +30,7 @@ from switch.store.repo_lines import load_credentials
 from switch.transport.endpoint import Endpoint
 
 from .services import lamp_history, persistence
-from .services.adapter_status import AdapterStatusService, LampChange
+from .services.adapter_status import AdapterStatusService
 from .services.auth import Authenticator
 from .services.hot_store import HotStore, make_hot_store
 from .services.lines import LineDirectory, LineInfo

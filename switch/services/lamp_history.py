@@ -9,9 +9,8 @@ in bursts (a whole street loses power) and must never slow the registrar.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import time
+from datetime import timezone
 
 from sqlalchemy import select
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from switch.sip.headers import Headers
 from switch.sip.message import Request, new_call_id, new_tag
@@ -23,7 +23,9 @@ from .location import Binding, LocationService
 log = logging.getLogger(__name__)
 
 
-def build_request(method: str, binding: Binding, from_host: str, user_agent: str, extra: list[tuple[str, str]] = ()) -> Request:  # type: ignore[assignment]
+def build_request(
+    method: str, binding: Binding, from_host: str, user_agent: str, extra: Sequence[tuple[str, str]] = ()
+) -> Request:
     """An out-of-dialog request to a registered contact."""
     headers = Headers.of(
         [

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from switch.sip.errors import ParseError
-from switch.sip.headers import NameAddr
 from switch.sip.message import Request, Response, new_tag, response_for
 from switch.sip.transaction.events import RequestReceived
 from switch.sip.uri import SipUri
