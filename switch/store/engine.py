@@ -6,6 +6,9 @@ Everything that differs between them at the connection level lives here.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.util import await_only
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 __all__ = [
@@ -66,6 +70,29 @@ def is_sqlite(bind: AsyncEngine | AsyncSession) -> bool:
     return b.dialect.name == "sqlite"
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL, retrying while another connection holds it.
+
+    Changing the journal mode of a fresh file needs an exclusive lock, and SQLite
+    answers SQLITE_BUSY at once (no busy handler) when another connection is doing
+    the same or is mid-transaction. Switch, provisioning and the import command may
+    open a new database together, so the switch waits as a writer would.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if ("locked" not in message and "busy" not in message) or time.monotonic() >= deadline:
+                raise
+        # The hook runs in SQLAlchemy's greenlet on the event loop: yield, do not block.
+        await_only(asyncio.sleep(delay))
+        delay = min(delay * 2, 0.1)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers never block the writer. synchronous=NORMAL: in WAL mode a commit
     # survives a crash of the process (kill -9); only an OS crash or power loss can
@@ -74,7 +101,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     try:
         # First, so that switching a new file to WAL (which needs a lock) waits too.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:

@@ -110,6 +110,28 @@ async def test_concurrent_upgrades_serialise(db_url: str) -> None:
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
+async def test_fresh_sqlite_file_opened_by_many_processes_at_once(tmp_path) -> None:
+    """Switching a new file to WAL answers "locked" without waiting; every opener must wait.
+
+    Switch, provisioning and ``softswitch import`` may all start on a database that
+    does not exist yet. This failed about one time in eight with three openers.
+    """
+    for round_ in range(12):
+        url = f"sqlite+aiosqlite:///{tmp_path}/fresh-{round_}.db"
+        engines = [make_engine(url) for _ in range(4)]
+
+        async def open_and_read(engine) -> str:
+            async with engine.connect() as conn:
+                return str((await conn.exec_driver_sql("PRAGMA journal_mode")).scalar())
+
+        try:
+            modes = await asyncio.gather(*(open_and_read(e) for e in engines))
+        finally:
+            for engine in engines:
+                await engine.dispose()
+        assert modes == ["wal"] * 4
+
+
 async def test_upgrade_accepts_an_engine_and_leaves_foreign_keys_on(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
