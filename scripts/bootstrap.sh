@@ -12,6 +12,10 @@ have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 have_cmd python3 || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# A C compiler and the Python headers: scripts/build_core.py compiles the SIP core with mypyc.
+have_cmd gcc || need+=(gcc)
+python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  2>/dev/null || need+=(python3-dev)
 if [ $want_test = 1 ]; then
   have_cmd sipp || need+=(sip-tester)
   have_cmd baresip || need+=(baresip-core)
@@ -34,6 +38,9 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$want_test
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >&2
-  if [ $want_test = 1 ]; then .venv/bin/pip install -q -e '.[test]' >&2; else .venv/bin/pip install -q -e '.[fast]' >&2; fi
+  if [ $want_test = 1 ]; then .venv/bin/pip install -q -e '.[test,compile]' >&2; else .venv/bin/pip install -q -e '.[fast,compile]' >&2; fi
   rm -f .venv/.installed-*; touch "$stamp"
 fi
+# Compile the SIP core with mypyc when its sources changed since the last build (a hash check
+# when they did not). A failed build is not fatal: the pure-Python core is the same code.
+.venv/bin/python scripts/build_core.py >&2 || echo "bootstrap: running the pure-Python SIP core" >&2

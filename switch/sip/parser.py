@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 from dataclasses import dataclass
 
 from .abnf import SIP_VERSION_RE, TOKEN_RE
@@ -362,7 +363,7 @@ class StreamParser:
     same ``feed`` are still returned; the error is raised by the next call.
     """
 
-    PING = object()
+    PING: Final = object()
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._buf = bytearray()
