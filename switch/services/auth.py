@@ -22,7 +22,9 @@ from typing import Protocol
 
 from switch.sip import digest
 from switch.sip.digest import Credentials, NonceCounter, NonceManager, NonceStatus
+from switch.sip.errors import ParseError
 from switch.sip.message import Request
+from switch.sip.uri import SipUri, parse_uri, uri_equal
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,15 @@ class AuthChallenge:
 
 @dataclass(frozen=True, slots=True)
 class AuthRejected:
-    """Answer 403. ``reason`` is for logs and lamps only, never for the wire."""
+    """Answer ``status`` (403, or 400 for a digest ``uri`` that is not the Request-URI).
+
+    ``reason`` is for logs and lamps only, never for the wire.
+    """
 
     username: str
     reason: str
     credential: CredentialLike | None = None
+    status: int = 403
 
 
 AuthResult = AuthOk | AuthChallenge | AuthRejected
@@ -77,6 +83,9 @@ class Authenticator:
         md5_only_agents: str = "",
     ) -> None:
         self.realm = realm
+        #: URIs this server answers for (set by the app from its domains and addresses):
+        #: a REGISTER's digest ``uri`` may name any of them, see ``_uri_ok``
+        self.served: Callable[[SipUri], bool] | None = None
         self._secret = secret
         self._lookup = lookup
         self.algorithms = algorithms
@@ -154,6 +163,15 @@ class Authenticator:
         status = self.nonces.check(creds.nonce, now)
         if status is NonceStatus.INVALID:
             return self.challenge(now, user_agent=ua)
+        if not proxy and not self._uri_ok(creds.uri, request):
+            # RFC 7616 §3.4.6 / RFC 2617 §3.2.2.5: credentials computed for another
+            # request (a replay aimed elsewhere) are a 400, before any password check,
+            # so the answer says nothing about the user. REGISTER only: for calls,
+            # clients disagree on the URI to sign when they dial through us as their
+            # outbound proxy (SIPp signs the proxy's address, not the Request-URI);
+            # the nonce and its count still bind those credentials to this server.
+            self.throttle.record_failure(source, username, now)
+            return AuthRejected(username, "digest uri does not match the Request-URI", status=400)
         cred = self._lookup(username)
         ok = digest.verify(creds, request.method, self._ha1_for(cred, username, algorithm))
         if ok and status is NonceStatus.STALE:
@@ -172,3 +190,22 @@ class Authenticator:
         if self.on_failure is not None:
             self.on_failure(source, username, cred, reason)
         return AuthRejected(username, reason, cred)
+
+
+    def _uri_ok(self, digest_uri: str, request: Request) -> bool:
+        """The credentials' ``uri`` is the Request-URI (same text, or equal by §19.1.4) or names this server.
+
+        The second half is for adapters that sign their outbound proxy's
+        address instead of the registrar domain they put in the Request-URI
+        (SIPp does; an ATA whose proxy and domain settings differ may). Both
+        name this switch, so the credentials were still made for it.
+        """
+        if digest_uri == request.uri:
+            return True
+        try:
+            uri = parse_uri(digest_uri)
+            if uri_equal(uri, request.ruri):
+                return True
+        except ParseError:
+            return False
+        return isinstance(uri, SipUri) and self.served is not None and self.served(uri)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from switch.sip.errors import ParseError
-from switch.sip.message import Request, Response, new_tag, response_for
+from switch.sip.message import Request, Response, new_tag, response_for, stateless_tag
 from switch.sip.transaction.events import RequestReceived
 from switch.sip.uri import SipUri
 
@@ -54,6 +54,7 @@ class Registrar:
         lines: LineDirectory,
         location: LocationService,
         reply: Callable[[str, Response], None],
+        challenge_reply: Callable[[str, Response], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -61,6 +62,9 @@ class Registrar:
         self.lines = lines
         self.location = location
         self.reply = reply
+        #: how 401 challenges go out: statelessly in the switch (Endpoint.reply_and_forget), so a
+        #: REGISTER without credentials leaves no transaction behind (RFC 3261 §8.2.7)
+        self.challenge_reply = challenge_reply or reply
         self.clock = clock
         self.registered = 0
         #: called after every REGISTER outcome: (line or None, source host, status)
@@ -105,12 +109,14 @@ class Registrar:
         now = self.clock()
         result = self.auth.check(req, host, now)
         if isinstance(result, AuthChallenge):
-            resp = response_for(req, 401, to_tag=new_tag())
+            resp = response_for(req, 401, to_tag=stateless_tag(req))
             for value in result.challenges:
                 resp.headers.add("WWW-Authenticate", value)
-            self.reply(tid, resp)
+            self.challenge_reply(tid, resp)
             return
         if isinstance(result, AuthRejected):
+            if result.status == 400:
+                raise RegistrarReject(400, "Authorization URI Does Not Match Request-URI")
             for obs in self.observers:
                 obs(result.credential if isinstance(result.credential, LineInfo) else None, host, 403)
             raise RegistrarReject(403)

@@ -11,6 +11,7 @@ the headers object until a header changes; a malformed header raises
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from .abnf import CALL_ID_RE, SIP_DATE_RE
@@ -19,7 +20,7 @@ from .headers import MAGIC_COOKIE, CSeq, Headers, NameAddr, Via, split_commas
 from .status import reason_phrase
 from .uri import Uri, parse_uri
 
-__all__ = ["Message", "Request", "Response", "response_for", "new_tag", "new_branch", "new_call_id", "MAGIC_COOKIE"]
+__all__ = ["Message", "Request", "Response", "response_for", "new_tag", "stateless_tag", "new_branch", "new_call_id", "MAGIC_COOKIE"]
 
 _MISSING = object()
 _MAX_DELTA = 2**32 - 1  # delta-seconds beyond this are clamped (RFC 4475 §3.1.2.4)
@@ -27,6 +28,17 @@ _MAX_DELTA = 2**32 - 1  # delta-seconds beyond this are clamped (RFC 4475 §3.1.
 
 def new_tag() -> str:
     return secrets.token_hex(6)
+
+
+def stateless_tag(request: Request) -> str:
+    """A To tag for a response sent without a transaction (RFC 3261 §8.2.7).
+
+    The same request, retransmissions included, must get the same tag, so it is
+    derived from what identifies the request instead of drawn at random.
+    """
+    via = request.top_via
+    key = f"{request.call_id}\0{request.from_.tag or ''}\0{via.branch or ''}\0{request.cseq.seq}"
+    return hashlib.blake2s(key.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
 
 def new_branch() -> str:

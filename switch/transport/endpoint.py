@@ -34,7 +34,7 @@ from switch.sip.timers import TimerConfig
 
 from .ratelimit import KeyedRateLimiter
 from .tcp import TcpConnection, connect_tcp, open_tcp_server
-from .udp import UdpTransport, open_udp
+from .udp import DEFAULT_UDP_BUFFER, UdpTransport, open_udp
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Endpoint:
         self.tcp_servers: list[asyncio.base_events.Server] = []
         self.tcp_connections: dict[int, TcpConnection] = {}
         self.tcp_by_addr: dict[tuple[str, int], TcpConnection] = {}
-        self.limiter = KeyedRateLimiter(rate, burst) if rate > 0 else None
+        self.limiter: KeyedRateLimiter[str] | None = KeyedRateLimiter(rate, burst) if rate > 0 else None
         self.handlers: dict[str, RequestHandler] = {}
         self.default_handler: RequestHandler | None = None
         self.cancel_handler: Callable[[CancelReceived], None] | None = None
@@ -82,12 +82,13 @@ class Endpoint:
         self.stats = EndpointStats()
         self.addresses: list[tuple[str, int]] = []
         self.tcp_idle_timeout = 600.0
+        self.udp_buffer = DEFAULT_UDP_BUFFER
         self._idle_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------
     async def start(self, listen: list[tuple[str, int]]) -> None:
         for host, port in listen:
-            udp = await open_udp(self, host, port)
+            udp = await open_udp(self, host, port, buffer=self.udp_buffer)
             self.udp.append(udp)
             actual = udp.local[1]
             self.tcp_servers.append(await open_tcp_server(self, host, actual))
@@ -254,10 +255,18 @@ class Endpoint:
     # -- outbound (used by services) -----------------------------------------
     def reply(self, tid: str, response: Response) -> None:
         """Send a response through its server transaction and flush."""
+        self.layer.send_response(tid, self._signed(response), self.loop.time())
+        self._flush()
+
+    def reply_and_forget(self, tid: str, response: Response) -> None:
+        """Send a final response to a non-INVITE request and keep no transaction (challenges, §8.2.7)."""
+        self.layer.send_response_and_forget(tid, self._signed(response), self.loop.time())
+        self._flush()
+
+    def _signed(self, response: Response) -> Response:
         if "server" not in response.headers:
             response.headers.add("Server", self.user_agent)
-        self.layer.send_response(tid, response, self.loop.time())
-        self._flush()
+        return response
 
     def request(self, request: Request, dest: Peer, callback: ClientCallback | None = None) -> str:
         tid = self.layer.send_request(request, dest, self.loop.time())

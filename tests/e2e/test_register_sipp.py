@@ -24,6 +24,7 @@ from tests.harness import (
     adapter_status,
     count_rows,
     free_port,
+    http_get_json,
     poll_until,
     run_sipp,
     write_injection_csv,
@@ -346,3 +347,42 @@ def test_bindings_survive_kill9_and_restart(
         assert len(contacts) == 1, ok
         assert re.fullmatch(rf"<sip:{line.number}@127\.0\.0\.1:{port};transport=UDP>;expires=\d+", contacts[0], re.I)
         assert 3000 < int(contacts[0].rsplit("=", 1)[1]) <= 3600
+
+
+def test_challenges_leave_no_transaction_behind(switch: SwitchProcess) -> None:
+    """A REGISTER without credentials is challenged statelessly (RFC 3261 §8.2.7).
+
+    A storm or flood of them must not pin 32 s of transaction state each, and a
+    retransmission gets the same To tag it got the first time.
+    """
+    def live() -> int:
+        status, body = http_get_json(f"{switch.http_url}/health")
+        assert status == 200
+        return int(body["sip"]["transactions"])
+
+    before = live()
+    tags: dict[str, set[str]] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(2.0)
+        local = s.getsockname()[1]
+        for i in range(40):
+            branch = f"z9hG4bK-storm-{i}-{secrets.token_hex(4)}"
+            msg = (
+                f"REGISTER sip:127.0.0.1:{switch.sip_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:22000001@127.0.0.1>;tag=storm\r\nTo: <sip:22000001@127.0.0.1>\r\n"
+                f"Call-ID: storm-{i}@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:22000001@127.0.0.1:{local}>\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode()
+            for _ in range(2 if i % 4 == 0 else 1):  # every fourth one "retransmitted"
+                s.sendto(msg, ("127.0.0.1", switch.sip_port))
+                data = s.recv(65535).decode()
+                assert data.startswith("SIP/2.0 401 "), data
+                assert "WWW-Authenticate:" in data
+                tag = re.search(r"(?im)^to:.*;tag=([^;\s]+)", data)
+                assert tag, data
+                tags.setdefault(branch, set()).add(tag.group(1))
+    assert all(len(t) == 1 for t in tags.values()), tags  # retransmission -> same tag
+    assert len({next(iter(t)) for t in tags.values()}) == 40  # different requests -> different tags
+    assert live() - before < 5, (before, live())  # 40 challenges, no transactions kept

@@ -94,3 +94,47 @@ def test_brute_force_blocks_the_pair_not_the_neighbours() -> None:
     ch = a.check(_register("x"), "198.51.100.7", later)
     assert isinstance(a.check(_register("x", _answer(ch.challenges[1], "s3cret-pass")), "198.51.100.7", later), AuthOk)
     assert re.match(r"^\^", Settings().md5_only_agents)
+
+
+def _answer_for(challenge: str, uri: str, password: str = "s3cret-pass", user: str = "22000001") -> str:
+    return digest.DigestClient(user, password).authorize(digest.parse_challenge(challenge), "REGISTER", uri)
+
+
+def test_digest_uri_must_name_the_request_uri() -> None:
+    """RFC 7616 §3.4.6: credentials computed for another URI are refused with 400, whoever the user is."""
+    a = _auth()
+    ch = a.check(_register("Cisco/SPA112"), "192.0.2.1", 1e9)
+    assert isinstance(ch, AuthChallenge)
+    for uri in ("sip:elsewhere.example.org", f"sip:{REALM}:5070", "not a uri"):
+        for user in ("22000001", "22999999"):  # known and unknown users get the same answer
+            got = a.check(_register("Cisco/SPA112", _answer_for(ch.challenges[0], uri, user=user)), "192.0.2.1", 1e9)
+            assert isinstance(got, AuthRejected) and got.status == 400, (uri, user, got)
+    # equal by RFC 3261 §19.1.4 though spelt differently: accepted
+    ok = a.check(_register("Cisco/SPA112", _answer_for(ch.challenges[0], f"sip:{REALM.upper()}")), "192.0.2.9", 1e9)
+    assert isinstance(ok, AuthOk)
+
+
+def test_proxy_credentials_may_sign_the_proxy_address() -> None:
+    """INVITE via us as outbound proxy: SIPp (and others) sign our address, not the Request-URI."""
+    a = _auth()
+    h = Headers.of([("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKi"), ("From", f"<sip:22000001@{REALM}>;tag=a"),
+                    ("To", "<sip:22000002@127.0.0.1>"), ("Call-ID", "c2"), ("CSeq", "1 INVITE")])
+    invite = Request("INVITE", "sip:22000002@127.0.0.1:5060", h)
+    ch = a.check(invite, "192.0.2.1", 1e9, proxy=True)
+    assert isinstance(ch, AuthChallenge)
+    cred = digest.DigestClient("22000001", "s3cret-pass").authorize(digest.parse_challenge(ch.challenges[0]), "INVITE",
+                                                                   "sip:127.0.0.1:5060")
+    invite.headers.add("Proxy-Authorization", cred)
+    assert isinstance(a.check(invite, "192.0.2.1", 1e9, proxy=True), AuthOk)
+
+
+def test_digest_uri_may_name_this_server_instead_of_the_request_uri() -> None:
+    """An adapter signing its outbound proxy (this switch) rather than the domain: still for us."""
+    a = _auth()
+    a.served = lambda uri: uri.host.lower() in {"127.0.0.1", REALM}
+    ch = a.check(_register("Cisco/SPA112"), "192.0.2.1", 1e9)
+    assert isinstance(ch, AuthChallenge)
+    ok = a.check(_register("Cisco/SPA112", _answer_for(ch.challenges[0], "sip:127.0.0.1:5060")), "192.0.2.1", 1e9)
+    assert isinstance(ok, AuthOk)
+    other = a.check(_register("Cisco/SPA112", _answer_for(ch.challenges[0], "sip:other.example.org")), "192.0.2.1", 1e9)
+    assert isinstance(other, AuthRejected) and other.status == 400

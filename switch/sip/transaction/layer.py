@@ -57,6 +57,7 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..errors import ParseError, TransactionError
 from ..headers import Headers, Via
@@ -91,14 +92,14 @@ __all__ = ["LayerConfig", "LayerStats", "TransactionLayer", "Drop"]
 class Drop:
     """Reasons a message is dropped (keys of ``LayerStats.dropped``)."""
 
-    MALFORMED = "malformed"  # unreadable request (no answer possible) or garbage
-    MALFORMED_RESPONSE = "malformed_response"
-    MALFORMED_ACK = "malformed_ack"
-    FOREIGN_VIA = "foreign_via"  # response whose top Via is not ours (§18.1.2)
-    UNMATCHED_RESPONSE = "unmatched_response"
-    OUT_OF_STATE = "out_of_state"  # network input the state machine has no transition for
-    LATE_TU_RESPONSE = "late_tu_response"  # TU response the state machine does not accept (§17.2.2: discarded)
-    UNKNOWN_TRANSACTION = "unknown_transaction"  # send_response for a tid that is gone
+    MALFORMED: Final = "malformed"  # unreadable request (no answer possible) or garbage
+    MALFORMED_RESPONSE: Final = "malformed_response"
+    MALFORMED_ACK: Final = "malformed_ack"
+    FOREIGN_VIA: Final = "foreign_via"  # response whose top Via is not ours (§18.1.2)
+    UNMATCHED_RESPONSE: Final = "unmatched_response"
+    OUT_OF_STATE: Final = "out_of_state"  # network input the state machine has no transition for
+    LATE_TU_RESPONSE: Final = "late_tu_response"  # TU response the state machine does not accept (§17.2.2: discarded)
+    UNKNOWN_TRANSACTION: Final = "unknown_transaction"  # send_response for a tid that is gone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +249,25 @@ class TransactionLayer:
             self._drop(Drop.UNKNOWN_TRANSACTION)
             return False
         return self._feed(txn, response_input(response.status, sending=True), response, None, now)
+
+    def send_response_and_forget(self, tid: str, response: Response, now: float) -> bool:
+        """Answer a non-INVITE request once and drop its server transaction (RFC 3261 §8.2.7).
+
+        For challenges to requests without credentials, the textbook case of a
+        stateless UAS: no Timer J, no state kept for 32 s per unauthenticated
+        request (a registration storm or a REGISTER flood costs no memory), and
+        a retransmitted request simply gets a fresh challenge. The response is
+        routed exactly as a stateful one (§18.2.2). Its To tag must be one the
+        same request always gets (see ``message.stateless_tag``).
+        """
+        txn = self._server.get(tid)
+        if txn is None or isinstance(txn, ServerInviteTransaction) or response.status < 200:
+            raise TransactionError("only final responses to non-INVITE requests can be sent statelessly")
+        if not self._feed(txn, response_input(response.status, sending=True), response, None, now):
+            return False
+        txn.tu_knows = False
+        self.txn_terminated(txn)
+        return True
 
     def send_stateless(self, message: Message, dest: Peer) -> None:
         """Send a message outside any transaction, as it is.
