@@ -6,7 +6,22 @@ INVITE) 100/180/200 → 200 → ACK → ACK → BYE → BYE → 200 → 200. Onl
 send is replaced by a capture. Prints µs of CPU per call, i.e. the ceiling of
 one core, and with --profile the top of a cProfile.
 
+It also reports the cyclic garbage collector during the run (``gc.callbacks``):
+collections per generation, their longest and total pause, and how many
+objects they found unreachable. Everything the collector frees is a reference
+cycle that reference counting could not free, so "unreachable per call" is
+the direct measure of the cycles a call leaves behind; the pauses are what
+the post-dial-delay p99 of a loaded switch is made of. ``--rate`` paces the
+calls (INVITE->180 then counts from each call's due time) so that the switch
+reaches the steady state of a real one: after 32 s as many calls leave their
+linger timers as start. ``--find-cycles`` runs with the collector off and
+then lists the types of everything that only it could free (``--settle 40``
+first lets every timer expire); ``--gc-threshold`` compares with thresholds
+alone instead of ``tune_gc()``.
+
     .venv/bin/python bench/bench_calls_inproc.py [--db URL] [-n 2000] [--profile]
+    .venv/bin/python bench/bench_calls_inproc.py -n 24000 --rate 400 [--gc-threshold 10000,50,1000|off]
+    .venv/bin/python bench/bench_calls_inproc.py -n 2000 --find-cycles --settle 40 [--live]
 """
 
 from __future__ import annotations
@@ -14,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import hashlib
 import json
 import pstats
@@ -21,10 +37,14 @@ import re
 import sys
 import tempfile
 import time
+import types
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from switch import _core_loader, gcstats  # noqa: E402
 from switch import app as app_mod  # noqa: E402
 from switch.settings import Settings  # noqa: E402
 from switch.sip.parser import parse_message  # noqa: E402
@@ -52,6 +72,109 @@ def response_to(req_bytes: bytes, status: int, reason: str, to_tag: str, extra: 
     ).encode()
 
 
+class GcMonitor:
+    """Collections per generation, their pauses and what they freed, from ``gc.callbacks``.
+
+    Each pause is taken twice: wall time (what a call waiting behind it sees)
+    and the thread's CPU time (the collector's own work; on a shared box the
+    wall time also counts the moments the process was not scheduled at all).
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[list[float]] = [[], [], []]
+        self.cpu: list[list[float]] = [[], [], []]
+        self.collected = [0, 0, 0]
+        self.when: list[tuple[float, int]] = []
+        """(time, generation) of every collection: its rate once the first calls' timers expire."""
+        self._started = 0.0
+        self._started_cpu = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started_cpu = time.thread_time()
+            self._started = time.perf_counter()
+            return
+        wall = time.perf_counter() - self._started
+        cpu = time.thread_time() - self._started_cpu
+        gen = info["generation"]
+        self.pauses[gen].append(wall)
+        self.cpu[gen].append(cpu)
+        self.when.append((self._started, gen))
+        self.collected[gen] += info["collected"]
+
+    def start(self) -> GcMonitor:
+        gc.callbacks.append(self)
+        return self
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self)
+
+    def report(self, calls: int, label: str = "run") -> None:
+        per = max(calls, 1)
+        for gen, pauses in enumerate(self.pauses):
+            p = sorted(pauses) or [0.0]
+            c = sorted(self.cpu[gen]) or [0.0]
+            print(f"gc {label} gen{gen}: {len(pauses):5d} collections  median {p[len(p) // 2] * 1e3:6.2f} ms  "
+                  f"max {p[-1] * 1e3:7.2f} ms (cpu {c[-1] * 1e3:7.2f})  total {sum(p) * 1e3:8.1f} ms  "
+                  f"unreachable {self.collected[gen]}")
+        every = [x for pauses in self.pauses for x in pauses] or [0.0]
+        every_cpu = [x for cpu in self.cpu for x in cpu] or [0.0]
+        collected = sum(self.collected)
+        print(f"gc {label} all: {sum(map(len, self.pauses))} collections, max pause {max(every) * 1e3:.2f} ms "
+              f"(cpu {max(every_cpu) * 1e3:.2f}), {sum(x > 0.010 for x in every)} over 10 ms "
+              f"(cpu {sum(x > 0.010 for x in every_cpu)}), total {sum(every) * 1e3:.1f} ms "
+              f"({sum(every) / per * 1e6:.1f} µs per call), unreachable objects {collected} ({collected / per:.2f} per call)")
+
+    def steady_rate(self, begin: float, end: float) -> None:
+        """Collections per second per generation between ``begin`` and ``end`` (perf_counter)."""
+        if end <= begin:
+            return
+        counts = [sum(1 for t, g in self.when if begin <= t < end and g == gen) for gen in range(3)]
+        print(f"gc steady state ({end - begin:.0f} s after the first {STEADY_AFTER:.0f} s): "
+              + ", ".join(f"gen{gen} {n / (end - begin):.2f}/s" for gen, n in enumerate(counts)))
+
+
+#: A call's transactions linger 32 s (Timer D/J/L/M): after that as many calls' objects die as are made.
+STEADY_AFTER = 35.0
+
+
+def _type_name(obj: object) -> str:
+    """Type of an object, with where its code lives for functions, methods, frames and cells."""
+    t = type(obj)
+    name = f"{t.__module__}.{t.__qualname__}"
+    if isinstance(obj, types.FunctionType):
+        return f"{name} {obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, types.MethodType):
+        return f"{name} {type(obj.__self__).__qualname__}.{obj.__func__.__qualname__}"
+    if isinstance(obj, types.FrameType):
+        return f"{name} {obj.f_code.co_qualname}"
+    if isinstance(obj, types.CellType):
+        try:
+            return f"{name} -> {type(obj.cell_contents).__qualname__}"
+        except ValueError:  # an empty cell
+            return name
+    return name
+
+
+def live_census(calls: int, top: int = 25) -> None:
+    """Objects the collector tracks now (not frozen at start-up): what every collection has to walk."""
+    census = Counter(_type_name(o) for o in gc.get_objects())
+    total = sum(census.values())
+    print(f"live tracked objects: {total} ({total / max(calls, 1):.1f} per call)")
+    for name, n in census.most_common(top):
+        print(f"  {n:8d}  {n / max(calls, 1):7.2f}/call  {name}")
+
+
+def cycle_census(calls: int, top: int = 40) -> None:
+    """Collect with DEBUG_SAVEALL and print the types of everything that was only reachable through cycles."""
+    garbage = gcstats.unreachable_objects()
+    census = Counter(_type_name(o) for o in garbage)
+    del garbage
+    print(f"cycle census: {sum(census.values())} unreachable objects ({sum(census.values()) / max(calls, 1):.2f} per call)")
+    for name, n in census.most_common(top):
+        print(f"  {n:8d}  {n / max(calls, 1):7.2f}/call  {name}")
+
+
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
 
@@ -60,6 +183,17 @@ async def main() -> None:
     ap.add_argument("--db", default="")
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--find-cycles", action="store_true",
+                    help="run with the cyclic GC off, then list the types of what only it could free")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="idle seconds after the run, so transaction and dialog timers (32 s) expire and free the calls")
+    ap.add_argument("--live", action="store_true", help="list the tracked objects alive right after the run")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="pace the calls at this many per second (INVITE->180 then counts from each call's due time, "
+                         "so a collector pause also delays the calls queued behind it); default: back to back")
+    ap.add_argument("--gc-threshold", default="",
+                    help="instead of tune_gc(): freeze and these thresholds only, e.g. 10000,50,1000 (tune_gc() "
+                         "before its young collections on a clock); 'off' disables the collector")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     s = Settings()
@@ -76,13 +210,26 @@ async def main() -> None:
     await importer.import_document(sf, importer.load_import_file(tmp / "imp.json"), box, s.effective_realm())
     await engine.dispose()
     services = await app_mod.start(s)
-    app_mod.tune_gc()  # as `softswitch run` does
+    if args.gc_threshold or args.find_cycles:
+        # Thresholds only, no collections on a clock: how tune_gc() worked before (for comparison),
+        # or nothing at all, so that every cycle is still there for the census.
+        gc.collect()
+        gc.freeze()
+        if args.gc_threshold == "off" or args.find_cycles:
+            gc.disable()
+        else:
+            gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+        print(f"gc: thresholds only {gc.get_threshold()}{' (disabled)' if not gc.isenabled() else ''}")
+    else:
+        app_mod.tune_gc()  # as `softswitch run` does
+        print(f"gc: tune_gc(), thresholds {gc.get_threshold()} and young collections on a clock")
+    print(f"SIP core: {_core_loader.STATE}")
     ep = services.endpoint
     realm = s.effective_realm()
     host, port = ep.addresses[0]
     sent: list[tuple[bytes, int]] = []
     for u in ep.udp:
-        u.send = lambda data, h, p: sent.append((data, p))  # type: ignore[method-assign]
+        u.send = lambda data, h, p: sent.append((data, p))  # type: ignore[method-assign,assignment]
 
     def take(port_: int) -> list[bytes]:
         got = [d for d, p in sent if p == port_]
@@ -121,6 +268,9 @@ async def main() -> None:
                 f"Content-Length: {len(SDP)}\r\n\r\n{SDP}")
 
     prof = cProfile.Profile() if args.profile else None
+    if args.find_cycles:
+        gc.collect()  # the set-up's own garbage: the census counts what the calls leave
+    monitor = GcMonitor().start()
     ok = 0
     pdd: list[float] = []
     t_cpu = time.process_time()
@@ -128,7 +278,12 @@ async def main() -> None:
     if prof:
         prof.enable()
     for i in range(args.n):
-        t0 = time.perf_counter()
+        if args.rate > 0:
+            t0 = t_wall + i / args.rate
+            delay = t0 - time.perf_counter()
+            await asyncio.sleep(delay if delay > 0 else 0)  # timers, CDR batches and the rest run here
+        else:
+            t0 = time.perf_counter()
         rx(invite(i, 1), cport)
         c407 = [d for d in take(cport) if b" 407 " in d][0]
         rx(f"ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bKi{i}-1;rport\r\n"
@@ -159,12 +314,15 @@ async def main() -> None:
             rx(response_to(b_bye[0], 200, "OK", f"b{i}"), CALLEE[2])
         if any(b" 200 OK" in d and b"BYE" in d for d in take(cport)):
             ok += 1
-        if i % 50 == 49:
+        if i % 50 == 49 and args.rate <= 0:
             await asyncio.sleep(0)  # let CDR batches and timers run
     if prof:
         prof.disable()
     cpu = time.process_time() - t_cpu
     wall = time.perf_counter() - t_wall
+    monitor.stop()
+    if args.live:
+        live_census(args.n)
     await asyncio.sleep(0.3)
     pdd.sort()
     print(f"database: {s.database_url.split('://')[0]}")
@@ -172,8 +330,28 @@ async def main() -> None:
     print(f"CPU per call (INVITE/407/ACK/INVITE/100/180/200/ACK/BYE/200, both legs): {cpu / args.n * 1e6:.0f} µs"
           f"  -> one-core ceiling {args.n / cpu:.0f} calls/s")
     if pdd:
-        print(f"in-process INVITE->180 p50 {pdd[len(pdd) // 2] * 1e3:.2f} ms  p99 {pdd[int(len(pdd) * 0.99)] * 1e3:.2f} ms")
+        print(f"in-process INVITE->180 p50 {pdd[len(pdd) // 2] * 1e3:.2f} ms  p99 {pdd[int(len(pdd) * 0.99)] * 1e3:.2f} ms"
+              f"  p99.9 {pdd[int(len(pdd) * 0.999)] * 1e3:.2f} ms  max {pdd[-1] * 1e3:.2f} ms"
+              + (f"  (paced at {args.rate:g}/s, from each call's due time)" if args.rate > 0 else ""))
     print(f"wall {args.n / wall:.0f} calls/s")
+    monitor.report(args.n)
+    monitor.steady_rate(t_wall + STEADY_AFTER, t_wall + wall)
+    if not args.find_cycles:
+        # What a full collection costs with this many calls' transactions still alive (32 s of them
+        # at a steady rate): the pause tune_gc() has to make rare.
+        tracked = len(gc.get_objects())
+        t_full = time.perf_counter()
+        gc.collect()
+        print(f"one full collection now: {(time.perf_counter() - t_full) * 1e3:.1f} ms for {tracked} tracked objects")
+    if args.settle > 0:
+        idle = GcMonitor().start()
+        await asyncio.sleep(args.settle)
+        idle.stop()
+        idle.report(args.n, f"settle {args.settle:g}s")
+        print(f"left after settling: {services.endpoint.layer.live_transactions} transactions")
+    if args.find_cycles:
+        cycle_census(args.n)
+        gc.enable()
     await app_mod.stop(services)
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(35)

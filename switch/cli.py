@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--md5-only-agents", default=None, metavar="REGEX",
                      help="User-Agents offered only the MD5 challenge (default: the provisioned ATA models, "
                      "SIPp, baresip; '' to disable)")
+    run.add_argument("--udp-buffer", type=int, default=None, metavar="BYTES",
+                     help="UDP socket receive/send buffer (default 524288, see switch/transport/udp.py): the longest queue, hence the longest "
+                     "delay, a burst can build before the kernel drops")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
 
@@ -86,6 +89,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
         if args.no_answer_timeout is not None:
             s.no_answer_timeout = args.no_answer_timeout
+        if args.udp_buffer is not None:
+            s.udp_buffer = args.udp_buffer
         if args.max_call_duration is not None:
             s.max_call_duration = args.max_call_duration
         if args.md5_only_agents is not None:

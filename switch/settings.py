@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from switch.transport.udp import DEFAULT_UDP_BUFFER
+
 __all__ = ["Settings", "parse_hostport", "DEFAULT_DATABASE_URL"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///softswitch.db"
@@ -72,6 +74,11 @@ class Settings:
     auth_fail_window: float = 60.0
     auth_block_seconds: float = 60.0
     source_fail_threshold: int = 50
+    #: UDP socket buffer in bytes (Linux doubles it for bookkeeping). It bounds the queue a burst
+    #: can build: past it the kernel drops and clients retransmit. Measured (bench/README.md):
+    #: 4 MiB let an overload queue for over a second, so every request was retransmitted
+    #: and throughput collapsed; 512 KiB keeps the wait ~0.1 s at full load.
+    udp_buffer: int = DEFAULT_UDP_BUFFER
     # TCP
     tcp_idle_timeout: float = 600.0
     # calls

@@ -154,6 +154,7 @@ class Call:
         "_redirects",
         "_last_failure",
         "attempts",
+        "__weakref__",  # tests prove a finished call is freed by reference counting alone
     )
 
     def __init__(

@@ -271,6 +271,7 @@ class _Leg:
         "_keys",
         "_bye_cause",
         "_guard",
+        "__weakref__",  # tests prove a finished leg is freed by reference counting alone
     )
 
     def __init__(self, env: LegEnv, call: Call | None, peer: Peer) -> None:
