@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata
@@ -32,6 +33,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            "sip_core": _core_loader.STATE,
+            "gc": gcstats.STATS.snapshot(),
             "bindings": services.location.count(),
             "binding_commits": services.location.commit_stats(),
             "sip": {

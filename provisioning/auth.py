@@ -30,7 +30,8 @@ class Principal:
     token_id: int | None = None
 
 
-PRINCIPAL = "principal"
+#: the authenticated caller, stored on the request by ``require`` (a typed key: aiohttp warns on str keys)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 async def _verify(request: web.Request, token: str) -> Principal | None:

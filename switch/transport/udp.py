@@ -12,14 +12,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Big socket buffers: bursts of REGISTERs after a mass reboot must queue in the kernel,
-# not be dropped (drops show up as 500 ms retransmissions, not as errors).
-SOCKET_BUFFER = 4 * 1024 * 1024
+# The socket buffer is the queue in front of the switch. Big enough that a burst of
+# REGISTERs after a mass reboot queues rather than drops, small enough that the wait
+# stays well under T1 (500 ms): a request that waits longer is retransmitted, the
+# retransmission queues too, and an overload turns into a collapse (bench/README.md).
+DEFAULT_UDP_BUFFER = 512 * 1024
 
 
 class UdpTransport(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, buffer: int = DEFAULT_UDP_BUFFER) -> None:
         self.endpoint = endpoint
+        self.buffer = buffer
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
         self.family = socket.AF_INET
@@ -34,10 +37,10 @@ class UdpTransport(asyncio.DatagramProtocol):
                 # SO_RCVBUF is capped by net.core.rmem_max (often 208 KiB); with
                 # CAP_NET_ADMIN the *FORCE variants (33/32 on Linux) are not.
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+                    sock.setsockopt(socket.SOL_SOCKET, force, self.buffer)
                 except OSError:
                     try:
-                        sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                        sock.setsockopt(socket.SOL_SOCKET, opt, self.buffer)
                     except OSError:  # pragma: no cover - container limits
                         pass
         name = transport.get_extra_info("sockname")
@@ -55,10 +58,10 @@ class UdpTransport(asyncio.DatagramProtocol):
             self.transport.sendto(data, (host, port))
 
 
-async def open_udp(endpoint: Endpoint, host: str, port: int) -> UdpTransport:
+async def open_udp(endpoint: Endpoint, host: str, port: int, *, buffer: int = DEFAULT_UDP_BUFFER) -> UdpTransport:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     _, proto = await loop.create_datagram_endpoint(
-        lambda: UdpTransport(endpoint), local_addr=(host, port), family=family
+        lambda: UdpTransport(endpoint, buffer), local_addr=(host, port), family=family
     )
     return proto

@@ -160,10 +160,17 @@ async def test_flood_from_one_source_does_not_starve_another(tmp_path: Path) -> 
             flood.close()
         answered = 0
         for i in range(10):
-            reply = await udp_exchange(options(f"good{i}"), addr, src="127.0.0.1")
+            # Like a SIP client: one retransmission after T1. While the flood still fills
+            # the (deliberately bounded) socket queue the kernel may drop the first copy;
+            # what must not happen is the rate limiter starving this source.
+            reply = await udp_exchange(options(f"good{i}"), addr, src="127.0.0.1", timeout=0.5)
+            if reply is None:
+                reply = await udp_exchange(options(f"good{i}"), addr, src="127.0.0.1")
             answered += reply is not None and reply.startswith(b"SIP/2.0 200")
         assert answered == 10
-        assert services.endpoint.stats.rate_limited >= 1500
+        st = services.endpoint.stats
+        # Of the flood that got past the kernel queue, all but the burst allowance was dropped.
+        assert st.rate_limited >= 500 and st.rate_limited >= st.received - 100, st
     finally:
         await app_mod.stop(services)
 
