@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import hashlib
 import pstats
 import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +35,11 @@ def md5(s: str) -> str:
     return hashlib.md5(s.encode()).hexdigest()
 
 
+def _tracked_types() -> Counter[str]:
+    gc.collect()
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", default="")
@@ -40,6 +47,8 @@ async def main() -> None:
     ap.add_argument("--lines", type=int, default=1000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="cumulative", help="pstats sort key for --profile (cumulative, tottime)")
+    ap.add_argument("--survivors", action="store_true",
+                    help="list the garbage-collector-tracked objects a registration leaves alive (what young collections walk)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     url = args.db or f"sqlite+aiosqlite:///{tmp}/bench.db"
@@ -81,6 +90,7 @@ async def main() -> None:
         ).encode()
 
     nonce_re = re.compile(rb'nonce="([^"]+)"')
+    before = _tracked_types() if args.survivors else None
     prof = cProfile.Profile() if args.profile else None
     done = 0
     t_cpu = time.process_time()
@@ -120,6 +130,11 @@ async def main() -> None:
     print(f"wall: {args.n / wall:.0f} registrations/s; commits: {services.location.commit_stats()}")
     loop_cpu = time.thread_time() - t_loop
     print(f"  event-loop thread: {loop_cpu / args.n * 1e6:.0f} µs, other threads (DB writer): {(cpu - loop_cpu) / args.n * 1e6:.0f} µs per registration")
+    if before is not None:
+        grown = _tracked_types() - before
+        print(f"GC-tracked objects alive after the run, per registration: {grown.total() / args.n:.1f}")
+        for name, count in grown.most_common(15):
+            print(f"  {count / args.n:6.2f}  {name}")
     await app_mod.stop(services)
     if prof:
         pstats.Stats(prof).sort_stats(args.sort).print_stats(45)

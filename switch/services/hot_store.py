@@ -22,6 +22,7 @@ the ORM reads them back unchanged. The schema itself stays owned by Alembic.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,16 +73,36 @@ def _pg_value(v: Any) -> Any:
     return getattr(v, "value", v) if not isinstance(v, datetime) else v
 
 
+#: "YYYY-MM-DD HH:MM:SS" by epoch second: a batch's timestamps share a few seconds
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def _naive(epoch: float) -> str:
-    return _utc(epoch).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    """``_utc(epoch)`` as naive ISO text, exactly as datetime renders it, at a quarter of the cost.
+
+    Three per binding on the registration hot path; building a datetime for each
+    was 3 % of the event loop at 3,000 registrations/s.
+    """
+    frac, whole = math.modf(epoch)
+    sec = int(whole)
+    us = round(frac * 1e6)  # datetime.fromtimestamp rounds half to even too
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    elif us < 0:
+        sec, us = sec - 1, us + 1_000_000
+    text = _SECOND_TEXT.get(sec)
+    if text is None:
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[sec] = _utc(sec).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{us:06d}"
 
 
 def _row(b: Binding, naive: bool) -> tuple[Any, ...]:
     def ts(epoch: float | None) -> Any:
         if not epoch:
             return None
-        dt = _utc(epoch)
-        return _naive(epoch) if naive else dt
+        return _naive(epoch) if naive else _utc(epoch)
 
     return (
         b.line_id, b.contact, b.received_host, b.received_port, b.transport, ts(b.expires_at), b.call_id,

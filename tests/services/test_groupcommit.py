@@ -88,6 +88,33 @@ async def test_location_drops_expired_on_start_and_sweep() -> None:
     await loc.close()
 
 
+async def test_sweep_walks_lines_only_once_something_can_have_expired() -> None:
+    """Sweeps run every 5 s; before the soonest expiry they must neither walk nor write."""
+    written: list[list[LineChange]] = []
+    now = [1000.0]
+
+    async def write(changes: list[LineChange]) -> None:
+        written.append(changes)
+
+    loc = LocationService(write, clock=lambda: now[0])
+    loc.start([_b(1, "sip:a@h", 1100.0)])
+    done: list[BaseException | None] = []
+    loc.replace(2, [_b(2, "sip:b@h", 1050.0)], done.append)  # registered later, expires sooner
+    await loc.sweep()
+    writes = len(written)
+    now[0] = 1049.0
+    assert await loc.sweep() == 0 and len(written) == writes
+    now[0] = 1060.0
+    assert await loc.sweep() == 1  # line 2's binding, although it came after start()
+    assert [b.line_id for b in loc.all_bindings()] == [1]
+    now[0] = 1099.0
+    writes = len(written)
+    assert await loc.sweep() == 0 and len(written) == writes
+    now[0] = 1101.0
+    assert await loc.sweep() == 1 and loc.count() == 0
+    await loc.close()
+
+
 @pytest.mark.parametrize("n", [1, 50])
 async def test_last_change_per_line_wins_within_a_batch(n: int) -> None:
     seen: list[list[LineChange]] = []

@@ -39,6 +39,8 @@ def test_challenge_is_sent_and_no_transaction_is_kept() -> None:
     assert parse(sent).status == 401  # type: ignore[union-attr]
     assert layer.live_transactions == 0
     assert layer.get_timer() is None  # no Timer J
+    # Not even a lazily deleted heap entry: it would keep the transaction alive for 32 s.
+    assert not layer._heap
     assert drain_events(layer) == []  # the TU is not told about a transaction it gave up
 
     # The retransmission is a new request to the layer and gets the same To tag again.

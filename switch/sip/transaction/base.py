@@ -51,6 +51,11 @@ __all__ = [
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity, so identity hashing is consistent;
+    # Enum's own __hash__ is Python code, and every transition hashes two of them
+    # (the (state, input) table key) plus timers in ``armed``: 2 % of a REGISTER.
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -61,6 +66,8 @@ class State(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # see State
+
     # from the network
     RECV_1XX = "1xx"
     RECV_2XX = "2xx"

@@ -162,6 +162,8 @@ class TransactionLayer:
         self._live_timers = 0
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Peer]] = []
+        #: the transaction send_response_and_forget is answering: its timers are not armed
+        self._forgetting: Transaction | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -263,8 +265,15 @@ class TransactionLayer:
         txn = self._server.get(tid)
         if txn is None or isinstance(txn, ServerInviteTransaction) or response.status < 200:
             raise TransactionError("only final responses to non-INVITE requests can be sent statelessly")
-        if not self._feed(txn, response_input(response.status, sending=True), response, None, now):
-            return False
+        # The table still decides (sends the response, or refuses it), but the Timer J it
+        # arms is skipped: a heap entry would keep the forgotten transaction alive for
+        # 32 s anyway, which is the state this method exists not to keep.
+        self._forgetting = txn
+        try:
+            if not self._feed(txn, response_input(response.status, sending=True), response, None, now):
+                return False
+        finally:
+            self._forgetting = None
         txn.tu_knows = False
         self.txn_terminated(txn)
         return True
@@ -410,8 +419,8 @@ class TransactionLayer:
         self._events.append(event)
 
     def txn_arm(self, txn: Transaction, timer: Input, delay: float | None, now: float) -> None:
-        if delay is None:
-            return  # not used on this transport (A, E, G on reliable transports)
+        if delay is None or txn is self._forgetting:
+            return  # not used on this transport (A, E, G on reliable transports), or answered statelessly
         if delay <= 0:
             txn.pending_zero = timer
             return

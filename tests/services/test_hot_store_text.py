@@ -1,0 +1,22 @@
+"""The hot store writes timestamps as text the ORM reads back: it must be datetime's text exactly."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from switch.services.hot_store import _naive, _utc
+
+
+def _reference(epoch: float) -> str:
+    return _utc(epoch).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False, allow_infinity=False))
+def test_naive_text_equals_datetime_isoformat(epoch: float) -> None:
+    assert _naive(epoch) == _reference(epoch)
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_799), st.sampled_from([0.0, 5e-7, 1.5e-6, 0.4999995, 0.9999995, 0.9999999]))
+def test_naive_text_rounds_like_datetime_at_the_edges(second: int, fraction: float) -> None:
+    assert _naive(second + fraction) == _reference(second + fraction)
