@@ -180,6 +180,8 @@ class TrunkService:
         self._misses: dict[int, int] = {}
         self._clients: dict[int, DigestClient] = {}
         self._task: asyncio.Task[None] | None = None
+        #: after the first reload: is an enabled emergency trunk configured?
+        self.has_emergency_trunk: bool | None = None
 
     # -- table ----------------------------------------------------------------
     async def reload(self) -> RoutingTable:
@@ -211,8 +213,14 @@ class TrunkService:
         self._clients = {}
         known = set(self.table.trunks)
         self.dead &= known
-        if not any(t.emergency and t.enabled for t in trunks):
+        has_emergency = any(t.emergency and t.enabled for t in trunks)
+        # Said when it becomes true (and at start-up), not on every 30 s reload: a
+        # warning repeated forever is one operators learn to ignore.
+        if not has_emergency and self.has_emergency_trunk is not False:
             log.warning("no enabled emergency trunk: 110/112/113 fall back to ordinary trunks")
+        elif has_emergency and self.has_emergency_trunk is False:
+            log.info("emergency trunk enabled again: 110/112/113 go to it first")
+        self.has_emergency_trunk = has_emergency
         return self.table
 
     def set_table(self, table: RoutingTable) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from switch.sip.errors import ParseError
 from switch.sip.parser import KEEPALIVE_PONG, StreamParser
@@ -37,7 +37,8 @@ class TcpConnection(asyncio.Protocol):
         self.connected = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream transport; uvloop's TCPTransport does not subclass asyncio.Transport.
+        self.transport = stream = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -47,7 +48,7 @@ class TcpConnection(asyncio.Protocol):
         self.endpoint.tcp_connections[self.conn_id] = self
         self.endpoint.tcp_by_addr[self.peer] = self
         for data in self.pending:
-            transport.write(data)
+            stream.write(data)
         self.pending.clear()
         if not self.connected.done():
             self.connected.set_result(None)
