@@ -268,12 +268,18 @@ def _dial(rig: Rig) -> Placed:
     return Placed(second)
 
 
-def _answered(rig: Rig) -> tuple[Placed, Request, str]:
-    """A call rung and answered, both ACKs through: (caller's side, the callee's INVITE, the callee's tag)."""
+def _ringing(rig: Rig) -> tuple[Placed, Request, str]:
+    """A call dialled and the callee answering 180: (caller's side, the callee's INVITE, the callee's tag)."""
     placed = _dial(rig)
     inv: Request = rig.expect(CALLEE[2], "INVITE")
     tag = new_tag()
     _answer(rig, inv, 180, tag)
+    return placed, inv, tag
+
+
+def _answered(rig: Rig) -> tuple[Placed, Request, str]:
+    """A call rung and answered, both ACKs through: (caller's side, the callee's INVITE, the callee's tag)."""
+    placed, inv, tag = _ringing(rig)
     rig.expect(CALLER[2], 180)
     _answer(rig, inv, 200, tag, SDP_B)
     ok: Response = rig.expect(CALLER[2], 200)
@@ -313,10 +319,7 @@ async def _bye_from_callee(rig: Rig) -> None:
 
 
 async def _cancelled(rig: Rig) -> None:
-    placed = _dial(rig)
-    inv: Request = rig.expect(CALLEE[2], "INVITE")
-    tag = new_tag()
-    _answer(rig, inv, 180, tag)
+    placed, inv, tag = _ringing(rig)
     rig.expect(CALLER[2], 180)
     h = Headers.of([("Via", placed.invite.headers.values("Via")[0]), ("Max-Forwards", "70"),
                     ("From", placed.invite.headers.get("From") or ""), ("To", placed.invite.headers.get("To") or ""),
@@ -396,10 +399,7 @@ async def _no_ack_from_caller(rig: Rig) -> None:
 
 async def _no_answer(rig: Rig) -> None:
     """The callee rings until the no-answer timer: CANCEL towards it, 480 to the caller."""
-    placed = _dial(rig)
-    inv: Request = rig.expect(CALLEE[2], "INVITE")
-    tag = new_tag()
-    _answer(rig, inv, 180, tag)
+    placed, inv, tag = _ringing(rig)
     await rig.loop.advance(61.0)
     cancel: Request = rig.expect(CALLEE[2], "CANCEL")
     rig.rx(response_for(cancel, 200), CALLEE[2])
