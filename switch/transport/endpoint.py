@@ -12,6 +12,7 @@ Services never touch sockets. They call ``send_response``/``request``/
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Callable, Coroutine
@@ -88,17 +89,31 @@ class Endpoint:
     # -- lifecycle --------------------------------------------------------
     async def start(self, listen: list[tuple[str, int]]) -> None:
         for host, port in listen:
-            udp = await open_udp(self, host, port, buffer=self.udp_buffer)
+            udp, tcp = await self._open_pair(host, port)
             self.udp.append(udp)
-            actual = udp.local[1]
-            self.tcp_servers.append(await open_tcp_server(self, host, actual))
-            self.addresses.append((host, actual))
+            self.tcp_servers.append(tcp)
+            self.addresses.append((host, udp.local[1]))
         via_host, via_port = self.addresses[0]
         if via_host in ("0.0.0.0", "::"):
             via_host = socket.gethostbyname(socket.gethostname())
         self.layer.config.via_addresses.update({"udp": (via_host, via_port), "tcp": (via_host, via_port)})
         log.info("SIP listening on %s (udp+tcp)", ", ".join(f"{h}:{p}" for h, p in self.addresses))
         self._idle_task = self.spawn(self._close_idle())
+
+    async def _open_pair(self, host: str, port: int) -> tuple[UdpTransport, asyncio.base_events.Server]:
+        """UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and
+        its TCP twin may already be taken (an outgoing connection's ephemeral port):
+        then try another pick rather than fail to start."""
+        for attempt in range(20):
+            udp = await open_udp(self, host, port, buffer=self.udp_buffer)
+            try:
+                return udp, await open_tcp_server(self, host, udp.local[1])
+            except OSError as exc:
+                if udp.transport is not None:
+                    udp.transport.close()
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _close_idle(self) -> None:
         """Close TCP connections silent for longer than ``tcp_idle_timeout``.

@@ -207,3 +207,51 @@ async def test_tcp_connect_failure_ends_the_transaction_at_once(switch4: app_mod
     ev = await asyncio.wait_for(got, 5)
     assert isinstance(ev, TransactionTimeout) and ev.timer == "transport"
     assert time.monotonic() - started < 2
+
+
+async def test_port_zero_picks_again_when_the_tcp_twin_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With port 0 the kernel chooses the UDP port; its TCP twin may be some client's
+    ephemeral port (this failed a CI run). The endpoint picks again instead of failing."""
+    from switch.transport import endpoint as endpoint_mod
+    from switch.transport.endpoint import Endpoint
+
+    real = endpoint_mod.open_tcp_server
+    taken: list[int] = []
+
+    async def first_port_taken(ep: Endpoint, host: str, port: int):  # type: ignore[no-untyped-def]
+        if not taken:
+            taken.append(port)
+            # really occupy it, so the failure is the kernel's own EADDRINUSE
+            blocker = socket.socket()
+            blocker.bind((host, port))
+            blocker.listen()
+            try:
+                return await real(ep, host, port)
+            finally:
+                blocker.close()
+        return await real(ep, host, port)
+
+    monkeypatch.setattr(endpoint_mod, "open_tcp_server", first_port_taken)
+    ep = Endpoint()
+    await ep.start([("127.0.0.1", 0)])
+    try:
+        assert taken and ep.addresses[0][1] != taken[0]
+        assert len(ep.udp) == 1 and len(ep.tcp_servers) == 1
+        assert ep.tcp_servers[0].sockets[0].getsockname()[1] == ep.addresses[0][1] == ep.udp[0].local[1]
+    finally:
+        await ep.stop()
+
+
+async def test_a_fixed_port_whose_tcp_side_is_taken_fails_to_start() -> None:
+    from switch.transport.endpoint import Endpoint
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    try:
+        ep = Endpoint()
+        with pytest.raises(OSError):
+            await ep.start([("127.0.0.1", blocker.getsockname()[1])])
+        await ep.stop()
+    finally:
+        blocker.close()
