@@ -20,7 +20,7 @@ from .errors import problem
 from .keys import SERVICES, TOKEN_CACHE
 
 CACHE_SECONDS = 30.0
-AUTH_THROTTLE: web.AppKey[FailureThrottle] = web.AppKey("auth_throttle")
+AUTH_THROTTLE: web.AppKey[FailureThrottle[str]] = web.AppKey("auth_throttle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 
 async def _verify(request: web.Request, token: str) -> Principal | None:
-    cache: dict[str, Any] = request.app[TOKEN_CACHE]
+    cache = request.app[TOKEN_CACHE]
     now = time.monotonic()
     hit = cache.get(token)
     if hit is not None and hit[1] > now:

@@ -319,11 +319,12 @@ async def import_file(settings: Settings, path: Path) -> int:
 
 async def create_token(settings: Settings, role: str, customer: str | None, name: str) -> int:
     from switch.store import repo_tokens
+    from switch.store.models import TokenRole
 
     engine, sf, _ = await open_database(settings)
     try:
         try:
-            secret, _info = await repo_tokens.create_token(sf, role, customer_ref=customer, label=name)
+            secret, _info = await repo_tokens.create_token(sf, TokenRole(role), customer_ref=customer, label=name)
         except ValueError as err:
             print(f"error: {err}")
             return 1

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
 
             uvloop.install()
         except ImportError:

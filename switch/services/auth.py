@@ -31,10 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class CredentialLike(Protocol):
-    line_id: int
-    auth_user: str
-    ha1_md5: str
-    ha1_sha256: str
+    @property
+    def line_id(self) -> int: ...
+    @property
+    def auth_user(self) -> str: ...
+    @property
+    def ha1_md5(self) -> str: ...
+    @property
+    def ha1_sha256(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,8 +133,8 @@ class SqliteHotStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for i in range(0, len(line_ids), 500):
-                chunk = line_ids[i : i + 500]
-                conn.execute(f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(chunk))})", chunk)
+                ids = line_ids[i : i + 500]
+                conn.execute(f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(ids))})", ids)
             # One multi-row INSERT per 500 rows, not executemany: every statement step
             # hands the GIL back and forth with the busy event loop, so fewer steps
             # means a shorter commit (15 columns x 500 rows stays under SQLite's

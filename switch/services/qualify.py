@@ -115,4 +115,9 @@ class Qualifier:
             finish(None)
             return
         timer.cancel()
-        timer = loop.call_later(self.timeout, lambda: (self.endpoint.forget_client(tid), finish(None)))
+
+        def timed_out() -> None:
+            self.endpoint.forget_client(tid)
+            finish(None)
+
+        timer = loop.call_later(self.timeout, timed_out)
