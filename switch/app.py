@@ -174,6 +174,8 @@ async def start(settings: Settings) -> Services:
         hot_store=hot,
     )
     await lamp_history.restore(services.session_factory, status)
+    for reach_key, reach in await persistence.load_reachability(sf):
+        status.restore_reach(reach_key, reach)
     writer = lamp_history.LampWriter(hot)
     status.persist = writer.submit
     services.lamp_writer = writer
@@ -192,13 +194,22 @@ async def stop(services: Services) -> None:
     await services.qualifier.stop()
     await services.endpoint.stop()
     await services.location.close()
+    await save_reachability(services)
+    await services.lamp_writer.close()  # before the store it writes through
     await services.hot_store.close()
-    await services.lamp_writer.close()
     await services.engine.dispose()
 
 
+async def save_reachability(services: Services) -> int:
+    """Write the ping histories that changed since the last call; returns how many."""
+    rows = persistence.qualify_rows(services.status.take_dirty_reach())
+    await services.hot_store.write_qualify(rows)
+    return len(rows)
+
+
 async def _housekeeping(services: Services) -> None:
-    """Sweep expired bindings and pick up line changes every 5 s; age the lamps once a minute.
+    """Sweep expired bindings and pick up line changes every 5 s; save ping histories every 30 s;
+    age the lamps once a minute.
 
     Every lamp change with a cause (REGISTER, expiry, ping, config fetch) is pushed
     as it happens; the minute tick only catches what time alone changes (PWR going
@@ -214,6 +225,8 @@ async def _housekeeping(services: Services) -> None:
             removed = await services.location.sweep()
             if removed:
                 log.info("swept %d expired binding(s)", removed)
+            if tick % 6 == 0:
+                await save_reachability(services)  # a crash loses at most 30 s of ping history
             if tick % 12 == 0:
                 await services.status.refresh_all_async()
         except Exception:  # noqa: BLE001 - housekeeping must go on

@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--realm", default="", help="digest realm (default: first domain or SIP host)")
     run.add_argument("--rate-limit", type=float, default=None,
                      help="per-source SIP messages/s before dropping (0 disables; default 400)")
-    run.add_argument("--qualify-interval", type=float, default=None, help="seconds between OPTIONS pings")
+    run.add_argument("--qualify-interval", type=float, default=None,
+                     help="seconds between OPTIONS pings to each registered contact (default 30; 0 disables)")
+    run.add_argument("--qualify-timeout", type=float, default=None, metavar="S",
+                     help="seconds without an answer before a ping counts as lost (default 5)")
     run.add_argument("--digest-algorithms", default="SHA-256,MD5",
                      help="digest challenges offered, strongest first (default SHA-256,MD5)")
     run.add_argument("--no-answer-timeout", type=float, default=None, metavar="S",
@@ -85,6 +88,10 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             s.rate_burst = max(args.rate_limit * 2, 1.0)
         if args.qualify_interval is not None:
             s.qualify_interval = args.qualify_interval
+        if args.qualify_timeout is not None:
+            if args.qualify_timeout <= 0:
+                raise SystemExit("--qualify-timeout must be more than 0 seconds")
+            s.qualify_timeout = args.qualify_timeout
         s.digest_algorithms = tuple(a.strip() for a in args.digest_algorithms.split(",") if a.strip())
         s.tls_cert, s.tls_key = args.tls_cert, args.tls_key
         if args.no_answer_timeout is not None:

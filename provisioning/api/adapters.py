@@ -61,7 +61,7 @@ def _line_details(services: object, adapter_id: int) -> list[dict[str, object]]:
     for line in sorted(services.lines.adapter_lines(adapter_id), key=lambda li: li.port):  # type: ignore[attr-defined]
         contacts = []
         for b in services.location.bindings(line.line_id):  # type: ignore[attr-defined]
-            r = services.status.reach.get((b.received_host, b.received_port))  # type: ignore[attr-defined]
+            r = services.status.reach.get((b.line_id, b.contact))  # type: ignore[attr-defined]
             contacts.append(
                 {
                     "contact": b.contact,
@@ -76,6 +76,7 @@ def _line_details(services: object, adapter_id: int) -> list[dict[str, object]]:
                         "lost": r.lost,
                         "consecutive_lost": r.consecutive_lost,
                         "last_rtt_ms": None if r.last_rtt is None else round(r.last_rtt * 1000, 1),
+                        "avg_rtt_ms": None if r.avg_rtt is None else round(r.avg_rtt * 1000, 1),
                         "history_ms": [None if x is None else round(x * 1000, 1) for x in r.history],
                     },
                 }

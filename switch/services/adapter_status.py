@@ -46,20 +46,30 @@ class Lamp:
         }
 
 
+#: A binding's identity as stored (``bindings`` is unique on line and contact URI).
+ReachKey = tuple[int, str]
+
+#: Weight of a new sample in the smoothed round-trip time (RFC 6298 §2.3 uses 1/8 too).
+RTT_ALPHA = 0.125
+
+
 @dataclass(slots=True)
 class Reachability:
-    """Qualify history of one binding (by received address)."""
+    """Qualify history of one binding; kept in ``qualify_stats`` so a restart forgets none of it."""
 
     sent: int = 0
     lost: int = 0
     consecutive_lost: int = 0
     first_lost_at: float = 0.0
+    last_sent_at: float = 0.0
     last_reply_at: float = 0.0
     last_rtt: float | None = None
+    avg_rtt: float | None = None
     history: list[float | None] = field(default_factory=list)  # rtt seconds, None = lost
 
     def record(self, rtt: float | None, now: float, keep: int = 20) -> None:
         self.sent += 1
+        self.last_sent_at = now
         self.history.append(rtt)
         del self.history[:-keep]
         if rtt is None:
@@ -69,8 +79,10 @@ class Reachability:
             self.consecutive_lost += 1
         else:
             self.consecutive_lost = 0
+            self.first_lost_at = 0.0
             self.last_reply_at = now
             self.last_rtt = rtt
+            self.avg_rtt = rtt if self.avg_rtt is None else self.avg_rtt + RTT_ALPHA * (rtt - self.avg_rtt)
 
 
 @dataclass(slots=True)
@@ -127,9 +139,14 @@ class AdapterStatusService:
         self.persist = persist
         self.adapters: dict[int, AdapterEvidence] = {}
         self.line_evidence: dict[int, LineEvidence] = {}
-        self.reach: dict[tuple[str, int], Reachability] = {}
+        #: qualify history per binding; dropped with the binding, or when its NAT address changes
+        self.reach: dict[ReachKey, Reachability] = {}
+        #: bindings whose history changed since ``take_dirty_reach`` last ran (to be written)
+        self._dirty_reach: set[ReachKey] = set()
         #: (received host, port) → adapter id, to attribute SIP traffic and keep-alives
         self._addr_adapter: dict[tuple[str, int], int] = {}
+        #: how many bindings use each received address: ``_addr_adapter`` forgets unused ones
+        self._addr_refs: dict[tuple[str, int], int] = {}
         location.listeners.append(self._bindings_changed)
 
     def restore(self, adapter_id: int, lamps: dict[str, Lamp], last_fetch_at: float = 0.0) -> None:
@@ -138,8 +155,19 @@ class AdapterStatusService:
         ev.lamps.update(lamps)
         ev.last_fetch_at = max(ev.last_fetch_at, last_fetch_at)
 
+    def restore_reach(self, key: ReachKey, r: Reachability) -> None:
+        """Seed one binding's qualify history from the database at start-up."""
+        self.reach[key] = r
+
+    def take_dirty_reach(self) -> list[tuple[ReachKey, Reachability]]:
+        """The histories changed since the last call (still current), for writing out."""
+        dirty, self._dirty_reach = self._dirty_reach, set()
+        return [(k, self.reach[k]) for k in dirty if k in self.reach]
+
     def start(self) -> None:
         for b in self.location.all_bindings():
+            addr = (b.received_host, b.received_port)
+            self._addr_refs[addr] = self._addr_refs.get(addr, 0) + 1
             line = self.lines.by_id.get(b.line_id)
             if line is not None and line.adapter_id is not None:
                 self._addr_adapter[(b.received_host, b.received_port)] = line.adapter_id
@@ -191,7 +219,15 @@ class AdapterStatusService:
             self.refresh(line.adapter_id)
 
     def qualify_result(self, binding: Binding, rtt: float | None) -> None:
-        r = self.reach.setdefault((binding.received_host, binding.received_port), Reachability())
+        key = (binding.line_id, binding.contact)
+        current = self.location.bindings(binding.line_id)
+        if not any(b.contact == binding.contact and b.received_port == binding.received_port
+                   and b.received_host == binding.received_host for b in current):
+            return  # the binding went away (or moved) while the ping was out: nothing to keep
+        r = self.reach.get(key)
+        if r is None:
+            r = self.reach[key] = Reachability()
+        self._dirty_reach.add(key)
         before = r.consecutive_lost >= self.loss_threshold
         r.record(rtt, self.clock())
         after = r.consecutive_lost >= self.loss_threshold
@@ -203,6 +239,7 @@ class AdapterStatusService:
                 self.refresh(line.adapter_id)
 
     def _bindings_changed(self, line_id: int, old: list[Binding], new: list[Binding]) -> None:
+        self._forget_gone(line_id, old, new)
         line = self.lines.by_id.get(line_id)
         if line is None or line.adapter_id is None:
             return
@@ -221,6 +258,32 @@ class AdapterStatusService:
                 le.unregistered_at = now
         self.refresh(line.adapter_id)
 
+    def _forget_gone(self, line_id: int, old: list[Binding], new: list[Binding]) -> None:
+        """Drop the history of bindings that are gone or reached us from a new NAT address.
+
+        Without this, ``reach`` and the address map grew by one entry per NAT port
+        change for as long as the switch ran.
+        """
+        addr_of = {b.contact: (b.received_host, b.received_port) for b in new}
+        for b in old:
+            addr = (b.received_host, b.received_port)
+            if addr_of.get(b.contact) != addr:
+                self.reach.pop((line_id, b.contact), None)
+                self._dirty_reach.discard((line_id, b.contact))
+        if [(b.received_host, b.received_port) for b in old] == list(addr_of.values()):
+            return  # the usual refresh: same addresses, counts unchanged
+        for b in new:
+            a = (b.received_host, b.received_port)
+            self._addr_refs[a] = self._addr_refs.get(a, 0) + 1
+        for b in old:
+            a = (b.received_host, b.received_port)
+            n = self._addr_refs.get(a, 0) - 1
+            if n > 0:
+                self._addr_refs[a] = n
+            else:
+                self._addr_refs.pop(a, None)
+                self._addr_adapter.pop(a, None)
+
     # -- computation ----------------------------------------------------------
     def _line_lamp(self, adapter_id: int, port: int, now: float) -> tuple[str, str]:
         line = next((li for li in self.lines.adapter_lines(adapter_id) if li.port == port), None)
@@ -231,11 +294,7 @@ class AdapterStatusService:
         le = self.line_evidence.get(line.line_id, LineEvidence())
         bindings = self.location.bindings(line.line_id)
         if bindings:
-            lost = [
-                self.reach[(b.received_host, b.received_port)]
-                for b in bindings
-                if (b.received_host, b.received_port) in self.reach
-            ]
+            lost = [self.reach[(b.line_id, b.contact)] for b in bindings if (b.line_id, b.contact) in self.reach]
             if lost and all(r.consecutive_lost >= self.loss_threshold for r in lost):
                 r = lost[0]
                 return WARNING, f"registered but not answering pings since {_hhmm(r.first_lost_at)}"
@@ -270,7 +329,7 @@ class AdapterStatusService:
         if not bindings:
             wan = (OFF, "no registered line to reach")
         else:
-            reach = [self.reach.get((b.received_host, b.received_port)) for b in bindings]
+            reach = [self.reach.get((b.line_id, b.contact)) for b in bindings]
             known = [r for r in reach if r is not None and r.sent]
             if not known:
                 wan = (OK, "registered; not yet pinged")

@@ -7,12 +7,17 @@ aiosqlite every row step also hands the GIL between threads. So the
 registrar's hot path talks to the driver directly:
 
 * **SQLite** — a dedicated thread with its own ``sqlite3`` connection. The
-  whole batch (DELETE + executemany INSERT + COMMIT) is one call into that
-  thread; sqlite3 releases the GIL while SQLite works, so the event loop keeps
+  whole batch (DELETE of dropped contacts + multi-row UPSERT + COMMIT) is one
+  call into that thread; sqlite3 releases the GIL while SQLite works, so the event loop keeps
   serving SIP meanwhile. WAL with synchronous=NORMAL: a committed batch
   survives a process crash (``kill -9``).
 * **PostgreSQL** — asyncpg, one transaction with a single DELETE and a
-  prepared ``executemany`` INSERT.
+  prepared ``executemany`` UPSERT.
+
+A refreshed binding is updated in place (``ON CONFLICT (line_id, contact_uri)``),
+not deleted and inserted again: its row id stays, so its ``qualify_stats`` row
+(the ping history, written by ``write_qualify``) survives refreshes, and SQLite
+touches one row and one index entry instead of three of each.
 
 Rows are written exactly as the SQLAlchemy models store them (UTC timestamps,
 naive ISO text on SQLite; enum values as text; JSON ``null`` for ``path``), so
@@ -22,11 +27,13 @@ the ORM reads them back unchanged. The schema itself stays owned by Alembic.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
@@ -35,14 +42,42 @@ from switch.store.engine import normalise_url
 
 from .location import Binding, LineChange
 
-__all__ = ["HotStore", "make_hot_store", "LampRow"]
+__all__ = ["HotStore", "make_hot_store", "LampRow", "QualifyRow"]
 
 #: (adapter id, lamp name as stored: PWR/WAN/Tel1/Tel2, old state or None, new state, reason, since epoch, at epoch)
 LampRow = tuple[int, str, str | None, str, str, float, float]
 
+
+@dataclass(frozen=True, slots=True)
+class QualifyRow:
+    """One binding's ping history as stored in ``qualify_stats`` (times in epoch s, 0 = never)."""
+
+    line_id: int
+    contact: str
+    sent: int
+    lost: int
+    consecutive_lost: int
+    first_lost_at: float
+    last_sent_at: float
+    last_reply_at: float
+    last_rtt_ms: float | None
+    avg_rtt_ms: float | None
+    history_ms: list[float | None]
+
 _COLUMNS = (
     "line_id", "contact_uri", "received_host", "received_port", "transport", "expires_at", "call_id",
     "cseq", "user_agent", "instance", "reg_id", "q", "path", "registered_at", "last_keepalive",
+)
+#: a refresh rewrites every column but the key
+_UPSERT_TAIL = " ON CONFLICT (line_id, contact_uri) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("line_id", "contact_uri")
+)
+_QUALIFY_COLUMNS = (
+    "sent", "lost", "consecutive_lost", "first_lost_at", "last_sent_at", "last_reply_at", "last_rtt_ms",
+    "avg_rtt_ms", "history",
+)
+_QUALIFY_UPSERT_TAIL = " ON CONFLICT (binding_id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _QUALIFY_COLUMNS
 )
 
 
@@ -52,6 +87,8 @@ class HotStore(Protocol):
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None: ...
 
     async def write_lamps(self, rows: Sequence[LampRow]) -> None: ...
+
+    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None: ...
 
     async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None: ...
 
@@ -98,6 +135,18 @@ def _naive(epoch: float) -> str:
     return f"{text}.{us:06d}"
 
 
+def _qualify_values(r: QualifyRow, naive: bool) -> tuple[Any, ...]:
+    def ts(epoch: float) -> Any:
+        if not epoch:
+            return None
+        return _naive(epoch) if naive else _utc(epoch)
+
+    return (
+        r.line_id, r.contact, r.sent, r.lost, r.consecutive_lost, ts(r.first_lost_at), ts(r.last_sent_at),
+        ts(r.last_reply_at), r.last_rtt_ms, r.avg_rtt_ms, json.dumps(r.history_ms),
+    )
+
+
 def _row(b: Binding, naive: bool) -> tuple[Any, ...]:
     def ts(epoch: float | None) -> Any:
         if not epoch:
@@ -128,22 +177,30 @@ class SqliteHotStore:
             self._conn = conn
         return self._conn
 
-    def _write(self, line_ids: list[int], rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, changes: list[tuple[int, list[str]]], rows: list[tuple[Any, ...]]) -> None:
+        """``changes``: (line id, its contacts now) for every line in the batch; ``rows`` their bindings."""
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(line_ids), 500):
-                ids = line_ids[i : i + 500]
-                conn.execute(f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(ids))})", ids)
-            # One multi-row INSERT per 500 rows, not executemany: every statement step
+            # Contacts a line no longer has. A refresh keeps its contacts, so with 200
+            # lines per statement this is a handful of index probes per line.
+            for i in range(0, len(changes), 200):
+                chunk = changes[i : i + 200]
+                ids = [line_id for line_id, _ in chunk]
+                kept = [(line_id, c) for line_id, contacts in chunk for c in contacts]
+                sql = f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(ids))})"
+                if kept:
+                    sql += f" AND (line_id, contact_uri) NOT IN (VALUES {','.join(['(?,?)'] * len(kept))})"
+                conn.execute(sql, [*ids, *(v for pair in kept for v in pair)])
+            # One multi-row UPSERT per 500 rows, not executemany: every statement step
             # hands the GIL back and forth with the busy event loop, so fewer steps
             # means a shorter commit (15 columns x 500 rows stays under SQLite's
             # 32766-parameter limit).
             width = len(_COLUMNS)
             for i in range(0, len(rows), 500):
-                chunk = rows[i : i + 500]
-                values = ",".join(["(" + ",".join("?" * width) + ")"] * len(chunk))
-                conn.execute(f"{self._insert_head} VALUES {values}", [v for r in chunk for v in r])
+                part = rows[i : i + 500]
+                values = ",".join(["(" + ",".join("?" * width) + ")"] * len(part))
+                conn.execute(f"{self._insert_head} VALUES {values}{_UPSERT_TAIL}", [v for r in part for v in r])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -154,9 +211,36 @@ class SqliteHotStore:
         await asyncio.get_running_loop().run_in_executor(self._executor, lambda: self._connect().execute("SELECT 1 FROM bindings LIMIT 1"))
 
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
-        line_ids = [c.line_id for c in changes]
+        keep = [(c.line_id, [b.contact for b in c.bindings]) for c in changes]
         rows = [_row(b, True) for c in changes for b in c.bindings]
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, line_ids, rows)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, keep, rows)
+
+    def _write_qualify(self, rows: list[QualifyRow]) -> None:
+        conn = self._connect()
+        width = 2 + len(_QUALIFY_COLUMNS)
+        # VALUES columns are column1..columnN; "WHERE true" settles SQLite's upsert-after-join ambiguity.
+        picks = ", ".join(f"v.column{3 + i}" for i in range(len(_QUALIFY_COLUMNS)))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(rows), 500):
+                part = rows[i : i + 500]
+                values = ",".join(["(" + ",".join("?" * width) + ")"] * len(part))
+                conn.execute(
+                    f"INSERT INTO qualify_stats (binding_id, {', '.join(_QUALIFY_COLUMNS)}) "
+                    f"SELECT b.id, {picks} FROM (VALUES {values}) AS v "
+                    "JOIN bindings b ON b.line_id = v.column1 AND b.contact_uri = v.column2 WHERE true"
+                    f"{_QUALIFY_UPSERT_TAIL}",
+                    [x for r in part for x in _qualify_values(r, naive=True)],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None:
+        """Upsert ping histories; rows whose binding is gone by now are skipped."""
+        if rows:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write_qualify, list(rows))
 
     def _write_lamps(self, rows: Sequence[LampRow]) -> None:
         conn = self._connect()
@@ -213,7 +297,10 @@ class PostgresHotStore:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._pool: Any = None
-        self._insert = f"INSERT INTO bindings ({', '.join(_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(_COLUMNS)))})"
+        self._insert = (
+            f"INSERT INTO bindings ({', '.join(_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(_COLUMNS)))})"
+            + _UPSERT_TAIL
+        )
 
     async def open(self) -> None:
         """Connect now, so a database we cannot write stops start-up instead of every REGISTER."""
@@ -260,12 +347,36 @@ class PostgresHotStore:
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
         pool = await self._acquire_pool()
         line_ids = [c.line_id for c in changes]
+        kept = [(c.line_id, b.contact) for c in changes for b in c.bindings]
         rows = [_row(b, False) for c in changes for b in c.bindings]
         async with pool.acquire() as conn:
             async with conn.transaction():
-                await conn.execute("DELETE FROM bindings WHERE line_id = ANY($1::int[])", line_ids)
+                await conn.execute(
+                    "DELETE FROM bindings b WHERE b.line_id = ANY($1::int[]) AND NOT EXISTS "
+                    "(SELECT 1 FROM unnest($2::int[], $3::text[]) AS k(line_id, contact) "
+                    "WHERE k.line_id = b.line_id AND k.contact = b.contact_uri)",
+                    line_ids, [k[0] for k in kept], [k[1] for k in kept],
+                )
                 if rows:
                     await conn.executemany(self._insert, rows)
+
+    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None:
+        """Upsert ping histories; rows whose binding is gone by now are skipped."""
+        if not rows:
+            return
+        pool = await self._acquire_pool()
+        cols = list(zip(*(_qualify_values(r, naive=False) for r in rows), strict=True))
+        async with pool.acquire() as conn:
+            await conn.execute(
+                f"INSERT INTO qualify_stats (binding_id, {', '.join(_QUALIFY_COLUMNS)}) "
+                f"SELECT b.id, {', '.join(f'v.{c}' for c in _QUALIFY_COLUMNS[:-1])}, v.history::jsonb "
+                "FROM unnest($1::int[], $2::text[], $3::int[], $4::int[], $5::int[], $6::timestamptz[], "
+                "$7::timestamptz[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[]) "
+                f"AS v(line_id, contact, {', '.join(_QUALIFY_COLUMNS)}) "
+                "JOIN bindings b ON b.line_id = v.line_id AND b.contact_uri = v.contact"
+                f"{_QUALIFY_UPSERT_TAIL}",
+                *(list(c) for c in cols),
+            )
 
     async def close(self) -> None:
         if self._pool is not None:

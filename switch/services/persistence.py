@@ -1,4 +1,7 @@
-"""Reads of registration state at start-up (the hot-path writes are in ``hot_store``)."""
+"""Registration state across restarts: reads at start-up, and the ping history's rows.
+
+The hot-path writes themselves are in ``hot_store``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,16 @@ from sqlalchemy import func, select
 
 from switch.store import models as m
 from switch.store.engine import SessionFactory
-from switch.store.repo_bindings import BindingRecord, load_all_bindings
+from switch.store.repo_bindings import BindingRecord, load_all_bindings, load_qualify_stats
 
+from .adapter_status import ReachKey, Reachability
+from .hot_store import QualifyRow
 from .location import Binding
 
 
-def _epoch(dt: datetime) -> float:
+def _epoch(dt: datetime | None) -> float:
+    if dt is None:
+        return 0.0
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
@@ -51,3 +58,52 @@ async def lines_fingerprint(session_factory: SessionFactory) -> tuple[object, ..
             await session.execute(select(func.count(m.Line.id), func.max(m.Line.updated_at), func.max(m.Line.id)))
         ).one()
     return tuple(row)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _s(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def qualify_rows(items: list[tuple[ReachKey, Reachability]]) -> list[QualifyRow]:
+    """``qualify_stats`` rows for ping histories (the database keeps milliseconds)."""
+    return [
+        QualifyRow(
+            line_id=line_id,
+            contact=contact,
+            sent=r.sent,
+            lost=r.lost,
+            consecutive_lost=r.consecutive_lost,
+            first_lost_at=r.first_lost_at,
+            last_sent_at=r.last_sent_at,
+            last_reply_at=r.last_reply_at,
+            last_rtt_ms=_ms(r.last_rtt),
+            avg_rtt_ms=_ms(r.avg_rtt),
+            history_ms=[_ms(x) for x in r.history],
+        )
+        for (line_id, contact), r in items
+    ]
+
+
+async def load_reachability(session_factory: SessionFactory) -> list[tuple[ReachKey, Reachability]]:
+    """Every stored ping history, for the lamps at start-up."""
+    return [
+        (
+            (q.line_id, q.contact),
+            Reachability(
+                sent=q.sent,
+                lost=q.lost,
+                consecutive_lost=q.consecutive_lost,
+                first_lost_at=_epoch(q.first_lost_at),
+                last_sent_at=_epoch(q.last_sent_at),
+                last_reply_at=_epoch(q.last_reply_at),
+                last_rtt=_s(q.last_rtt_ms),
+                avg_rtt=_s(q.avg_rtt_ms),
+                history=[_s(x) for x in q.history],
+            ),
+        )
+        for q in await load_qualify_stats(session_factory)
+    ]

@@ -372,6 +372,8 @@ class QualifyStats(Base):
     sent: Mapped[int] = mapped_column(Integer, default=0)
     lost: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_lost: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the current run of unanswered pings began (None while answering).
+    first_lost_at: Mapped[datetime | None] = mapped_column()
     last_sent_at: Mapped[datetime | None] = mapped_column()
     last_reply_at: Mapped[datetime | None] = mapped_column()
     last_rtt_ms: Mapped[float | None] = mapped_column(Float)

@@ -27,14 +27,12 @@ __all__ = [
     "BindingChange",
     "BindingRecord",
     "QualifyInfo",
-    "QualifyResult",
     "RemoveBinding",
     "RemoveLineBindings",
     "SaveBinding",
     "delete_expired",
     "load_all_bindings",
     "load_qualify_stats",
-    "record_qualify",
     "save_bindings",
     "touch_keepalives",
 ]
@@ -257,84 +255,18 @@ async def touch_keepalives(session_factory: SessionFactory, seen: Sequence[tuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QualifyResult:
-    """Outcome of one OPTIONS ping; ``rtt_ms`` None means no answer in time."""
-
-    line_id: int
-    contact: str
-    sent_at: datetime
-    rtt_ms: float | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class QualifyInfo:
     line_id: int
     contact: str
     sent: int
     lost: int
     consecutive_lost: int
+    first_lost_at: datetime | None
     last_sent_at: datetime | None
     last_reply_at: datetime | None
     last_rtt_ms: float | None
     avg_rtt_ms: float | None
     history: tuple[float | None, ...]
-
-
-#: Weight of a new sample in the smoothed RTT (RFC 6298 §2.3 uses 1/8 too).
-_RTT_ALPHA = 0.125
-
-
-def _apply_sample(stats: QualifyStats, r: QualifyResult, history_len: int) -> None:
-    stats.sent += 1
-    stats.last_sent_at = r.sent_at
-    if r.rtt_ms is None:
-        stats.lost += 1
-        stats.consecutive_lost += 1
-    else:
-        stats.consecutive_lost = 0
-        stats.last_rtt_ms = r.rtt_ms
-        stats.last_reply_at = r.sent_at
-        stats.avg_rtt_ms = (
-            r.rtt_ms if stats.avg_rtt_ms is None else stats.avg_rtt_ms + _RTT_ALPHA * (r.rtt_ms - stats.avg_rtt_ms)
-        )
-    # Reassign (not append) so the JSON column is seen as changed.
-    stats.history = [*list(stats.history or [])[-(history_len - 1) :], r.rtt_ms] if history_len > 1 else [r.rtt_ms]
-
-
-async def _binding_ids(session: AsyncSession, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    rows = await session.execute(
-        select(Binding.id, Binding.line_id, Binding.contact_uri).where(Binding.line_id.in_({k[0] for k in keys}))
-    )
-    return {(line_id, contact): bid for bid, line_id, contact in rows if (line_id, contact) in keys}
-
-
-async def record_qualify(
-    session_factory: SessionFactory, results: Sequence[QualifyResult], *, history_len: int = 20
-) -> None:
-    """Fold a batch of ping results into the per-binding stats (one transaction).
-    Results for bindings that are gone by now are dropped."""
-    if not results:
-        return
-    async with write_session(session_factory) as session:
-        ids = await _binding_ids(session, {(r.line_id, r.contact) for r in results})
-        if not ids:
-            return
-        stats = {
-            s.binding_id: s
-            for s in (
-                await session.execute(select(QualifyStats).where(QualifyStats.binding_id.in_(ids.values())))
-            ).scalars()
-        }
-        for r in sorted(results, key=lambda r: r.sent_at):
-            bid = ids.get((r.line_id, r.contact))
-            if bid is None:
-                continue
-            row = stats.get(bid)
-            if row is None:
-                row = QualifyStats(binding_id=bid, sent=0, lost=0, consecutive_lost=0, history=[])
-                session.add(row)
-                stats[bid] = row
-            _apply_sample(row, r, history_len)
 
 
 async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | None = None) -> list[QualifyInfo]:
@@ -353,6 +285,7 @@ async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | 
                 sent=s.sent,
                 lost=s.lost,
                 consecutive_lost=s.consecutive_lost,
+                first_lost_at=s.first_lost_at,
                 last_sent_at=s.last_sent_at,
                 last_reply_at=s.last_reply_at,
                 last_rtt_ms=s.last_rtt_ms,

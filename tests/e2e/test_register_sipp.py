@@ -13,6 +13,7 @@ import re
 import secrets
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -347,6 +348,41 @@ def test_bindings_survive_kill9_and_restart(
         assert len(contacts) == 1, ok
         assert re.fullmatch(rf"<sip:{line.number}@127\.0\.0\.1:{port};transport=UDP>;expires=\d+", contacts[0], re.I)
         assert 3000 < int(contacts[0].rsplit("=", 1)[1]) <= 3600
+
+
+def _pings(switch: SwitchProcess, token: str, mac: str) -> dict[str, dict[str, Any]]:
+    """Per registered contact: its ping history as the status API shows it."""
+    body = adapter_status(switch, token, mac)
+    return {c["contact"]: c["pings"] for line in body["lines"] for c in line["contacts"] if c["pings"]}
+
+
+# Pings every 0.3 s, lost after 0.3 s: SIPp has exited, so nobody answers them.
+@pytest.mark.switch_args("--qualify-interval", "0.3", "--qualify-timeout", "0.3")
+def test_ping_history_and_wan_lamp_survive_a_restart(
+    switch: SwitchProcess, imported_adapter: AdapterData, api_token: str, tmp_path: Path,
+) -> None:
+    """One lost ping must not flip a lamp, and neither may a restart: the WAN lamp of an
+    adapter that stopped answering stays in warning, with the same ``since``, and the ping
+    counts carry on from where they were."""
+    _register(switch, tmp_path, imported_adapter.lines, "u1", local_port=free_port())
+    mac = imported_adapter.mac
+    _wait_lamps(switch, api_token, mac, {"wan": "warning"}, timeout=15.0)
+    before = adapter_status(switch, api_token, mac)["wan"]
+    pings = _pings(switch, api_token, mac)
+    assert len(pings) == 2 and all(p["consecutive_lost"] >= 3 for p in pings.values()), pings
+
+    switch.stop()  # SIGTERM: a clean stop writes the ping histories out
+    switch.start()
+    after = adapter_status(switch, api_token, mac)["wan"]
+    assert (after["state"], after["since"]) == (before["state"], before["since"]), (before, after)
+    restored = _pings(switch, api_token, mac)
+    for contact, p in pings.items():
+        assert restored[contact]["sent"] >= p["sent"] and restored[contact]["lost"] >= p["lost"], (p, restored)
+    # No "ok" in between: the history has no WAN event after the warning began.
+    status, body = switch.api_get(f"/api/v1/adapters/{mac}/lamp-events?limit=500", api_token)
+    assert status == 200, body
+    wan = [e for e in body["events"] if e["lamp"] == "wan"]
+    assert wan and wan[0]["to"] == "warning", wan
 
 
 def test_challenges_leave_no_transaction_behind(switch: SwitchProcess) -> None:

@@ -111,3 +111,56 @@ async def test_relative_reasons_stay_fresh_without_history_events() -> None:
     assert status.status(10)["pwr"].state == "warning"
     assert len(events) == n + 1
     await loc.close()
+
+
+async def test_ping_history_is_per_binding_and_forgotten_with_it() -> None:
+    """Both lines of an adapter share its NAT address but each binding keeps its own history;
+    a binding that goes, or comes back from a new NAT port, takes its history (and the address) along."""
+    now = [1_700_000_000.0]
+    status, loc, _ = await _setup(now)
+    b1, b2 = _bind(1, now[0], 5061), _bind(2, now[0], 5061)
+    loc.replace(1, [b1], lambda e: None)
+    loc.replace(2, [b2], lambda e: None)
+    await asyncio.sleep(0.01)
+    status.qualify_result(b1, 0.004)
+    status.qualify_result(b2, None)
+    assert status.reach[(1, b1.contact)].history == [0.004]
+    assert status.reach[(2, b2.contact)].history == [None]
+    assert sorted(k for k, _ in status.take_dirty_reach()) == [(1, b1.contact), (2, b2.contact)]
+    assert status.take_dirty_reach() == []
+
+    # Line 1 re-registers from a new NAT port: a new path, a new history.
+    moved = Binding(1, b1.contact, now[0] + 3600, "c", 2, "127.0.0.1", 5099, "udp")
+    loc.replace(1, [moved], lambda e: None)
+    await asyncio.sleep(0.01)
+    assert (1, b1.contact) not in status.reach
+    # A ping result for the old address that arrives late is not kept.
+    status.qualify_result(b1, 0.005)
+    assert (1, b1.contact) not in status.reach and status.take_dirty_reach() == []
+    assert ("127.0.0.1", 5061) in status._addr_adapter  # line 2 still uses it
+
+    # Line 2 unregisters: its history and the now unused address are forgotten.
+    status.qualify_result(b2, None)
+    loc.replace(2, [], lambda e: None)
+    await asyncio.sleep(0.01)
+    assert (2, b2.contact) not in status.reach and status.take_dirty_reach() == []
+    assert ("127.0.0.1", 5061) not in status._addr_adapter and ("127.0.0.1", 5099) in status._addr_adapter
+    await loc.close()
+
+
+async def test_restored_history_keeps_an_unanswering_adapter_in_warning() -> None:
+    """After a restart the WAN lamp does not turn green just because the switch forgot the lost pings."""
+    from switch.services.adapter_status import Reachability
+
+    now = [1_700_000_000.0]
+    status, loc, _ = await _setup(now)
+    b = _bind(1, now[0])
+    loc.replace(1, [b], lambda e: None)
+    await asyncio.sleep(0.01)
+    silent = Reachability()
+    for i in range(4):
+        silent.record(None if i else 0.004, now[0] - 120 + 30 * i)
+    status.restore_reach((1, b.contact), silent)
+    lamps = status.status(10)
+    assert lamps["wan"].state == "warning" and lamps["wan"].reason.startswith("no answer to 3 pings since ")
+    await loc.close()

@@ -1,4 +1,6 @@
-"""Bindings: batched write-through, expiry, keepalives, qualify stats."""
+"""Bindings through the ORM repository: batched write-through, expiry, keepalives.
+
+The registrar's own hot-path writes (and the ping history) are in test_hot_store.py."""
 
 from __future__ import annotations
 
@@ -12,14 +14,11 @@ from switch.store import models as m
 from switch.store.crypto import SecretBox
 from switch.store.repo_bindings import (
     BindingRecord,
-    QualifyResult,
     RemoveBinding,
     RemoveLineBindings,
     SaveBinding,
     delete_expired,
     load_all_bindings,
-    load_qualify_stats,
-    record_qualify,
     save_bindings,
     touch_keepalives,
 )
@@ -161,26 +160,3 @@ async def test_keepalives(migrated_db: MigratedDb, two_lines: tuple[int, int]) -
     # A refresh without a keepalive value keeps the last one.
     await save_bindings(sf, [SaveBinding(rec(a, "sip:a@x", cseq=2))])
     assert (await load_all_bindings(sf, line_id=a))[0].last_keepalive == seen
-
-
-async def test_qualify_stats(migrated_db: MigratedDb, two_lines: tuple[int, int]) -> None:
-    sf = migrated_db.session_factory
-    a, _ = two_lines
-    await save_bindings(sf, [SaveBinding(rec(a, "sip:a@x"))])
-    results = [
-        QualifyResult(line_id=a, contact="sip:a@x", sent_at=T0 + timedelta(seconds=30 * i), rtt_ms=rtt)
-        for i, rtt in enumerate([20.0, None, 40.0, None, None])
-    ]
-    await record_qualify(sf, results[:3])
-    await record_qualify(sf, [*results[3:], QualifyResult(line_id=a, contact="sip:gone@x", sent_at=T0, rtt_ms=1.0)])
-    [q] = await load_qualify_stats(sf, line_id=a)
-    assert (q.sent, q.lost, q.consecutive_lost, q.last_rtt_ms) == (5, 3, 2, 40.0)
-    assert q.avg_rtt_ms == pytest.approx(20.0 + 0.125 * (40.0 - 20.0))
-    assert q.history == (20.0, None, 40.0, None, None)
-    assert q.last_reply_at == T0 + timedelta(seconds=60) and q.last_sent_at == T0 + timedelta(seconds=120)
-    await record_qualify(sf, results, history_len=3)
-    [q] = await load_qualify_stats(sf)
-    assert q.history == (40.0, None, None) and q.sent == 10
-    # Stats go with their binding.
-    await save_bindings(sf, [RemoveBinding(a, "sip:a@x")])
-    assert await load_qualify_stats(sf) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from switch.store.base import NAMING_CONVENTION, Base
 from switch.store.crypto import SecretBox
-from switch.store.engine import make_engine
+from switch.store.engine import make_engine, make_session_factory
 from switch.store.migrate import MIGRATIONS_DIR, _with_connection, current_revision, downgrade, head_revision, upgrade
 from tests.conftest_db import MigratedDb
 
@@ -61,10 +62,11 @@ async def _tables(url: str) -> set[str]:
         await engine.dispose()
 
 
-def test_head_is_0001_and_versions_are_packaged() -> None:
-    assert head_revision() == "0001"
+def test_head_is_0002_and_versions_are_packaged() -> None:
+    assert head_revision() == "0002"
     versions = MIGRATIONS_DIR / "versions"
     assert (versions / "0001_initial.py").is_file()
+    assert (versions / "0002_qualify_first_lost.py").is_file()
     # Packages, so setuptools ships them in the wheel.
     assert (MIGRATIONS_DIR / "__init__.py").is_file() and (versions / "__init__.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
@@ -73,14 +75,14 @@ def test_head_is_0001_and_versions_are_packaged() -> None:
 async def test_upgrade_from_empty_creates_every_table(db_url: str) -> None:
     assert await current_revision(db_url) is None
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == "0002"
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
 async def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     await upgrade(db_url)
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == "0002"
 
 
 async def test_schema_matches_models(db_url: str) -> None:
@@ -100,13 +102,13 @@ async def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     assert await current_revision(db_url) is None
     assert await _tables(db_url) == {"alembic_version"}
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == "0002"
 
 
 async def test_concurrent_upgrades_serialise(db_url: str) -> None:
     """Switch and provisioning may start together: both upgrades succeed, schema created once."""
     await asyncio.gather(upgrade(db_url), upgrade(db_url), upgrade(db_url))
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == "0002"
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
@@ -142,7 +144,7 @@ async def test_upgrade_accepts_an_engine_and_leaves_foreign_keys_on(db_url: str)
                 assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
     finally:
         await engine.dispose()
-    assert await current_revision(db_url) == "0001"
+    assert await current_revision(db_url) == "0002"
 
 
 def test_constraint_names_fit_postgresql_identifiers() -> None:
@@ -186,3 +188,30 @@ async def test_batch_table_rebuild_keeps_child_rows(migrated_db: MigratedDb, sec
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         cols = await conn.run_sync(lambda c: {col["name"]: col["type"] for col in inspect(c).get_columns("customers")})
     assert getattr(cols["name"], "length", None) == 300
+
+
+async def test_0002_keeps_stored_ping_history(db_url: str, secret_box: SecretBox) -> None:
+    """A database at 0001 with bindings and ping history: 0002 adds ``first_lost_at`` and loses no row."""
+    await upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        # customers, adapters and lines are the same at 0001 and head: the helper's ORM insert fits
+        line_id = await add_line(make_session_factory(engine), secret_box, "realm")
+        async with engine.begin() as conn:
+            t = "2026-11-01 00:00:00"
+            await conn.execute(text("INSERT INTO bindings (line_id, contact_uri, received_host, received_port, transport, "
+                                    "expires_at, call_id, cseq, registered_at) VALUES (:l, 'sip:a@x', '192.0.2.1', 5060, "
+                                    "'udp', :t, 'c', 1, :t)"), {"l": line_id, "t": datetime.fromisoformat(t + "+00:00")})
+            bid = (await conn.execute(text("SELECT id FROM bindings"))).scalar_one()
+            await conn.execute(text("INSERT INTO qualify_stats (binding_id, sent, lost, consecutive_lost, history) "
+                                    "VALUES (:b, 7, 2, 0, '[12.5, null]')"), {"b": bid})
+    finally:
+        await engine.dispose()
+    await upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT sent, lost, first_lost_at FROM qualify_stats"))).one()
+    finally:
+        await engine.dispose()
+    assert tuple(row) == (7, 2, None)

@@ -1,0 +1,153 @@
+"""The registrar's hot-path writes (``switch.services.hot_store``) on SQLite and PostgreSQL.
+
+A refresh updates its row in place, so the binding keeps its id and its ping
+history (``qualify_stats``); a contact the line no longer has is deleted, and
+its history with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from switch.services.adapter_status import Reachability
+from switch.services.hot_store import HotStore, QualifyRow, make_hot_store
+from switch.services.location import Binding, LineChange
+from switch.services.persistence import load_bindings, load_reachability, qualify_rows
+from switch.store import models as m
+from switch.store.crypto import SecretBox
+from switch.store.repo_bindings import load_qualify_stats
+from tests.conftest_db import MigratedDb
+
+from .conftest import REALM
+from .helpers import add_line
+
+NOW = time.time()
+
+
+@pytest.fixture
+async def store(migrated_db: MigratedDb) -> AsyncIterator[HotStore]:
+    hot = make_hot_store(migrated_db.url)
+    await hot.open()
+    yield hot
+    await hot.close()
+
+
+@pytest.fixture
+async def lines(migrated_db: MigratedDb, secret_box: SecretBox) -> tuple[int, int]:
+    sf = migrated_db.session_factory
+    a = await add_line(sf, secret_box, REALM)
+    b = await add_line(sf, secret_box, REALM, port=2, number="+4722000002", auth_user="22000002")
+    return a, b
+
+
+def binding(line_id: int, contact: str, *, cseq: int = 1, expires: float = 3600, port: int = 40001) -> Binding:
+    return Binding(
+        line_id=line_id, contact=contact, expires_at=NOW + expires, call_id=f"cid-{line_id}", cseq=cseq,
+        received_host="198.51.100.7", received_port=port, transport="udp", user_agent="Cisco/SPA112-1.4.1",
+        registered_at=NOW, last_seen=NOW,
+    )
+
+
+async def rows(db: MigratedDb) -> dict[tuple[int, str], tuple[int, int, int]]:
+    """(line, contact) -> (row id, cseq, received port)."""
+    async with db.session_factory() as s:
+        found = (await s.execute(select(m.Binding.id, m.Binding.line_id, m.Binding.contact_uri, m.Binding.cseq,
+                                        m.Binding.received_port))).all()
+    return {(lid, c): (i, cseq, port) for i, lid, c, cseq, port in found}
+
+
+async def test_refresh_updates_in_place_and_dropped_contacts_go(
+    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+) -> None:
+    a, b = lines
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a1@x")]), LineChange(b, [binding(b, "sip:b@x")])])
+    first = await rows(migrated_db)
+    assert set(first) == {(a, "sip:a1@x"), (b, "sip:b@x")}
+
+    # A refresh (new CSeq, new NAT port) keeps the row; a second contact is added beside it.
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a1@x", cseq=2, port=40009), binding(a, "sip:a2@x")])])
+    now = await rows(migrated_db)
+    assert now[(a, "sip:a1@x")] == (first[(a, "sip:a1@x")][0], 2, 40009)
+    assert (a, "sip:a2@x") in now and now[(b, "sip:b@x")] == first[(b, "sip:b@x")]
+
+    # The line's set is now only a2: a1 goes, b (not in this batch) stays.
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a2@x", cseq=3)])])
+    assert set(await rows(migrated_db)) == {(a, "sip:a2@x"), (b, "sip:b@x")}
+
+    # An empty set removes every binding of the line; the stored values read back as written.
+    await store.replace_bindings([LineChange(b, [])])
+    [back] = await load_bindings(migrated_db.session_factory)
+    assert (back.line_id, back.contact, back.cseq, back.transport) == (a, "sip:a2@x", 3, "udp")
+    assert back.expires_at == pytest.approx(NOW + 3600, abs=1e-5)
+
+
+async def test_many_lines_in_one_batch(store: HotStore, migrated_db: MigratedDb, secret_box: SecretBox) -> None:
+    """More lines than one DELETE statement takes (200): every line's stale contact goes."""
+    sf = migrated_db.session_factory
+    ids = [await add_line(sf, secret_box, REALM, mac=f"000e08ab{i:04x}", number=f"+47220{i:05d}",
+                          auth_user=f"220{i:05d}") for i in range(230)]
+    await store.replace_bindings([LineChange(i, [binding(i, "sip:old@x"), binding(i, "sip:keep@x")]) for i in ids])
+    await store.replace_bindings([LineChange(i, [binding(i, "sip:keep@x", cseq=2)]) for i in ids])
+    found = await rows(migrated_db)
+    assert set(found) == {(i, "sip:keep@x") for i in ids}
+    assert {cseq for _, cseq, _ in found.values()} == {2}
+
+
+def history(*rtts: float | None) -> Reachability:
+    r = Reachability()
+    for i, rtt in enumerate(rtts):
+        r.record(rtt, NOW + 30 * i)
+    return r
+
+
+def same(x: Reachability, y: Reachability) -> bool:
+    """Equal, with times compared to the microsecond (the databases store microseconds)."""
+    def key(r: Reachability) -> tuple[object, ...]:
+        return (r.sent, r.lost, r.consecutive_lost, r.last_rtt, r.avg_rtt, r.history)
+
+    times = [(x.first_lost_at, y.first_lost_at), (x.last_sent_at, y.last_sent_at), (x.last_reply_at, y.last_reply_at)]
+    return key(x) == key(y) and all(abs(a - b) < 2e-6 for a, b in times)
+
+
+async def test_ping_history_survives_refresh_and_goes_with_its_binding(
+    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+) -> None:
+    a, b = lines
+    sf = migrated_db.session_factory
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x")]), LineChange(b, [binding(b, "sip:b@x")])])
+    answering = history(0.020, None, 0.040)
+    silent = history(0.010, None, None, None)
+    await store.write_qualify(qualify_rows([((a, "sip:a@x"), answering), ((b, "sip:b@x"), silent)]))
+    # A row for a binding that is gone by the time it is written is skipped, not an error.
+    await store.write_qualify(qualify_rows([((a, "sip:gone@x"), history(0.001))]))
+
+    restored = dict(await load_reachability(sf))
+    assert set(restored) == {(a, "sip:a@x"), (b, "sip:b@x")}
+    assert same(restored[(a, "sip:a@x")], answering) and same(restored[(b, "sip:b@x")], silent)
+    assert restored[(b, "sip:b@x")].first_lost_at == pytest.approx(NOW + 30, abs=1e-5)
+    assert restored[(a, "sip:a@x")].avg_rtt == pytest.approx(0.020 + 0.125 * 0.020)
+
+    # Written again (upsert), refreshed (same row): still one history per binding, the newest.
+    answering.record(0.030, NOW + 90)
+    await store.write_qualify(qualify_rows([((a, "sip:a@x"), answering)]))
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x", cseq=2)])])
+    stats = {(q.line_id, q.contact): q for q in await load_qualify_stats(sf)}
+    assert stats[(a, "sip:a@x")].sent == 4 and stats[(a, "sip:a@x")].history == (20.0, None, 40.0, 30.0)
+    assert stats[(a, "sip:a@x")].first_lost_at is None
+
+    # Unregistered: the history goes with the row.
+    await store.replace_bindings([LineChange(a, [])])
+    assert {(q.line_id, q.contact) for q in await load_qualify_stats(sf)} == {(b, "sip:b@x")}
+
+
+def test_qualify_rows_store_milliseconds() -> None:
+    r = history(None, 0.0125)
+    [row] = qualify_rows([((7, "sip:x@y"), r)])
+    assert row == QualifyRow(
+        line_id=7, contact="sip:x@y", sent=2, lost=1, consecutive_lost=0, first_lost_at=0.0,
+        last_sent_at=NOW + 30, last_reply_at=NOW + 30, last_rtt_ms=12.5, avg_rtt_ms=12.5, history_ms=[None, 12.5],
+    )
