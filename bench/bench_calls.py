@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -48,7 +47,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
     sys.path.insert(0, str(ROOT))
 
+from bench._common import (  # noqa: E402
+    SIPP_TUNING,
+    Kamailio,
+    cpu_seconds,
+    percentile,
+    setup_peers,
+    start_process,
+    tree,
+    wait_idle,
+    wait_udp_bound,
+)
 from bench.bench_register import _pg_admin, pg_base_url, pg_database, udp_rcvbuf_errors  # noqa: E402
 from tests.e2e.test_calls_sipp import SippServer, free_port_on  # noqa: E402
 from tests.harness import (  # noqa: E402
@@ -70,17 +80,14 @@ from tests.harness import (  # noqa: E402
     write_injection_csv,
 )
 
-SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
 #: A late 180 (sippy sends some after the 200) is logged, not fatal; a failed call sends no BYE.
 SIPP_BEHAVIOURS = ["-default_behaviors", "all,-bye,-abortunexp"]
 DEFAULT_RATES = [50, 100, 200, 300, 400, 600, 800]
 QUICK_RATES = [100, 200, 400]
 KAMAILIO_EXTRA_RATES = [800, 1200, 1600, 2400, 3200, 4000]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CALLEE = ("24999999", "Bench-callee-pw")
 CARRIER_IP = "127.0.0.3"
 TARGET_CPS, TARGET_P99_MS = 400, 20.0
-PEERS = ROOT / "bench" / "peers"
 
 
 # ------------------------------------------------------------------------- data
@@ -110,34 +117,6 @@ def import_document(callers: list[tuple[str, str]], trunk_port: int) -> dict[str
 # ------------------------------------------------------------------- measurements
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its direct children (Kamailio's workers; the switch has none)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            f = _stat_fields(int(entry))
-            if f is not None and f[1] == str(pid):
-                kids.append(int(entry))
-    return [pid, *kids]
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0
-    for p in pids:
-        f = _stat_fields(p)
-        if f is not None:
-            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15), all threads
-    return total / CLK_TCK
-
-
 def rss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -147,25 +126,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def wait_idle(pids: Callable[[], list[int]], *, busy_below: float = 0.05, window: float = 0.5,
-              max_wait: float = 30.0) -> float:
-    """Wait until the server uses < ``busy_below`` of a core: no step inherits the last one's backlog."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < max_wait:
-        c0 = cpu_seconds(pids())
-        time.sleep(window)
-        if (cpu_seconds(pids()) - c0) / window < busy_below:
-            break
-    return time.monotonic() - t0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
 
 
 def max_column(stat_file: Path, name: str) -> int:
@@ -195,7 +155,7 @@ class Server:
     target: str
     main_pid: int
     alive: Callable[[], bool]
-    stop: Callable[[], None]
+    stop: Callable[[], object]
 
     def pids(self) -> list[int]:
         return tree(self.main_pid)
@@ -444,68 +404,18 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
 # --------------------------------------------------------------------------- peers
 
 
-def setup_peers() -> dict[str, str]:
-    proc = subprocess.run(["bash", str(PEERS / "setup_peers.sh")], capture_output=True, text=True, timeout=900)
-    found = dict(ln.split("=", 1) for ln in proc.stdout.splitlines() if "=" in ln)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench/peers/setup_peers.sh failed: {proc.stderr.strip()[-2000:]}")
-    return found
-
-
-def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-
-
-def _stop(p: subprocess.Popen[bytes]) -> None:
-    stop_process(p)
-
-
-def _wait_udp_bound(port: int, p: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError(f"{what} exited with {p.returncode} at start")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not bind 127.0.0.1:{port}")
-
-
-def kamailio_db(dir_: Path, users: list[tuple[str, str]], realm: str = "127.0.0.1") -> None:
-    """db_text ``version`` and ``subscriber`` tables (plaintext passwords; ha1 columns filled: an
-    empty one is NULL and makes db_text refuse the whole table)."""
-    dir_.mkdir(parents=True, exist_ok=True)
-    md5 = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731, S324 - digest HA1, what Kamailio expects
-    (dir_ / "version").write_text("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
-    rows = ["id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) "]
-    for i, (u, p) in enumerate(users, 1):
-        rows.append(f"{i}:{u}:{realm}:{p}:{md5(f'{u}:{realm}:{p}')}:{md5(f'{u}@{realm}:{realm}:{p}')}")
-    (dir_ / "subscriber").write_text("\n".join(rows) + "\n")
-
-
 def bench_kamailio(args: argparse.Namespace, out: Path, kamailio: str) -> Result:
     home = out / "kamailio"
     home.mkdir(parents=True, exist_ok=True)
     res = Result(name="kamailio")
     callers = caller_lines(args.lines)
-    kamailio_db(home / "db", [*callers, CALLEE])
     csv = write_injection_csv(home / "callers.csv", callers)
     callee_csv = write_injection_csv(home / "callee.csv", [CALLEE])
-    port = free_port("udp")
-    proc = _start([kamailio, "-f", str(PEERS / "kamailio.cfg"), "-DD", "-E", "-n", "1", "-m", "512", "-M", "16",
-                   "-A", f"LISTEN=udp:127.0.0.1:{port}", "-A", f'DBURL="text://{home / "db"}"',
-                   "-A", f'CTLSOCK="unix:{home / "kam_ctl"}"', "-A", "WITH_INVITE_AUTH"], home / "kamailio.log")
-    server = Server("kamailio", f"127.0.0.1:{port}", proc.pid, lambda: proc.poll() is None, lambda: _stop(proc))
+    kam: Kamailio | None = None
     uas: SippServer | None = None
     try:
-        _wait_udp_bound(port, proc, "kamailio")
+        kam = Kamailio(kamailio, home, [*callers, CALLEE], workers=1, shm_mb=512, defines=["WITH_INVITE_AUTH"])
+        server = Server("kamailio", kam.target, kam.pid, kam.alive, kam.stop)
         uas = start_callee(server.target, home, True, callee_csv)
         time.sleep(1.0)
         lad = Ladder("lines", server, "uac_call_auth", "127.0.0.1", ["-set", "dialled", CALLEE[0]], csv,
@@ -519,7 +429,8 @@ def bench_kamailio(args: argparse.Namespace, out: Path, kamailio: str) -> Result
     finally:
         if uas is not None:
             uas.stop()
-        _stop(proc)
+        if kam is not None:
+            kam.stop()
     return res
 
 
@@ -532,12 +443,12 @@ def bench_sippy(args: argparse.Namespace, out: Path, b2bua: str) -> Result:
     try:
         uas = start_callee("", home, False, None)
         port = free_port("udp")
-        proc = _start([b2bua, "-f", "-u", "-A", "0", "-l", "127.0.0.1", "-p", str(port),
+        proc = start_process([b2bua, "-f", "-u", "-A", "0", "-l", "127.0.0.1", "-p", str(port),
                        "-s", f"127.0.0.1:{uas.port}", "-c", str(home / "b2bua.sock")], home / "sippy.log",
                       env={"SIPLOG_BEND": "none"})
         p = proc
-        server = Server("sippy", f"127.0.0.1:{port}", proc.pid, lambda: p.poll() is None, lambda: _stop(p))
-        _wait_udp_bound(port, proc, "sippy b2bua_radius")
+        server = Server("sippy", f"127.0.0.1:{port}", proc.pid, lambda: p.poll() is None, lambda: stop_process(p))
+        wait_udp_bound(port, proc, "sippy b2bua_radius")
         time.sleep(1.0)
         lad = Ladder("trunk", server, "uac_invite_b2b", "127.0.0.1",
                      ["-set", "dialled", CALLEE[0], "-set", "caller", "+4791234567"], None, done_rtd=2, auth_rtd=None)
@@ -549,7 +460,7 @@ def bench_sippy(args: argparse.Namespace, out: Path, b2bua: str) -> Result:
         if uas is not None:
             uas.stop()
         if proc is not None:
-            _stop(proc)
+            stop_process(proc)
     return res
 
 

@@ -15,6 +15,15 @@ For each database backend:
    UDP receive-buffer drops. A step passes with 0 failed registrations and >= 95 % of
    the target rate; the ladder stops at the first failing step.
 
+``--with-kamailio`` also measures Kamailio 5.6 in the same invocation, after the switch
+(bench/peers/kamailio.cfg: registrar + auth_db over db_text, usrloc in memory; ``-n 1``
+UDP worker, ``-m 1024``; bench/peers/setup_peers.sh installs it): the same lines in its
+db_text subscriber table, the same SIPp scenario and arguments, one warm-up registration
+per line (no memory figure: its bindings live in shared memory), then its own rate ladder
+(``--kamailio-rates``, higher than the switch's: it does ~12,000/s here). Kamailio's CPU is
+its main process and its children (worker, timers). Then the ratios switch / Kamailio of
+the highest passing rate and of the CPU per registration.
+
 Everything runs on 127.0.0.1 and shares the machine's cores with SIPp, like the
 reference figures it is meant to be compared with. Usage: see bench/README.md.
 """
@@ -31,6 +40,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
     sys.path.insert(0, str(ROOT))
 
+from bench._common import SIPP_TUNING, Kamailio, cpu_seconds, percentile, setup_peers, wait_idle  # noqa: E402
 from tests.harness import SippResult, SwitchProcess, free_port, import_file, run_sipp, write_injection_csv  # noqa: E402
 
-SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
 DEFAULT_RATES = [250, 500, 1000, 1500, 2000, 3000, 4000]
+#: Kamailio -n 1 did ~12,000 complete registrations/s on the 2-vCPU reference box: its ladder goes past that.
+DEFAULT_KAMAILIO_RATES = [4000, 8000, 12000, 16000]
+KAMAILIO_WORKERS, KAMAILIO_SHM_MB = 1, 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -90,31 +103,9 @@ def udp_rcvbuf_errors() -> int:
     return int(vals[head.index("RcvbufErrors")])
 
 
-def wait_idle(pid: int, *, busy_below: float = 0.05, window: float = 0.5, max_wait: float = 30.0) -> float:
-    """Wait until the process uses less than ``busy_below`` of a core over ``window`` seconds.
-
-    A step that overloaded the switch leaves a backlog (and SIPp retransmissions in
-    the kernel buffers); the next step must not inherit it. Returns the seconds waited.
-    """
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < max_wait:
-        c0 = proc_cpu_seconds(pid)
-        time.sleep(window)
-        if (proc_cpu_seconds(pid) - c0) / window < busy_below:
-            break
-    return time.monotonic() - t0
-
-
 def children_cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * len(v)))]
 
 
 @dataclass
@@ -129,9 +120,9 @@ class Step:
     p50_ms: float
     p99_ms: float
     max_ms: float
-    switch_cpu_us_per_reg: float
+    switch_cpu_us_per_reg: float  # the server's: for the "kamailio" rows, Kamailio's (all its processes)
     sipp_cpu_us_per_reg: float
-    rss_mib: float
+    rss_mib: float  # NaN for Kamailio
     udp_drops: int
     sipp_exit: int
     passed: bool
@@ -159,6 +150,25 @@ class BackendResult:
     memory: Memory | None = None
     steps: list[Step] = field(default_factory=list)
     error: str = ""
+    note: str = ""  # Kamailio: version, options, warm-up
+
+    def best(self) -> Step | None:
+        ok = [s for s in self.steps if s.passed]
+        return max(ok, key=lambda s: s.target) if ok else None
+
+
+@dataclass
+class Target:
+    """What SIPp registers with: the switch or Kamailio."""
+
+    name: str
+    sip_target: str
+    pids: Callable[[], list[int]]
+    """The server's processes, whose CPU time is counted."""
+    alive: Callable[[], bool]
+    returncode: Callable[[], int | None]
+    rss_kib: Callable[[], int] | None
+    """None: not measured (Kamailio: its bindings are in shared memory)."""
 
 
 # ------------------------------------------------------------------------- database
@@ -207,21 +217,20 @@ def pg_database(base: str, name: str) -> str:
 # --------------------------------------------------------------------------- runner
 
 
-def sipp_step(switch: SwitchProcess, csv: Path, rate: int, calls: int, duration: float, local_port: int,
+def sipp_step(target: Target, csv: Path, rate: int, calls: int, duration: float, local_port: int,
               workdir: Path) -> tuple[SippResult, float, float, int]:
-    """One bounded SIPp run; returns (result, switch CPU s, SIPp CPU s, UDP drops)."""
-    assert switch.pid is not None
-    cpu0, kids0, drops0 = proc_cpu_seconds(switch.pid), children_cpu_seconds(), udp_rcvbuf_errors()
+    """One bounded SIPp run; returns (result, server CPU s, SIPp CPU s, UDP drops)."""
+    cpu0, kids0, drops0 = cpu_seconds(target.pids()), children_cpu_seconds(), udp_rcvbuf_errors()
     r = run_sipp(
-        "uac_register_digest", switch.sip_target, inf_csv=csv, calls=calls, rate=rate, transport="u1",
+        "uac_register_digest", target.sip_target, inf_csv=csv, calls=calls, rate=rate, transport="u1",
         extra=SIPP_TUNING, timeout=duration * 3 + 15, local_port=local_port, workdir=workdir,
         trace_msg=False, trace_rtt=True, limit=rate * 5 + 1000,
     )
-    return (r, proc_cpu_seconds(switch.pid) - cpu0, children_cpu_seconds() - kids0, udp_rcvbuf_errors() - drops0)
+    return (r, cpu_seconds(target.pids()) - cpu0, children_cpu_seconds() - kids0, udp_rcvbuf_errors() - drops0)
 
 
 def summarise_step(backend: str, rate: int, expected: int, r: SippResult, scpu: float, kcpu: float, drops: int,
-                   rss_kib: int) -> Step:
+                   rss_kib: int | None) -> Step:
     rtts = r.rtts_ms()
     done = r.completion_times()
     span = (max(done) - min(done)) / 1000.0 if len(done) > 1 else 0.0
@@ -234,7 +243,8 @@ def summarise_step(backend: str, rate: int, expected: int, r: SippResult, scpu: 
         max_ms=max(rtts) if rtts else float("nan"),
         switch_cpu_us_per_reg=round(1e6 * scpu / ok, 1) if ok else float("nan"),
         sipp_cpu_us_per_reg=round(1e6 * kcpu / ok, 1) if ok else float("nan"),
-        rss_mib=round(rss_kib / 1024, 1), udp_drops=drops, sipp_exit=r.returncode,
+        rss_mib=round(rss_kib / 1024, 1) if rss_kib is not None else float("nan"), udp_drops=drops,
+        sipp_exit=r.returncode,
         passed=failed == 0 and achieved >= 0.95 * rate, workdir=str(r.workdir),
     )
 
@@ -260,6 +270,9 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
     switch.start()
     res = BackendResult(backend=backend, lines=len(lines), import_seconds=round(import_s, 1),
                         start_seconds=round(time.monotonic() - t0, 1))
+    spid = switch.pid or 0
+    target = Target(backend, switch.sip_target, lambda: [spid], switch.alive,
+                    lambda: switch.proc.returncode if switch.proc else None, switch.rss_kib)
     # One SIPp address for the whole run: every step refreshes the same bindings
     # instead of piling up new contacts per line.
     sipp_port = free_port("udp")
@@ -269,10 +282,10 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
         rss0 = switch.rss_kib()
         # ---- memory: one registration per line
         rate = min(args.memory_rate, len(lines))
-        r, scpu, kcpu, drops = sipp_step(switch, csv, rate, len(lines), len(lines) / rate, sipp_port,
+        r, scpu, kcpu, drops = sipp_step(target, csv, rate, len(lines), len(lines) / rate, sipp_port,
                                          home / "memory")
         reg_s = len(lines) / rate
-        wait_idle(switch.pid or 0)
+        wait_idle(target.pids)
         rss_burst = switch.rss_kib()
         # RFC 3261 §17.2.2: a UDP server transaction stays Completed for Timer J = 64*T1
         # (32 s) after its final response. Read RSS once they are gone, so the figure is
@@ -287,23 +300,7 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
             register_seconds=round(reg_s, 1), failed=failed,
         )
         print(f"[{backend}] memory: {asdict(res.memory)}", flush=True)
-        # ---- rate ladder
-        for rate in args.rates:
-            calls = int(rate * args.duration)
-            r, scpu, kcpu, drops = sipp_step(switch, csv, rate, calls, args.duration, sipp_port,
-                                             home / f"step_{rate}")
-            if not switch.alive():
-                code = switch.proc.returncode if switch.proc else "?"
-                res.error = f"switch died during the {rate}/s step (exit {code})"
-                print(f"[{backend}] {res.error}", flush=True)
-                break
-            step = summarise_step(backend, rate, calls, r, scpu, kcpu, drops, switch.rss_kib())
-            res.steps.append(step)
-            print(f"[{backend}] {fmt_step(step)}", flush=True)
-            if not step.passed and not args.no_stop:
-                break
-            time.sleep(args.pause)
-            wait_idle(switch.pid or 0)
+        run_ladder(target, csv, args.rates, args, home, sipp_port, res)
     except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
         res.error = f"{type(exc).__name__}: {exc}"
         print(f"[{backend}] ERROR {res.error}", flush=True)
@@ -312,28 +309,122 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
     return res
 
 
+def run_ladder(target: Target, csv: Path, rates: list[int], args: argparse.Namespace, home: Path, sipp_port: int,
+               res: BackendResult) -> None:
+    """The rate ladder, the same for the switch and Kamailio: ``--duration`` s per step, stop at the first failure."""
+    for rate in rates:
+        calls = int(rate * args.duration)
+        r, scpu, kcpu, drops = sipp_step(target, csv, rate, calls, args.duration, sipp_port, home / f"step_{rate}")
+        if not target.alive():
+            res.error = f"{target.name} died during the {rate}/s step (exit {target.returncode()})"
+            print(f"[{target.name}] {res.error}", flush=True)
+            break
+        step = summarise_step(target.name, rate, calls, r, scpu, kcpu, drops,
+                              target.rss_kib() if target.rss_kib else None)
+        res.steps.append(step)
+        print(f"[{target.name}] {fmt_step(step)}", flush=True)
+        if not step.passed and not args.no_stop:
+            break
+        time.sleep(args.pause)
+        wait_idle(target.pids)
+
+
+def bench_kamailio(binary: str, args: argparse.Namespace, out: Path) -> BackendResult:
+    """The same lines, scenario and SIPp arguments against Kamailio (registrar + auth_db, usrloc in memory)."""
+    home = out / "kamailio"
+    home.mkdir(parents=True, exist_ok=True)
+    lines = make_lines(args.lines)
+    users = [(li.number, li.password) for li in lines]
+    csv = write_injection_csv(home / "users.csv", users)
+    res = BackendResult(backend="kamailio", lines=len(lines), import_seconds=0.0, start_seconds=0.0)
+    kam: Kamailio | None = None
+    try:
+        t0 = time.monotonic()
+        kam = Kamailio(binary, home, users, workers=KAMAILIO_WORKERS, shm_mb=KAMAILIO_SHM_MB)
+        res.import_seconds = round(time.monotonic() - t0 - kam.start_seconds, 1)  # the db_text table
+        res.start_seconds = round(kam.start_seconds, 1)
+        target = Target("kamailio", kam.target, kam.pids, kam.alive, kam.proc.poll, None)
+        print(f"[kamailio] {kam.version}, pid {kam.pid} (+{len(kam.pids()) - 1} children) on {kam.target}, "
+              f"log {kam.log}", flush=True)
+        sipp_port = free_port("udp")
+        time.sleep(args.settle)
+        # Warm-up, as the switch's memory phase: every line registered once, so the ladder
+        # refreshes existing bindings on both. No memory figure: usrloc is in shared memory.
+        rate = min(args.memory_rate, len(lines))
+        r, _, _, _ = sipp_step(target, csv, rate, len(lines), len(lines) / rate, sipp_port, home / "warmup")
+        failed = r.failed + max(0, len(lines) - r.successful - r.failed)
+        res.note = (f"{kam.version}, -n {KAMAILIO_WORKERS} -m {KAMAILIO_SHM_MB}; warm-up: {r.successful} lines "
+                    f"registered once at {rate}/s, {failed} failed")
+        print(f"[kamailio] {res.note}", flush=True)
+        wait_idle(target.pids)
+        run_ladder(target, csv, args.kamailio_rates, args, home, sipp_port, res)
+    except Exception as exc:  # noqa: BLE001 - report it with the rest
+        res.error = f"{type(exc).__name__}: {exc}"
+        print(f"[kamailio] ERROR {res.error}", flush=True)
+    finally:
+        if kam is not None:
+            kam.stop()
+    return res
+
+
 # --------------------------------------------------------------------------- output
+
+
+def _f(x: float) -> str:
+    return "-" if x != x else f"{x:.0f}"  # NaN -> "-"
 
 
 def fmt_step(s: Step) -> str:
     return (f"target={s.target}/s achieved={s.achieved:.0f}/s ok={s.ok} fail={s.failed} retrans={s.retrans} "
-            f"p50={s.p50_ms:.0f}ms p99={s.p99_ms:.0f}ms switch_cpu={s.switch_cpu_us_per_reg:.0f}us/reg "
-            f"rss={s.rss_mib:.0f}MiB udp_drops={s.udp_drops} {'PASS' if s.passed else 'FAIL'}")
+            f"p50={_f(s.p50_ms)}ms p99={_f(s.p99_ms)}ms server_cpu={_f(s.switch_cpu_us_per_reg)}us/reg "
+            f"rss={_f(s.rss_mib)}MiB udp_drops={s.udp_drops} {'PASS' if s.passed else 'FAIL'}")
+
+
+def ratios(results: list[BackendResult]) -> list[tuple[BackendResult, Step | None, Step | None]]:
+    """(switch backend, its best step, Kamailio's best step) for each switch backend, when Kamailio ran."""
+    kam = next((r for r in results if r.backend == "kamailio"), None)
+    if kam is None:
+        return []
+    return [(r, r.best(), kam.best()) for r in results if r is not kam]
+
+
+def ratio_lines(results: list[BackendResult]) -> list[str]:
+    rows = ratios(results)
+    if not rows:
+        return []
+    kam = next(r for r in results if r.backend == "kamailio")
+    out = ["", "Ratio to Kamailio (same run, same lines, same SIPp scenario and arguments; CPU per registration "
+               "at each one's highest passing step, Kamailio's summed over its main process and children):"]
+    for res, a, b in rows:
+        if a is None or b is None:
+            out.append(f"  {res.backend} / kamailio: n/a (no passing step for "
+                       f"{' and '.join(r.backend for r, s in ((res, a), (kam, b)) if s is None)})")
+            continue
+        notes = [f"{r.backend} passed its whole ladder: its maximum is higher" for r in (res, kam)
+                 if r.steps and all(s.passed for s in r.steps) and not r.error]
+        out.append(f"  {res.backend} / kamailio: max registrations/s {a.achieved:.0f} / {b.achieved:.0f} = "
+                   f"{a.achieved / b.achieved:.2f}; CPU per registration {a.switch_cpu_us_per_reg:.0f} / "
+                   f"{b.switch_cpu_us_per_reg:.0f} µs = {a.switch_cpu_us_per_reg / b.switch_cpu_us_per_reg:.2f}"
+                   + "".join(f"  ({n})" for n in notes))
+    return out
 
 
 def table(results: list[BackendResult]) -> str:
     head = ("backend", "target/s", "achieved/s", "ok", "fail", "retrans", "p50 ms", "p99 ms", "max ms",
-            "switch µs/reg", "sipp µs/reg", "RSS MiB", "UDP drops", "")
+            "server µs/reg", "sipp µs/reg", "RSS MiB", "UDP drops", "")
     rows = [head]
     for res in results:
         for s in res.steps:
             rows.append((res.backend, str(s.target), f"{s.achieved:.0f}", str(s.ok), str(s.failed), str(s.retrans),
-                         f"{s.p50_ms:.0f}", f"{s.p99_ms:.0f}", f"{s.max_ms:.0f}", f"{s.switch_cpu_us_per_reg:.0f}",
-                         f"{s.sipp_cpu_us_per_reg:.0f}", f"{s.rss_mib:.0f}", str(s.udp_drops),
+                         _f(s.p50_ms), _f(s.p99_ms), _f(s.max_ms), _f(s.switch_cpu_us_per_reg),
+                         _f(s.sipp_cpu_us_per_reg), _f(s.rss_mib), str(s.udp_drops),
                          "PASS" if s.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(r.backend == "kamailio" for r in results):
+        lines.append("(server µs/reg: the switch process, or Kamailio's main process + children; "
+                     "RSS: the switch only)")
     mem = ["", "Resident memory (switch RSS, idle -> after registering every line once and Timer J):"]
     for res in results:
         m = res.memory
@@ -342,22 +433,31 @@ def table(results: list[BackendResult]) -> str:
                        f"= {m.per_10k_bindings_mib:.1f} MiB per 10,000 bindings "
                        f"(RSS right after the burst: {m.rss_right_after_mib:.1f} MiB) "
                        f"(registered in {m.register_seconds:.0f}s, {m.failed} failed)")
+        elif res.backend == "kamailio":
+            mem.append("  kamailio: not measured (usrloc keeps the bindings in shared memory, preallocated with "
+                       f"-m {KAMAILIO_SHM_MB}: not comparable by RSS)")
     best = ["", "Highest passing step (0 failures, >= 95% of target):"]
     for res in results:
-        ok = [s for s in res.steps if s.passed]
-        b = max(ok, key=lambda s: s.target) if ok else None
-        top = f"{b.achieved:.0f} registrations/s (p99 {b.p99_ms:.0f} ms)" if b else "none"
-        best.append(f"  {res.backend}: " + top
-                    + (f"  [{res.error}]" if res.error else "")
-                    + f"  (import of {res.lines} lines: {res.import_seconds:.0f}s, start: {res.start_seconds:.0f}s)")
-    return "\n".join(lines + mem + best)
+        b = res.best()
+        top = f"{b.achieved:.0f} registrations/s (p99 {_f(b.p99_ms)} ms)" if b else "none"
+        where = (f"db_text subscriber table of {res.lines} lines; {res.note}; start: {res.start_seconds:.0f}s"
+                 if res.backend == "kamailio" else
+                 f"import of {res.lines} lines: {res.import_seconds:.0f}s, start: {res.start_seconds:.0f}s")
+        best.append(f"  {res.backend}: " + top + (f"  [{res.error}]" if res.error else "") + f"  ({where})")
+    return "\n".join(lines + mem + best + ratio_lines(results))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short run: 2,000 lines, rates 250/500/1000, 3 s steps")
-    p.add_argument("--backends", default="sqlite,postgresql", help="comma list of sqlite, postgresql")
-    p.add_argument("--rates", default=None, help="comma list of registrations/s (default 250..4000)")
+    p.add_argument("--backends", default="sqlite,postgresql",
+                   help="comma list of sqlite, postgresql (none: only Kamailio, with --with-kamailio)")
+    p.add_argument("--rates", default=None, help="comma list of registrations/s for the switch (default 250..4000)")
+    p.add_argument("--with-kamailio", action="store_true",
+                   help="also measure Kamailio (bench/peers/kamailio.cfg, -n 1) with the same lines, scenario and "
+                        "SIPp arguments, and print the ratios (bench/peers/setup_peers.sh installs it)")
+    p.add_argument("--kamailio-rates", default=None,
+                   help="comma list of registrations/s for Kamailio (default 4000,8000,12000,16000)")
     p.add_argument("--duration", type=float, default=None, help="seconds per ladder step (default 10)")
     p.add_argument("--lines", type=int, default=None, help="distinct lines to import and register (default 10000)")
     p.add_argument("--memory-rate", type=int, default=250,
@@ -376,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.rates = [int(x) for x in args.rates.split(",")] if args.rates else ([250, 500, 1000] if args.quick
                                                                               else DEFAULT_RATES)
+    if args.kamailio_rates and not args.with_kamailio:
+        p.error("--kamailio-rates needs --with-kamailio")
+    args.kamailio_rates = ([int(x) for x in args.kamailio_rates.split(",")] if args.kamailio_rates
+                           else DEFAULT_KAMAILIO_RATES)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.lines = args.lines or (2000 if args.quick else 10000)
     if args.memory_settle is None:
@@ -387,11 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else ROOT / "bench" / "out" / time.strftime("register-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"# bench_register: {args.lines} lines, rates {args.rates}, {args.duration:g}s/step, "
-          f"{os.cpu_count()} cores, out={out}", flush=True)
+    print(f"# bench_register: {args.lines} lines, rates {args.rates}"
+          + (f", Kamailio rates {args.kamailio_rates}" if args.with_kamailio else "")
+          + f", {args.duration:g}s/step, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, out={out}", flush=True)
 
     results: list[BackendResult] = []
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip() and b.strip() != "none"]:
         if backend == "sqlite":
             results.append(bench_backend(backend, f"sqlite+aiosqlite:///{out / 'sqlite' / 'bench.db'}", args, out))
         elif backend == "postgresql":
@@ -405,6 +511,17 @@ def main(argv: list[str] | None = None) -> int:
                     asyncio.run(_pg_admin(base, f'DROP DATABASE IF EXISTS "{name}"'))
         else:
             p.error(f"unknown backend {backend!r}")
+    if args.with_kamailio:
+        try:
+            binary = setup_peers("kamailio").get("kamailio", "")
+        except RuntimeError as exc:
+            binary = ""
+            print(f"kamailio unavailable: {exc}", flush=True)
+        if binary:
+            results.append(bench_kamailio(binary, args, out))
+        else:
+            results.append(BackendResult(backend="kamailio", lines=args.lines, import_seconds=0.0, start_seconds=0.0,
+                                         error="unavailable (bench/peers/setup_peers.sh kamailio failed)"))
 
     text = table(results)
     print("\n" + text)
@@ -414,8 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     all_ok = all(not r.error and r.steps and r.steps[0].passed for r in results)
     summary = " ".join(
         f"{r.backend}={max((s.achieved for s in r.steps if s.passed), default=0):.0f}/s"
-        f"(mem {r.memory.per_10k_bindings_mib if r.memory else float('nan'):.1f}MiB/10k)" for r in results
+        + (f"(mem {r.memory.per_10k_bindings_mib if r.memory else float('nan'):.1f}MiB/10k)"
+           if r.backend != "kamailio" else "") for r in results
     )
+    for res, a, b in ratios(results):
+        summary += (f" {res.backend}/kamailio={a.achieved / b.achieved:.2f}(rate),"
+                    f"{a.switch_cpu_us_per_reg / b.switch_cpu_us_per_reg:.2f}(cpu)" if a and b
+                    else f" {res.backend}/kamailio=n/a")
     print(f"SUMMARY bench_register: {summary}")
     return 0 if all_ok else 1
 
