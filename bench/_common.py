@@ -155,20 +155,24 @@ def wait_udp_bound(port: int, p: subprocess.Popen[bytes], what: str, timeout: fl
 
 
 def kamailio_db(dir_: Path, users: list[tuple[str, str]], realm: str = "127.0.0.1") -> None:
-    """db_text ``version`` and ``subscriber`` tables (plaintext passwords; ha1 columns filled: an
-    empty one is NULL and makes db_text refuse the whole table)."""
+    """db_text ``version``, ``subscriber`` (plaintext passwords; ha1 columns filled: an empty one
+    is NULL and makes db_text refuse the whole table) and ``htable`` (user -> password, for
+    kamailio.cfg's WITH_HTABLE_AUTH) tables."""
     dir_.mkdir(parents=True, exist_ok=True)
 
     def md5(s: str) -> str:
         return hashlib.md5(s.encode()).hexdigest()  # noqa: S324 - digest HA1, what Kamailio expects
 
-    (dir_ / "version").write_text("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n")
+    (dir_ / "version").write_text("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n1:htable:2\n")
     rows = ["id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) "]
     for i, (u, p) in enumerate(users, 1):
         if ":" in u or ":" in p or "\n" in u + p:
             raise ValueError(f"db_text cannot hold {u!r} / {p!r} unescaped")
         rows.append(f"{i}:{u}:{realm}:{p}:{md5(f'{u}:{realm}:{p}')}:{md5(f'{u}@{realm}:{realm}:{p}')}")
     (dir_ / "subscriber").write_text("\n".join(rows) + "\n")
+    ht = ["id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) "]
+    ht += [f"{i}:{u}:0:0:{p}:0" for i, (u, p) in enumerate(users, 1)]
+    (dir_ / "htable").write_text("\n".join(ht) + "\n")
 
 
 class Kamailio:

@@ -340,7 +340,8 @@ def bench_kamailio(binary: str, args: argparse.Namespace, out: Path) -> BackendR
     kam: Kamailio | None = None
     try:
         t0 = time.monotonic()
-        kam = Kamailio(binary, home, users, workers=KAMAILIO_WORKERS, shm_mb=KAMAILIO_SHM_MB)
+        kam = Kamailio(binary, home, users, workers=KAMAILIO_WORKERS, shm_mb=KAMAILIO_SHM_MB,
+                       defines=["WITH_HTABLE_AUTH"])
         res.import_seconds = round(time.monotonic() - t0 - kam.start_seconds, 1)  # the db_text table
         res.start_seconds = round(kam.start_seconds, 1)
         target = Target("kamailio", kam.target, kam.pids, kam.alive, kam.proc.poll, None)
