@@ -12,7 +12,7 @@ the headers object until a header changes; a malformed header raises
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 
 from .abnf import CALL_ID_RE, SIP_DATE_RE
 from .errors import ParseError
@@ -26,8 +26,41 @@ _MISSING = object()
 _MAX_DELTA = 2**32 - 1  # delta-seconds beyond this are clamped (RFC 4475 §3.1.2.4)
 
 
+class _Entropy:
+    """``os.urandom`` drawn 4 KiB at a time and handed out in slices.
+
+    Tags, branches and Call-IDs must be cryptographically random (RFC 3261
+    §19.3, §8.1.1.7). One getrandom() system call each was 3.8 % of the event
+    loop at 3,000 registrations/s on this VM; one per 4 KiB is noise. The pool
+    is dropped in a forked child so parent and child never hand out the same
+    bytes.
+    """
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def reset(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def hex(self, nbytes: int) -> str:
+        pos = self._pos
+        if pos + nbytes > len(self._buf):
+            self._buf = os.urandom(max(4096, nbytes))
+            pos = 0
+        self._pos = pos + nbytes
+        return self._buf[pos : pos + nbytes].hex()
+
+
+_ENTROPY = _Entropy()
+os.register_at_fork(after_in_child=_ENTROPY.reset)
+
+
 def new_tag() -> str:
-    return secrets.token_hex(6)
+    return _ENTROPY.hex(6)
 
 
 def stateless_tag(request: Request) -> str:
@@ -42,11 +75,11 @@ def stateless_tag(request: Request) -> str:
 
 
 def new_branch() -> str:
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    return MAGIC_COOKIE + _ENTROPY.hex(10)
 
 
 def new_call_id(host: str = "") -> str:
-    cid = secrets.token_hex(12)
+    cid = _ENTROPY.hex(12)
     return f"{cid}@{host}" if host else cid
 
 

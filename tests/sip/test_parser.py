@@ -462,3 +462,34 @@ def test_random_header_soup_never_crashes(names: list[str], values: list[str]) -
         validate_request(msg)
     except ParseError:
         pass
+
+
+def test_tags_branches_and_call_ids_are_random_and_never_repeat() -> None:
+    """They come from a pool of os.urandom bytes: across many pool refills, no value repeats and
+    each has its full length (RFC 3261 §19.3: globally unique, cryptographically random)."""
+    tags = [new_tag() for _ in range(5000)]  # 30,000 bytes: several 4 KiB refills
+    branches = [new_branch() for _ in range(2000)]
+    call_ids = [new_call_id() for _ in range(2000)]
+    assert len(set(tags)) == len(tags) and all(len(t) == 12 for t in tags)
+    assert len(set(branches)) == len(branches) and all(len(b) == len(MAGIC_COOKIE) + 20 for b in branches)
+    assert len(set(call_ids)) == len(call_ids) and all(len(c) == 24 for c in call_ids)
+    # not a counter: the hex digits are spread evenly (a run of 10,000 values would show any bias)
+    digits = "".join(tags)
+    counts = [digits.count(d) for d in "0123456789abcdef"]
+    assert max(counts) < 1.1 * len(digits) / 16 < 1.2 * min(counts)
+
+
+def test_a_forked_child_does_not_hand_out_the_parents_tags() -> None:
+    import os
+
+    new_tag()  # the pool is filled
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.write(w, new_tag().encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(r)
+    assert child != new_tag()
