@@ -414,7 +414,8 @@ def bench_kamailio(args: argparse.Namespace, out: Path, kamailio: str) -> Result
     kam: Kamailio | None = None
     uas: SippServer | None = None
     try:
-        kam = Kamailio(kamailio, home, [*callers, CALLEE], workers=1, shm_mb=512, defines=["WITH_INVITE_AUTH"])
+        kam = Kamailio(kamailio, home, [*callers, CALLEE], workers=1, shm_mb=1024,
+                       defines=["WITH_INVITE_AUTH", "WITH_HTABLE_AUTH"])
         server = Server("kamailio", kam.target, kam.pid, kam.alive, kam.stop)
         uas = start_callee(server.target, home, True, callee_csv)
         time.sleep(1.0)
