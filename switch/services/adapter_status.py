@@ -267,9 +267,16 @@ class AdapterStatusService:
         addr_of = {b.contact: (b.received_host, b.received_port) for b in new}
         for b in old:
             addr = (b.received_host, b.received_port)
-            if addr_of.get(b.contact) != addr:
-                self.reach.pop((line_id, b.contact), None)
-                self._dirty_reach.discard((line_id, b.contact))
+            now_at = addr_of.get(b.contact)
+            if now_at == addr:
+                continue
+            key = (line_id, b.contact)
+            if now_at is None:  # gone: its qualify_stats row goes with its bindings row
+                self.reach.pop(key, None)
+                self._dirty_reach.discard(key)
+            elif key in self.reach:  # moved: its row stays, so overwrite the old path's history
+                self.reach[key] = Reachability()
+                self._dirty_reach.add(key)
         if [(b.received_host, b.received_port) for b in old] == list(addr_of.values()):
             return  # the usual refresh: same addresses, counts unchanged
         for b in new:
