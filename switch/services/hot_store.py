@@ -220,27 +220,30 @@ class SqliteHotStore:
         width = 2 + len(_QUALIFY_COLUMNS)
         # VALUES columns are column1..columnN; "WHERE true" settles SQLite's upsert-after-join ambiguity.
         picks = ", ".join(f"v.column{3 + i}" for i in range(len(_QUALIFY_COLUMNS)))
+        values = ",".join(["(" + ",".join("?" * width) + ")"] * len(rows))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(rows), 500):
-                part = rows[i : i + 500]
-                values = ",".join(["(" + ",".join("?" * width) + ")"] * len(part))
-                conn.execute(
-                    f"INSERT INTO qualify_stats (binding_id, {', '.join(_QUALIFY_COLUMNS)}) "
-                    f"SELECT b.id, {picks} FROM (VALUES {values}) AS v "
-                    "JOIN bindings b ON b.line_id = v.column1 AND b.contact_uri = v.column2 WHERE true"
-                    f"{_QUALIFY_UPSERT_TAIL}",
-                    [x for r in part for x in _qualify_values(r, naive=True)],
-                )
+            conn.execute(
+                f"INSERT INTO qualify_stats (binding_id, {', '.join(_QUALIFY_COLUMNS)}) "
+                f"SELECT b.id, {picks} FROM (VALUES {values}) AS v "
+                "JOIN bindings b ON b.line_id = v.column1 AND b.contact_uri = v.column2 WHERE true"
+                f"{_QUALIFY_UPSERT_TAIL}",
+                [x for r in rows for x in _qualify_values(r, naive=True)],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     async def write_qualify(self, rows: Sequence[QualifyRow]) -> None:
-        """Upsert ping histories; rows whose binding is gone by now are skipped."""
-        if rows:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._write_qualify, list(rows))
+        """Upsert ping histories; rows whose binding is gone by now are skipped.
+
+        One transaction per 500 rows: binding commits queue behind this on the same
+        writer thread, and 10,000 histories in one go would hold them up for ~0.1 s.
+        """
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(rows), 500):
+            await loop.run_in_executor(self._executor, self._write_qualify, list(rows[i : i + 500]))
 
     def _write_lamps(self, rows: Sequence[LampRow]) -> None:
         conn = self._connect()

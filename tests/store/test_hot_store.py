@@ -151,3 +151,16 @@ def test_qualify_rows_store_milliseconds() -> None:
         line_id=7, contact="sip:x@y", sent=2, lost=1, consecutive_lost=0, first_lost_at=0.0,
         last_sent_at=NOW + 30, last_reply_at=NOW + 30, last_rtt_ms=12.5, avg_rtt_ms=12.5, history_ms=[None, 12.5],
     )
+
+
+async def test_many_ping_histories_are_written_in_several_transactions(
+    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+) -> None:
+    """More histories than one statement takes (500 on SQLite): every one is stored."""
+    a, _ = lines
+    contacts = [f"sip:a{i}@x" for i in range(1100)]
+    await store.replace_bindings([LineChange(a, [binding(a, c) for c in contacts])])
+    await store.write_qualify(qualify_rows([((a, c), history(0.001 * (i % 7 + 1))) for i, c in enumerate(contacts)]))
+    stats = {q.contact: q for q in await load_qualify_stats(migrated_db.session_factory)}
+    assert set(stats) == set(contacts)
+    assert stats["sip:a1099@x"].history == (0.001 * (1099 % 7 + 1) * 1000,)
