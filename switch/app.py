@@ -200,11 +200,9 @@ async def stop(services: Services) -> None:
     await services.engine.dispose()
 
 
-async def save_reachability(services: Services) -> int:
-    """Write the ping histories that changed since the last call; returns how many."""
-    rows = persistence.qualify_rows(services.status.take_dirty_reach())
-    await services.hot_store.write_qualify(rows)
-    return len(rows)
+async def save_reachability(services: Services) -> None:
+    """Write the ping histories that changed since the last call."""
+    await services.hot_store.write_qualify(persistence.qualify_rows(services.status.take_dirty_reach()))
 
 
 async def _housekeeping(services: Services) -> None:

@@ -264,6 +264,11 @@ class AdapterStatusService:
         Without this, ``reach`` and the address map grew by one entry per NAT port
         change for as long as the switch ran.
         """
+        if len(old) == len(new) and all(
+            o.contact == n.contact and o.received_port == n.received_port and o.received_host == n.received_host
+            for o, n in zip(old, new)
+        ):
+            return  # the usual refresh (every REGISTER): same contacts from the same addresses
         addr_of = {b.contact: (b.received_host, b.received_port) for b in new}
         for b in old:
             addr = (b.received_host, b.received_port)
@@ -278,7 +283,7 @@ class AdapterStatusService:
                 self.reach[key] = Reachability()
                 self._dirty_reach.add(key)
         if [(b.received_host, b.received_port) for b in old] == list(addr_of.values()):
-            return  # the usual refresh: same addresses, counts unchanged
+            return  # the same addresses in the same order: counts unchanged
         for b in new:
             a = (b.received_host, b.received_port)
             self._addr_refs[a] = self._addr_refs.get(a, 0) + 1

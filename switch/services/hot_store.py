@@ -135,6 +135,11 @@ def _naive(epoch: float) -> str:
     return f"{text}.{us:06d}"
 
 
+def _values(width: int, rows: int) -> str:
+    """``(?,?,…),(?,?,…)…``: the placeholders of a multi-row VALUES list."""
+    return ",".join(["(" + ",".join("?" * width) + ")"] * rows)
+
+
 def _qualify_values(r: QualifyRow, naive: bool) -> tuple[Any, ...]:
     def ts(epoch: float) -> Any:
         if not epoch:
@@ -190,7 +195,7 @@ class SqliteHotStore:
                 kept = [(line_id, c) for line_id, contacts in chunk for c in contacts]
                 sql = f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(ids))})"
                 if kept:
-                    sql += f" AND (line_id, contact_uri) NOT IN (VALUES {','.join(['(?,?)'] * len(kept))})"
+                    sql += f" AND (line_id, contact_uri) NOT IN (VALUES {_values(2, len(kept))})"
                 conn.execute(sql, [*ids, *(v for pair in kept for v in pair)])
             # One multi-row UPSERT per 500 rows, not executemany: every statement step
             # hands the GIL back and forth with the busy event loop, so fewer steps
@@ -199,8 +204,8 @@ class SqliteHotStore:
             width = len(_COLUMNS)
             for i in range(0, len(rows), 500):
                 part = rows[i : i + 500]
-                values = ",".join(["(" + ",".join("?" * width) + ")"] * len(part))
-                conn.execute(f"{self._insert_head} VALUES {values}{_UPSERT_TAIL}", [v for r in part for v in r])
+                conn.execute(f"{self._insert_head} VALUES {_values(width, len(part))}{_UPSERT_TAIL}",
+                             [v for r in part for v in r])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -217,10 +222,9 @@ class SqliteHotStore:
 
     def _write_qualify(self, rows: list[QualifyRow]) -> None:
         conn = self._connect()
-        width = 2 + len(_QUALIFY_COLUMNS)
         # VALUES columns are column1..columnN; "WHERE true" settles SQLite's upsert-after-join ambiguity.
         picks = ", ".join(f"v.column{3 + i}" for i in range(len(_QUALIFY_COLUMNS)))
-        values = ",".join(["(" + ",".join("?" * width) + ")"] * len(rows))
+        values = _values(2 + len(_QUALIFY_COLUMNS), len(rows))
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
