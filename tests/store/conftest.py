@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 
+from switch.store.crypto import SecretBox
+from tests.conftest_db import MigratedDb
+
+from .helpers import add_line
+
 REALM = "voip.example.no"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -56,3 +61,12 @@ def write_file(tmp_path: Path) -> Callable[[str, str], Path]:
         return p
 
     return write
+
+
+@pytest.fixture
+async def two_lines(migrated_db: MigratedDb, secret_box: SecretBox) -> tuple[int, int]:
+    """Both ports of one adapter (22000001, 22000002); returns the two line ids."""
+    sf = migrated_db.session_factory
+    a = await add_line(sf, secret_box, REALM)
+    b = await add_line(sf, secret_box, REALM, port=2, number="+4722000002", auth_user="22000002")
+    return a, b

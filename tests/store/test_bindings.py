@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from switch.store import models as m
-from switch.store.crypto import SecretBox
 from switch.store.repo_bindings import (
     BindingRecord,
     RemoveBinding,
@@ -24,8 +23,8 @@ from switch.store.repo_bindings import (
 )
 from tests.conftest_db import MigratedDb
 
-from .conftest import REALM, T0
-from .helpers import add_line, count, snapshot
+from .conftest import T0
+from .helpers import count, snapshot
 
 
 def rec(line_id: int, contact: str, *, expires: int = 3600, cseq: int = 1, call_id: str = "cid-1") -> BindingRecord:
@@ -41,14 +40,6 @@ def rec(line_id: int, contact: str, *, expires: int = 3600, cseq: int = 1, call_
         user_agent="Cisco/SPA112-1.4.1",
         registered_at=T0,
     )
-
-
-@pytest.fixture
-async def two_lines(migrated_db: MigratedDb, secret_box: SecretBox) -> tuple[int, int]:
-    sf = migrated_db.session_factory
-    a = await add_line(sf, secret_box, REALM)
-    b = await add_line(sf, secret_box, REALM, port=2, number="+4722000002", auth_user="22000002")
-    return a, b
 
 
 async def test_batch_adds_refreshes_and_removes_across_lines(

@@ -36,14 +36,6 @@ async def store(migrated_db: MigratedDb) -> AsyncIterator[HotStore]:
     await hot.close()
 
 
-@pytest.fixture
-async def lines(migrated_db: MigratedDb, secret_box: SecretBox) -> tuple[int, int]:
-    sf = migrated_db.session_factory
-    a = await add_line(sf, secret_box, REALM)
-    b = await add_line(sf, secret_box, REALM, port=2, number="+4722000002", auth_user="22000002")
-    return a, b
-
-
 def binding(line_id: int, contact: str, *, cseq: int = 1, expires: float = 3600, port: int = 40001) -> Binding:
     return Binding(
         line_id=line_id, contact=contact, expires_at=NOW + expires, call_id=f"cid-{line_id}", cseq=cseq,
@@ -61,9 +53,9 @@ async def rows(db: MigratedDb) -> dict[tuple[int, str], tuple[int, int, int]]:
 
 
 async def test_refresh_updates_in_place_and_dropped_contacts_go(
-    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+    store: HotStore, migrated_db: MigratedDb, two_lines: tuple[int, int]
 ) -> None:
-    a, b = lines
+    a, b = two_lines
     await store.replace_bindings([LineChange(a, [binding(a, "sip:a1@x")]), LineChange(b, [binding(b, "sip:b@x")])])
     first = await rows(migrated_db)
     assert set(first) == {(a, "sip:a1@x"), (b, "sip:b@x")}
@@ -114,9 +106,9 @@ def same(x: Reachability, y: Reachability) -> bool:
 
 
 async def test_ping_history_survives_refresh_and_goes_with_its_binding(
-    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+    store: HotStore, migrated_db: MigratedDb, two_lines: tuple[int, int]
 ) -> None:
-    a, b = lines
+    a, b = two_lines
     sf = migrated_db.session_factory
     await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x")]), LineChange(b, [binding(b, "sip:b@x")])])
     answering = history(0.020, None, 0.040)
@@ -154,10 +146,10 @@ def test_qualify_rows_store_milliseconds() -> None:
 
 
 async def test_many_ping_histories_are_written_in_several_transactions(
-    store: HotStore, migrated_db: MigratedDb, lines: tuple[int, int]
+    store: HotStore, migrated_db: MigratedDb, two_lines: tuple[int, int]
 ) -> None:
     """More histories than one statement takes (500 on SQLite): every one is stored."""
-    a, _ = lines
+    a, _ = two_lines
     contacts = [f"sip:a{i}@x" for i in range(1100)]
     await store.replace_bindings([LineChange(a, [binding(a, c) for c in contacts])])
     await store.write_qualify(qualify_rows([((a, c), history(0.001 * (i % 7 + 1))) for i, c in enumerate(contacts)]))
