@@ -47,8 +47,29 @@ class Cause(enum.Enum):
     INCOMPLETE_NUMBER = "incomplete_number"
     NO_ROUTE = "no_route"
     BARRED = "barred"
+    """Outgoing barring of a category without a cause of its own (the trail names it)."""
+    BARRED_INTERNATIONAL = "barred_international"
+    BARRED_MOBILE = "barred_mobile"
+    BARRED_PREMIUM = "barred_premium"
+    BARRED_DIRECTORY = "barred_directory"
+    BARRED_SHARED_COST = "barred_shared_cost"
+    BARRED_SPECIAL = "barred_special"
+    """5-digit business numbers and other special services (the numbering plan's own classes)."""
+    BARRED_ALL_OUTGOING = "barred_all_outgoing"
     SUSPENDED = "suspended"
+    """The caller's line or customer is suspended for a reason other than an unpaid invoice."""
+    SUSPENDED_UNPAID = "suspended_unpaid"
+    CALLEE_SUSPENDED = "callee_suspended"
+    """The called line or its customer is hard-suspended: incoming calls are refused too."""
     CREDIT_LIMIT = "credit_limit"
+    FRAUD = "fraud"
+    """The fraud guard refused the call (attempt limits crossed: the customer is soft-suspended)."""
+    CALL_LIMIT = "call_limit"
+    """Too many concurrent calls on the line or the customer."""
+    FORWARD_LOOP = "forward_loop"
+    FORWARD_HOPS = "forward_hops"
+    FORWARD_NOT_ALLOWED = "forward_not_allowed"
+    """The forward target is not allowed for the forwarding line (its barring, suspension, class)."""
     DECLINED = "declined"
     REJECTED = "rejected"
     MEDIA_NOT_ACCEPTABLE = "media_not_acceptable"
@@ -94,8 +115,22 @@ _INFO: dict[Cause, tuple[int, int]] = {
     Cause.INCOMPLETE_NUMBER: (484, 28),
     Cause.NO_ROUTE: (404, 3),
     Cause.BARRED: (403, 21),
+    Cause.BARRED_INTERNATIONAL: (403, 21),
+    Cause.BARRED_MOBILE: (403, 21),
+    Cause.BARRED_PREMIUM: (403, 21),
+    Cause.BARRED_DIRECTORY: (403, 21),
+    Cause.BARRED_SHARED_COST: (403, 21),
+    Cause.BARRED_SPECIAL: (403, 21),
+    Cause.BARRED_ALL_OUTGOING: (403, 21),
     Cause.SUSPENDED: (403, 21),
+    Cause.SUSPENDED_UNPAID: (403, 21),
+    Cause.CALLEE_SUSPENDED: (480, 20),
     Cause.CREDIT_LIMIT: (403, 21),
+    Cause.FRAUD: (403, 21),
+    Cause.CALL_LIMIT: (403, 21),
+    Cause.FORWARD_LOOP: (482, 25),
+    Cause.FORWARD_HOPS: (483, 25),
+    Cause.FORWARD_NOT_ALLOWED: (403, 21),
     Cause.DECLINED: (603, 21),
     Cause.REJECTED: (403, 21),
     Cause.MEDIA_NOT_ACCEPTABLE: (488, 65),
