@@ -204,10 +204,14 @@ class Call:
             self._no_answer = self._clock.call_later(timeout, self._on_no_answer)
         self._next_target()
 
-    def reject(self, cause: Cause, code: int = 0) -> None:
-        """Refuse the call before any B-leg (routing said no)."""
+    def reject(self, cause: Cause, code: int = 0, prompts: tuple[str, ...] = ()) -> None:
+        """Refuse the call before any B-leg (routing said no).
+
+        ``prompts``: what the caller hears first instead of the cause's own
+        prompt (a star code's spoken result); see ``docs/announcements.md``.
+        """
         status = code or cause.code
-        self.a.send(Fail(code=status, cause=cause))
+        self.a.send(Fail(code=status, cause=cause, prompts=prompts))
         self._end(cause, status)
 
     # -- the event entry point ----------------------------------------------------------

@@ -145,6 +145,10 @@ class Fail:
     reason: str | None = None
     cause: Cause = Cause.REJECTED
     retry_after: int | None = None
+    prompts: tuple[str, ...] = ()
+    """Prompt keys the A-leg plays as early media before this response, instead of the
+    cause's own prompt: a star code's result, e.g. ``("fwd_on", "digit_2", ...)``
+    (``docs/announcements.md``). Empty: the cause's prompt, if it is announced."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
