@@ -51,7 +51,9 @@ __all__ = [
     "CallRecord",
     "ConfigFetch",
     "Customer",
+    "CustomerBarring",
     "CustomerContact",
+    "CustomerFraudLimits",
     "CustomerKind",
     "CustomerState",
     "FeatureCodeAction",
@@ -71,6 +73,7 @@ __all__ = [
     "Route",
     "RouteTrunk",
     "Suspension",
+    "SuspensionLevel",
     "SuspensionReason",
     "TokenRole",
     "Transport",
@@ -143,6 +146,15 @@ class BarringCategory(enum.StrEnum):
     DIRECTORY = "directory"  # 18xx directory enquiries
     SHARED_COST = "shared_cost"  # 810
     ALL_OUTGOING = "all_outgoing"
+    SPECIAL = "special"  # 5-digit business numbers, 1xx/1xxx services, other 8xx special numbers
+
+
+class SuspensionLevel(enum.StrEnum):
+    """``soft``: outgoing only to emergency and customer service, incoming still rings.
+    ``hard``: outgoing only to emergency, incoming refused too."""
+
+    SOFT = "soft"
+    HARD = "hard"
 
 
 class SuspensionReason(enum.StrEnum):
@@ -483,6 +495,31 @@ class LineBarring(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
 
 
+class CustomerBarring(Base):
+    """One outgoing-barring category for every line of a customer."""
+
+    __tablename__ = "customer_barrings"
+
+    customer_id: Mapped[int] = mapped_column(_fk("customers.id", "CASCADE"), primary_key=True)
+    category: Mapped[BarringCategory] = mapped_column(_enum(BarringCategory, "category", 32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CustomerFraudLimits(Base):
+    """A customer's own fraud guard limits; a missing row or NULL = the residential default (2, 4, 20, 8)."""
+
+    __tablename__ = "customer_fraud_limits"
+
+    customer_id: Mapped[int] = mapped_column(_fk("customers.id", "CASCADE"), primary_key=True)
+    calls_per_line: Mapped[int | None] = mapped_column(Integer)
+    calls_per_customer: Mapped[int | None] = mapped_column(Integer)
+    attempts_per_hour: Mapped[int | None] = mapped_column(Integer)
+    night_attempts_per_hour: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
 class Suspension(Base):
     """A block on outgoing calls (not emergency), with its own audit trail.
 
@@ -496,6 +533,7 @@ class Suspension(Base):
     customer_id: Mapped[int] = mapped_column(_fk("customers.id", "CASCADE"), index=True)
     line_id: Mapped[int | None] = mapped_column(_fk("lines.id", "CASCADE"))
     reason: Mapped[SuspensionReason] = mapped_column(_enum(SuspensionReason, "reason", 32))
+    level: Mapped[SuspensionLevel] = mapped_column(_enum(SuspensionLevel, "level", 8), default=SuspensionLevel.SOFT)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
@@ -612,6 +650,10 @@ class CallRecord(Base):
     #: Our cause name (the one the announcement and the call history show).
     cause: Mapped[str | None] = mapped_column(String(64))
     charge_ore: Mapped[int | None] = mapped_column(Integer)
+    #: The policy engine's steps for this call, a JSON list of strings (why it was refused or went where).
+    decision_trail: Mapped[str | None] = mapped_column(Text)
+    #: Forwards the call took, a JSON list of {"from", "to", "reason"} (RFC 5806 reasons), oldest first.
+    forward_chain: Mapped[str | None] = mapped_column(Text)
     #: Per-call quality report where the adapter sends one (RTCP-XR / PUBLISH).
     quality: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 

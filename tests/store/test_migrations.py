@@ -30,7 +30,9 @@ EXPECTED_TABLES = {
     "bindings",
     "call_records",
     "config_fetches",
+    "customer_barrings",
     "customer_contacts",
+    "customer_fraud_limits",
     "customers",
     "feature_code_policies",
     "forwarding_rules",
@@ -62,8 +64,8 @@ async def _tables(url: str) -> set[str]:
         await engine.dispose()
 
 
-def test_head_is_0002_and_versions_are_packaged() -> None:
-    assert head_revision() == "0002"
+def test_head_is_0003_and_versions_are_packaged() -> None:
+    assert head_revision() == "0003"
     versions = MIGRATIONS_DIR / "versions"
     assert (versions / "0001_initial.py").is_file()
     assert (versions / "0002_qualify_first_lost.py").is_file()
@@ -75,14 +77,14 @@ def test_head_is_0002_and_versions_are_packaged() -> None:
 async def test_upgrade_from_empty_creates_every_table(db_url: str) -> None:
     assert await current_revision(db_url) is None
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0002"
+    assert await current_revision(db_url) == "0003"
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
 async def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     await upgrade(db_url)
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0002"
+    assert await current_revision(db_url) == "0003"
 
 
 async def test_schema_matches_models(db_url: str) -> None:
@@ -102,13 +104,13 @@ async def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     assert await current_revision(db_url) is None
     assert await _tables(db_url) == {"alembic_version"}
     await upgrade(db_url)
-    assert await current_revision(db_url) == "0002"
+    assert await current_revision(db_url) == "0003"
 
 
 async def test_concurrent_upgrades_serialise(db_url: str) -> None:
     """Switch and provisioning may start together: both upgrades succeed, schema created once."""
     await asyncio.gather(upgrade(db_url), upgrade(db_url), upgrade(db_url))
-    assert await current_revision(db_url) == "0002"
+    assert await current_revision(db_url) == "0003"
     assert await _tables(db_url) == EXPECTED_TABLES
 
 
@@ -144,7 +146,7 @@ async def test_upgrade_accepts_an_engine_and_leaves_foreign_keys_on(db_url: str)
                 assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
     finally:
         await engine.dispose()
-    assert await current_revision(db_url) == "0002"
+    assert await current_revision(db_url) == "0003"
 
 
 def test_constraint_names_fit_postgresql_identifiers() -> None:
