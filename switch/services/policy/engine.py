@@ -144,7 +144,8 @@ class Route:
     """For an on-net line: conditional forwards set for it (busy, no_answer, unreachable)."""
     ring_time: float | None = None
     """Seconds to ring before the no-answer forward."""
-    busy_now: bool = False
+    seen: frozenset[str] = frozenset()
+    """Numbers already in the chain (loop detection continues from here for conditional forwards)."""
 
 
 Decision = Refuse | Route
@@ -381,7 +382,7 @@ def _onnet(ctx: _Ctx, decision: OnNet, number: Normalised, hops: tuple[Hop, ...]
         ring_time = float(rule.timeout_s or 20)
     if pending:
         trail.append(f"callee {line.number}: rings; forwards on {', '.join(sorted(k.value for k in pending))}")
-    return Route(decision, tuple(trail), number, hops, billed, tuple(ctx.attempts), pending, ring_time)
+    return Route(decision, tuple(trail), number, hops, billed, tuple(ctx.attempts), pending, ring_time, frozenset(ctx.seen))
 
 
 def _forward(ctx: _Ctx, line: LineInfo, lp: LinePolicy, kind: ForwardKind, target: str, hops: tuple[Hop, ...]) -> Decision:
