@@ -79,6 +79,7 @@ __all__ = [
     "Transport",
     "Trunk",
     "UnclaimedAdapter",
+    "WebSession",
 ]
 
 
@@ -699,6 +700,39 @@ class ApiToken(Base):
 
     __table_args__ = (
         CheckConstraint("role <> 'customer' OR customer_id IS NOT NULL", name="customer_scope"),
+    )
+
+
+class WebSession(Base):
+    """A browser login (operator web UI or the customer's "Min side").
+
+    Server-side, so support can revoke it: the cookie carries a random secret,
+    the table only its sha256 (as for API tokens). The CSRF token is bound to
+    the session and checked on every form post.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``operator`` (web UI) or ``customer`` (Min side).
+    kind: Mapped[str] = mapped_column(String(16))
+    operator_user_id: Mapped[int | None] = mapped_column(_fk("operator_users.id", "CASCADE"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(_fk("customers.id", "CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('operator', 'customer')", name="kind"),
+        CheckConstraint(
+            "(kind = 'operator' AND operator_user_id IS NOT NULL) OR (kind = 'customer' AND customer_id IS NOT NULL)",
+            name="subject",
+        ),
     )
 
 
