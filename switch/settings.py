@@ -92,7 +92,7 @@ class Settings:
     cdr_commit_window: float = 0.1
     #: rows the database refuses are appended here (JSON lines) rather than lost
     cdr_spill_file: str | None = "softswitch-cdr-spill.jsonl"
-    user_agent: str = "softswitch/0.1"
+    user_agent: str = "softswitch"  # no version: it only helps scanners pick exploits
     #: HTTPS for provisioning when both are set.
     tls_cert: str | None = None
     tls_key: str | None = None

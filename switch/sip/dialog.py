@@ -49,6 +49,11 @@ def _contact_uri(msg: Request | Response) -> Uri | None:
     return contacts[0].uri
 
 
+def _rfc3261_branch(request: Request) -> bool:
+    branch = request.top_via.branch
+    return branch is not None and branch.startswith("z9hG4bK")
+
+
 @dataclass(slots=True, kw_only=True)
 class Dialog:
     call_id: str
@@ -90,6 +95,10 @@ class Dialog:
         if local_tag is None:
             raise TransactionError("a dialog-creating response needs a To tag (§12.1.1)")
         target = _contact_uri(request)
+        if target is None and not request.contacts and not _rfc3261_branch(request):
+            # RFC 2543 clients need not send a Contact (RFC 4475 §3.4.1): requests in the
+            # dialog then go to the From URI, as RFC 2543 §6.13 had it.
+            target = request.from_.uri
         if target is None:
             raise ParseError("Missing Contact in dialog-creating request")
         contact = response.headers.get("Contact")

@@ -274,7 +274,7 @@ class Endpoint:
         self._flush()
 
     def reply_and_forget(self, tid: str, response: Response) -> None:
-        """Send a final response to a non-INVITE request and keep no transaction (challenges, §8.2.7)."""
+        """Send a final response once and keep no transaction (challenges, §8.2.7; INVITE: 3xx-6xx only)."""
         self.layer.send_response_and_forget(tid, self._signed(response), self.loop.time())
         self._flush()
 

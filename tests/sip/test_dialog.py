@@ -108,6 +108,15 @@ def test_dialog_creation_needs_tags_and_contact() -> None:
         Dialog.from_uas(req, answer(req))
 
 
+def test_an_rfc2543_request_without_contact_is_answered_at_its_from_uri() -> None:
+    """RFC 4475 §3.4.1: an RFC 2543 client (no magic cookie) need not send Contact."""
+    req = invite()
+    req.headers.remove("Contact")
+    via = req.headers.values("Via")[0]
+    req.headers.set("Via", via.split(";branch=")[0])
+    assert str(Dialog.from_uas(req, answer(req)).remote_target) == str(req.from_.uri)
+
+
 # ---------------------------------------------------------------------------- requests within the dialog
 
 

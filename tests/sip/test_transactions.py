@@ -438,13 +438,14 @@ def test_rport_is_filled_even_when_the_host_matches() -> None:
         ("SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKa", Peer("tcp", "10.0.0.1", 50123, 9), Peer("tcp", "10.0.0.1", 50123, 9)),
         ("SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKa", Peer("tcp", "10.0.0.1", 50123), Peer("tcp", "10.0.0.1", 5060)),
         ("SIP/2.0/TLS 10.0.0.1;branch=z9hG4bKa", Peer("tls", "10.0.0.1", 50123), Peer("tls", "10.0.0.1", 5061)),
-        ("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa;maddr=224.0.1.75", Peer("udp", "10.0.0.1", 5060), Peer("udp", "224.0.1.75", 5060)),
+        ("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa;maddr=224.0.1.75", Peer("udp", "10.0.0.1", 5060), Peer("udp", "10.0.0.1", 5060)),
         ("SIP/2.0/UDP host.example.com:5070;branch=z9hG4bKa", Peer("udp", "10.0.0.1", 5090), Peer("udp", "10.0.0.1", 5070)),
         ("SIP/2.0/UDP [2001:db8::1]:5070;branch=z9hG4bKa", Peer("udp", "2001:db8::1", 5070), Peer("udp", "2001:db8::1", 5070)),
     ],
 )
 def test_response_destination(via: str, source: Peer, expected: Peer) -> None:
-    """§18.2.2: the same connection for streams, then maddr, received, sent-by port or 5060/5061."""
+    """§18.2.2: the same connection for streams, else the source address (a sender's maddr is
+    ignored: see test_txn_reflection) at the sent-by port or 5060/5061."""
     layer = make_layer(*SERVER)
     req = make_request("OPTIONS")
     req.headers.add("Via", via, first=True)

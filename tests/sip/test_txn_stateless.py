@@ -65,8 +65,8 @@ def test_stateless_tag_depends_on_the_request() -> None:
     assert len(base) == 12
 
 
-@pytest.mark.parametrize("method, status", [("INVITE", 407), ("REGISTER", 100)])
-def test_only_final_answers_to_non_invite_requests(method: str, status: int) -> None:
+@pytest.mark.parametrize("method, status", [("INVITE", 200), ("INVITE", 180), ("REGISTER", 100)])
+def test_only_final_answers_and_no_2xx_to_an_invite(method: str, status: int) -> None:
     layer = make_layer(*SERVER)
     ev = _received(layer, wire_request(method))
     resp: Response = response_for(ev.request, status, to_tag="t")
@@ -74,3 +74,32 @@ def test_only_final_answers_to_non_invite_requests(method: str, status: int) -> 
     with pytest.raises(TransactionError):
         layer.send_response_and_forget(ev.tid, resp, 0.0)
     assert layer.live_transactions == 1  # still there, to be answered properly
+
+
+def test_invite_challenge_is_one_datagram_and_no_state() -> None:
+    """A 407 to an unauthenticated INVITE: no 100 Trying before it, no Timer G
+    retransmissions after it (12 of them amplified a spoofed INVITE ~13x), nothing kept."""
+    layer = make_layer(*SERVER)
+    ev = _received(layer, wire_request("INVITE", rport=True))
+    resp = response_for(ev.request, 407, to_tag=stateless_tag(ev.request))
+    assert ev.tid is not None and layer.send_response_and_forget(ev.tid, resp, 0.0)
+    out = layer.datagrams_to_send()
+    assert [parse(d).status for d, _ in out] == [407]  # type: ignore[union-attr]
+    assert out[0][1] == SRC
+    assert layer.live_transactions == 0
+    assert layer.get_timer() is None and not layer._heap
+    # Its ACK finds no transaction: the TU sees a stray ACK (and ignores it); nothing is sent.
+    ack = wire_request("INVITE", rport=True).replace(b"INVITE sip:", b"ACK sip:").replace(b"1 INVITE", b"1 ACK")
+    layer.receive(ack, SRC, 0.1)
+    evs = drain_events(layer)
+    assert len(evs) == 1 and isinstance(evs[0], RequestReceived) and evs[0].tid is None
+    assert layer.datagrams_to_send() == [] and layer.live_transactions == 0
+
+
+def test_a_100_already_sent_is_not_taken_back() -> None:
+    layer = make_layer(*SERVER)
+    ev = _received(layer, wire_request("INVITE"))
+    assert [parse(d).status for d, _ in layer.datagrams_to_send()] == [100]  # type: ignore[union-attr]
+    assert ev.tid is not None
+    assert layer.send_response_and_forget(ev.tid, response_for(ev.request, 407, to_tag="t"), 0.0)
+    assert [parse(d).status for d, _ in layer.datagrams_to_send()] == [407]  # type: ignore[union-attr]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from switch.sip import digest
 from switch.sip.errors import ParseError, SipError
 from switch.sip.headers import NameAddr
-from switch.sip.message import Request, response_for
+from switch.sip.message import MAGIC_COOKIE, Request, response_for, stateless_tag
 from switch.sip.transaction.events import CancelReceived, Peer, RequestReceived
 from switch.sip.uri import SipUri, TelUri, parse_uri
 from switch.store.models import CallDirection
@@ -365,6 +365,16 @@ class CallManager:
             resp.headers.add(name, value)
         self.endpoint.reply(tid, resp)
 
+    def _challenge(self, tid: str, req: Request, result: AuthChallenge) -> None:
+        """407 sent statelessly (RFC 3261 §8.2.7): once, no 100 before it, no transaction
+        after it. An unauthenticated INVITE costs no memory and, spoofed, is not
+        amplified by Timer G retransmissions towards whoever its source pretends to be."""
+        self.stats.challenged += 1
+        resp = response_for(req, 407, to_tag=stateless_tag(req))
+        for value in result.challenges:
+            resp.headers.add("Proxy-Authenticate", value)
+        self.endpoint.reply_and_forget(tid, resp)
+
     def _new_call(self, ev: RequestReceived) -> None:
         req = ev.request
         tid = ev.tid
@@ -382,7 +392,7 @@ class CallManager:
         if max_forwards <= 0:
             self._answer(tid, req, 483, None, (("Reason", Cause.TOO_MANY_HOPS.reason_header),))
             return
-        if not req.contacts:
+        if not req.contacts and _rfc3261(req):  # an RFC 2543 client may leave it out (RFC 4475 §3.4.1)
             self._answer(tid, req, 400, "Missing Contact")
             return
         required = {t.lower() for t in req.headers.values("Require")} & _NOT_RELAYED_EXTENSIONS
@@ -408,8 +418,7 @@ class CallManager:
         else:
             result = self.auth.check(req, source.host, self.wall(), proxy=True)
             if isinstance(result, AuthChallenge):
-                self.stats.challenged += 1
-                self._answer(tid, req, 407, None, tuple(("Proxy-Authenticate", c) for c in result.challenges))
+                self._challenge(tid, req, result)
                 return
             line: LineInfo
             if isinstance(result, AuthOk) and isinstance(result.credential, LineInfo):
@@ -596,6 +605,12 @@ class CallManager:
             request = self.endpoint.layer.server_request(ev.tid)
             if request is not None:
                 self._answer(ev.tid, request, 487)
+
+
+def _rfc3261(req: Request) -> bool:
+    """The request comes from an RFC 3261 client: its branch has the magic cookie (§8.1.1.7)."""
+    branch = req.top_via.branch
+    return branch is not None and branch.startswith(MAGIC_COOKIE)
 
 
 def _trunk_targets(trunks: tuple[TrunkInfo, ...], number: str, route_id: int | None, prefix: str | None) -> list[Target]:

@@ -164,6 +164,9 @@ class TransactionLayer:
         self._out: list[tuple[bytes, Peer]] = []
         #: the transaction send_response_and_forget is answering: its timers are not armed
         self._forgetting: Transaction | None = None
+        #: automatic 100 Trying still waiting in ``_out``, by server tid: a stateless
+        #: final answer given before the flush takes its place (one datagram, not two)
+        self._trying: dict[str, tuple[bytes, Peer]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -253,7 +256,12 @@ class TransactionLayer:
         return self._feed(txn, response_input(response.status, sending=True), response, None, now)
 
     def send_response_and_forget(self, tid: str, response: Response, now: float) -> bool:
-        """Answer a non-INVITE request once and drop its server transaction (RFC 3261 §8.2.7).
+        """Answer a request once and drop its server transaction (RFC 3261 §8.2.7).
+
+        An INVITE may be answered this way with a 300-699 only (a challenge): the
+        response is sent once, never retransmitted by Timer G, and its ACK, finding
+        no transaction, reaches the TU as a stray ACK. The automatic 100 Trying,
+        when it has not left yet, is not sent at all.
 
         For challenges to requests without credentials, the textbook case of a
         stateless UAS: no Timer J, no state kept for 32 s per unauthenticated
@@ -263,8 +271,9 @@ class TransactionLayer:
         same request always gets (see ``message.stateless_tag``).
         """
         txn = self._server.get(tid)
-        if txn is None or isinstance(txn, ServerInviteTransaction) or response.status < 200:
-            raise TransactionError("only final responses to non-INVITE requests can be sent statelessly")
+        invite = isinstance(txn, ServerInviteTransaction)
+        if txn is None or response.status < 200 or (invite and response.status < 300):
+            raise TransactionError("only final non-2xx responses (or any final one to a non-INVITE) can be sent statelessly")
         # The table still decides (sends the response, or refuses it), but the Timer J it
         # arms is skipped: a heap entry would keep the forgotten transaction alive for
         # 32 s anyway, which is the state this method exists not to keep.
@@ -276,6 +285,12 @@ class TransactionLayer:
             self._forgetting = None
         txn.tu_knows = False
         self.txn_terminated(txn)
+        trying = self._trying.pop(tid, None)
+        if trying is not None:
+            try:
+                self._out.remove(trying)
+            except ValueError:  # pragma: no cover - already handed to the transport
+                pass
         return True
 
     def send_stateless(self, message: Message, dest: Peer) -> None:
@@ -308,6 +323,8 @@ class TransactionLayer:
     def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
         out = self._out
         self._out = []
+        if self._trying:
+            self._trying.clear()
         return out
 
     def get_timer(self) -> float | None:
@@ -339,16 +356,16 @@ class TransactionLayer:
         transport = source.transport
         if transport != "udp" and source.conn is not None:
             return Peer(transport, source.host, source.port, source.conn)
+        # Always the address the request came from: ``received`` is ours (stamped from
+        # the source, see _stamp_via), and a sender's ``maddr`` is never obeyed -- both
+        # would let a spoofed request aim our answers (and their retransmissions) at a
+        # third party. Only the port follows the Via (§18.2.2), unless rport asks for
+        # the source port (RFC 3581 §4).
         via = request.top_via
+        if "rport" in via.params:
+            return Peer(transport, source.host, source.port)
         default_port = 5061 if transport == "tls" else 5060
-        maddr = via.params.get("maddr")
-        if maddr:
-            return Peer(transport, maddr, via.port or default_port)
-        params = via.params
-        if "rport" in params:
-            return Peer(transport, via.received or source.host, via.rport or source.port)
-        host = via.received or via.host.strip("[]")
-        return Peer(transport, host, via.port or default_port)
+        return Peer(transport, source.host, via.port or default_port)
 
     # additions ---------------------------------------------------------------
 
@@ -573,7 +590,10 @@ class TransactionLayer:
             self._merge[mk] = key
         txn.tu_knows = True
         if isinstance(txn, ServerInviteTransaction) and self.config.auto_100:
+            queued = len(self._out)
             self._feed(txn, Input.SEND_1XX, self._own_response(req, 100, None), None, now)
+            if len(self._out) > queued:
+                self._trying[key] = self._out[-1]
         self._events.append(RequestReceived(tid=key, request=req, source=source))
 
     def _on_ack(self, req: Request, source: Peer, now: float, rfc3261: bool) -> None:
@@ -669,8 +689,12 @@ class TransactionLayer:
             self._stamp_via(req, source)
             dest = self.response_destination(req, source)
         except ParseError:
-            self._drop(Drop.MALFORMED)  # no usable Via: nowhere to answer
-            return
+            # No usable Via (RFC 4475 §3.1.2.1, §3.1.2.16): the 400/505 still goes back to
+            # where the request came from, with its Via copied as it was.
+            if req.headers.get("Via") is None:
+                self._drop(Drop.MALFORMED)  # not even a Via to copy: no response can be built
+                return
+            dest = Peer(source.transport, source.host, source.port, source.conn)
         try:
             resp = response_for(req, err.status, err.reason, to_tag=new_tag())
         except ParseError:  # the To header itself is broken: answer without adding a tag
@@ -685,8 +709,9 @@ class TransactionLayer:
         via = vias[0]
         params = via.params
         has_rport = "rport" in params
-        if not has_rport and via.host.strip("[]").lower() == source.host.lower():
+        if not has_rport and "received" not in params and via.host.strip("[]").lower() == source.host.lower():
             return
+        # A ``received`` the sender wrote itself is overwritten: it is ours to say (§18.2.1).
         new_params = dict(params)
         new_params["received"] = source.host
         if has_rport:

@@ -1,0 +1,106 @@
+"""What an outsider's odd or hostile SIP gets from a running switch, over real UDP.
+
+The switch is the real composition (see ``test_calls_py``); the peers are the
+same scripted UAs. Each test reproduces one finding of the hardening review:
+reflection through a spoofed Via, state left by unauthenticated INVITEs, the
+RFC 4475/5118 messages a server must still answer, and what ``Server`` tells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from switch.sip.message import Request, Response, new_branch, new_call_id, new_tag
+
+from .test_calls_py import UA, StartSwitch, start_switch  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.e2e
+
+
+async def _collect(ua: UA, within: float) -> list[Response | Request]:
+    """Everything ``ua`` receives for ``within`` seconds."""
+    await asyncio.sleep(within)
+    got = []
+    while not ua.queue.empty():
+        got.append(ua.queue.get_nowait()[0])
+    return got  # type: ignore[return-value]
+
+
+def _raw_invite(ua: UA, ruri: str, via_extra: str = "") -> bytes:
+    return (
+        f"INVITE {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {ua.host}:{ua.port};branch={new_branch()}{via_extra}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:intruder@{ua.host}>;tag={new_tag()}\r\nTo: <{ruri}>\r\n"
+        f"Call-ID: {new_call_id()}\r\nCSeq: 1 INVITE\r\nContact: <sip:intruder@{ua.host}:{ua.port}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_an_unauthenticated_invite_gets_one_407_at_its_source_and_leaves_nothing(start_switch: StartSwitch) -> None:
+    net = await start_switch()
+    victim = await UA("127.0.0.5", net.stray.switch, "victim").start()
+    try:
+        layer = net.services.endpoint.layer
+        before = layer.live_server_transactions
+        # No rport; a received= and maddr= naming someone else: the reflection recipe.
+        for extra in (f";received={victim.host}", f";maddr={victim.host}"):
+            assert net.stray.transport is not None
+            net.stray.transport.sendto(_raw_invite(net.stray, "sip:+4790000000@127.0.0.1", extra), net.stray.switch)
+        got = await _collect(net.stray, 1.7)  # Timer G would have resent each 407 at 0.5 s and 1.5 s
+        assert [m.status for m in got if isinstance(m, Response)] == [407, 407]
+        assert all(m.headers.get("Server") == "softswitch" for m in got)  # no version for scanners
+        assert await _collect(victim, 0.0) == []
+        assert layer.live_server_transactions == before
+    finally:
+        victim.close()
+
+
+def _torture(name: str) -> bytes:
+    from pathlib import Path
+
+    return (Path(__file__).parent.parent / "sip" / "data" / "torture" / f"{name}.dat").read_bytes()
+
+
+@pytest.mark.parametrize("name, status", [("badinv01", 400), ("badvers", 505)])
+async def test_a_request_with_a_malformed_via_still_gets_its_error_back(start_switch: StartSwitch, name: str, status: int) -> None:
+    """RFC 4475 §3.1.2.1 and §3.1.2.16: the Via cannot be read, so the answer goes to the source."""
+    net = await start_switch()
+    assert net.stray.transport is not None
+    net.stray.transport.sendto(_torture(name), net.stray.switch)
+    resp = await net.stray.expect(status, 2.0)
+    assert resp.status == status
+
+
+async def test_an_rfc2543_invite_over_udp_is_accepted(start_switch: StartSwitch) -> None:
+    """RFC 4475 §3.4.1: no branch, no From tag, no Max-Forwards, no Content-Length (and no Contact)."""
+    net = await start_switch()
+    carrier = net.carrier_a  # a trunk's address: no digest needed, the call is routed to Bob
+    data = (
+        _torture("inv2543")
+        .replace(b"sip:UserB@example.com SIP/2.0", b"sip:22000002@127.0.0.1 SIP/2.0")
+        .replace(b"iftgw.example.com\r\n", f"{carrier.host}:{carrier.port}\r\n".encode())
+    )
+    assert carrier.transport is not None
+    carrier.transport.sendto(data, carrier.switch)
+    invite: Request = await net.bob.expect("INVITE", 3.0)
+    net.bob.answer(invite, 486, new_tag())
+    busy: Response = await carrier.expect(486, 3.0)
+    assert busy.call_id == "inv2543.1717@ift.client.example.com"
+
+
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        "sip:22000002@[2001:db8::10",  # unterminated IPv6 reference
+        "sip:22000002@[2001:db8:::192.0.2.1]",  # three colons (RFC 5118 §4.10)
+        "sip:22000002@2001:db8::10",  # no brackets (RFC 5118 §4.2)
+    ],
+)
+async def test_an_invalid_ipv6_reference_in_the_request_uri_is_400(start_switch: StartSwitch, ruri: str) -> None:
+    net = await start_switch()
+    assert net.alice.transport is not None
+    net.alice.transport.sendto(_raw_invite(net.alice, ruri, ";rport"), net.alice.switch)
+    got = await _collect(net.alice, 0.6)
+    assert [m.status for m in got if isinstance(m, Response)] == [400]
