@@ -62,6 +62,7 @@ class Services:
     hot_store: HotStore
     lamp_writer: Any = None
     calls: Any = None  # switch.services.b2bua.manager.CallManager
+    rating: Any = None  # switch.services.rating.service.RatingService
 
 
 def derive(key: bytes, purpose: str) -> bytes:
@@ -183,7 +184,9 @@ async def start(settings: Settings) -> Services:
     await endpoint.start(settings.sip_listen)
     qualifier.start()
     from .services.b2bua.manager import install_calls
+    from .services.rating.service import RatingService
 
+    services.rating = await RatingService.open(sf, tz=settings.billing_timezone)
     services.calls = await install_calls(services)
     return services
 
@@ -191,6 +194,8 @@ async def start(settings: Settings) -> Services:
 async def stop(services: Services) -> None:
     if services.calls is not None:
         await services.calls.close()  # BYE live calls and flush their CDRs while the sockets are open
+    if services.rating is not None:
+        await services.rating.close()  # after the CDR writer: totals of the last batches
     await services.qualifier.stop()
     await services.endpoint.stop()
     await services.location.close()

@@ -92,6 +92,11 @@ class Settings:
     cdr_commit_window: float = 0.1
     #: rows the database refuses are appended here (JSON lines) rather than lost
     cdr_spill_file: str | None = "softswitch-cdr-spill.jsonl"
+    #: rating: billing periods are calendar months in this zone
+    billing_timezone: str = "Europe/Oslo"
+    #: credit limit: a call in progress is cut when the customer's period total would pass
+    #: the limit by more than this (øre); the call that crosses the limit suspends the customer
+    credit_cut_margin_ore: int = 5000
     user_agent: str = "softswitch"  # no version: it only helps scanners pick exploits
     #: HTTPS for provisioning when both are set.
     tls_cert: str | None = None

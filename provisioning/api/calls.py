@@ -25,11 +25,14 @@ routes = web.RouteTableDef()
 _FIELDS = (
     "call_id", "direction", "calling_number", "dialled", "normalised", "number_class", "route_prefix",
     "trunk_name", "forwarded_from", "setup_at", "answer_at", "end_at", "duration_s", "final_code", "cause",
+    "price_ore", "zone", "tariff_version",
 )
+#: API names of columns whose stored name differs.
+_COLUMN = {"price_ore": "charge_ore"}
 
 
 def _value(record: m.CallRecord, name: str) -> object:
-    v = getattr(record, name)
+    v = getattr(record, _COLUMN.get(name, name))
     if isinstance(v, datetime):
         return v.isoformat(timespec="seconds")
     return getattr(v, "value", v)

@@ -197,8 +197,12 @@ class CdrWriter:
         spill_path: str | Path | None = None,
         max_pending: int = 100_000,
         retry_interval: float = 5.0,
+        rate: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
     ) -> None:
         self._write = write
+        #: Prices each new batch before it is written (``switch.services.rating``): in the
+        #: committer's task, after the calls have ended, never in the call path.
+        self._rate = rate
         self._committer: GroupCommitter[dict[str, Any]] = GroupCommitter(self._write_batch, window=window)
         self._spill_path = Path(spill_path) if spill_path is not None else None
         self._max_pending = max_pending
@@ -242,6 +246,13 @@ class CdrWriter:
         return len(self._pending)
 
     async def _write_batch(self, rows: list[dict[str, Any]]) -> None:
+        if self._rate is not None:
+            try:
+                await self._rate(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - an unpriced record is better than a lost one
+                log.exception("rating a batch of %d CDRs failed; written without prices", len(rows))
         if self._pending:
             rows = self._pending + rows
             self._pending = []

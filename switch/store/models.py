@@ -46,6 +46,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "BarringCategory",
+    "BillingTotal",
     "Binding",
     "CallDirection",
     "CallRecord",
@@ -75,6 +76,7 @@ __all__ = [
     "Suspension",
     "SuspensionLevel",
     "SuspensionReason",
+    "Tariff",
     "TokenRole",
     "Transport",
     "Trunk",
@@ -650,11 +652,17 @@ class CallRecord(Base):
     final_code: Mapped[int | None] = mapped_column(Integer)
     #: Our cause name (the one the announcement and the call history show).
     cause: Mapped[str | None] = mapped_column(String(64))
+    #: The price billed to the calling line's customer, whole øre (API: ``price_ore``);
+    #: None when nobody is billed (a carrier's call to us) or no tariff zone matched.
     charge_ore: Mapped[int | None] = mapped_column(Integer)
     #: The policy engine's steps for this call, a JSON list of strings (why it was refused or went where).
     decision_trail: Mapped[str | None] = mapped_column(Text)
     #: Forwards the call took, a JSON list of {"from", "to", "reason"} (RFC 5806 reasons), oldest first.
     forward_chain: Mapped[str | None] = mapped_column(Text)
+    #: The tariff zone the price came from (``nordic``, ``service_1881``, ...).
+    zone: Mapped[str | None] = mapped_column(String(32))
+    #: The tariff version the call was rated by (the one valid when it started).
+    tariff_version: Mapped[int | None] = mapped_column(Integer)
     #: Per-call quality report where the adapter sends one (RTCP-XR / PUBLISH).
     quality: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
 
@@ -664,6 +672,42 @@ class CallRecord(Base):
         Index(None, "setup_at"),
         CheckConstraint("duration_s >= 0", name="duration_s"),
     )
+
+
+# ------------------------------------------------------------------------ billing
+
+
+class Tariff(Base):
+    """One imported price list; a call is rated by the one valid when it started.
+
+    ``document`` is the normalised tariff (``switch.services.rating.tariff``):
+    zones with prices and resolved prefixes, so re-rating never depends on
+    the country table of the code that happens to run.
+    """
+
+    __tablename__ = "tariffs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[datetime] = mapped_column(index=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    sha256: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_by: Mapped[str] = mapped_column(String(100), default="")
+
+
+class BillingTotal(Base):
+    """A customer's rated calls in one billing period: the running total the credit limit checks."""
+
+    __tablename__ = "billing_totals"
+
+    customer_id: Mapped[int] = mapped_column(_fk("customers.id", "CASCADE"), primary_key=True)
+    #: Start of the billing period (a calendar month by default), UTC.
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    total_ore: Mapped[int] = mapped_column(Integer, default=0)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 # -------------------------------------------------------------- operators and audit

@@ -361,6 +361,8 @@ async def test_on_net_call_ring_answer_hangup_and_cdr(start_switch: StartSwitch)
     assert (cdr.final_code, cdr.cause, cdr.trunk_name) == (200, "normal", None)
     assert cdr.called_line_id is not None and cdr.answer_at is not None and cdr.end_at is not None
     assert cdr.call_id == call.invite.call_id
+    # rated as it was written: a private line's Norwegian call is included in the subscription
+    assert (cdr.charge_ore, cdr.zone, cdr.tariff_version) == (0, "norway_fixed", 1)
 
 
 async def test_callee_busy_unregistered_and_unknown_numbers_are_distinct(start_switch: StartSwitch) -> None:
@@ -431,6 +433,7 @@ async def test_outgoing_call_fails_over_and_the_carrier_hangs_up(start_switch: S
     assert (cdr.direction.value, cdr.trunk_name, cdr.route_prefix, cdr.cause, cdr.final_code) == (
         "outgoing", "carrierB", "+47", "normal", 200)
     assert cdr.number_class == "mobile" and cdr.normalised == "+4791234567"
+    assert (cdr.charge_ore, cdr.zone, cdr.tariff_version) == (0, "norway_mobile", 1)
 
 
 async def test_all_trunks_failing_is_our_503_not_theirs(start_switch: StartSwitch) -> None:

@@ -653,10 +653,13 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
     await trunks.reload()
     # A 100 ms window: at 400 calls/s that is ten commits a second instead of one per call.
     # The raw-driver store: an ORM insert per batch cost ~3 ms a call (see hot_store).
+    write = services.hot_store.insert_call_records
+    rating = getattr(services, "rating", None)
     cdr = CdrWriter(
-        services.hot_store.insert_call_records,
+        write if rating is None else rating.wrap_write(write),
         window=float(settings.cdr_commit_window),
         spill_path=settings.cdr_spill_file,
+        rate=None if rating is None else rating.rate_rows,
     )
     cdr.start()
     manager = CallManager(
