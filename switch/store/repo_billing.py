@@ -160,13 +160,13 @@ async def recompute_totals(
                     .group_by(CallRecord.calling_line_id)
                 )
                 per_customer: dict[int, list[int]] = {}
-                for line_id, ore, calls in rows.tuples():
-                    account = None if line_id is None else accounts.get(line_id)
+                for line_id, ore, calls in rows:
+                    account = None if line_id is None else accounts.get(int(line_id))
                     if account is None:
                         continue
                     acc = per_customer.setdefault(account.customer_id, [0, 0])
                     acc[0] += int(ore or 0)
-                    acc[1] += int(calls)
+                    acc[1] += int(calls or 0)
                 await session.execute(
                     update(BillingTotal)
                     .where(BillingTotal.period_start == start)
