@@ -1,8 +1,10 @@
-"""What the SIPp benches share: process CPU over a process tree, idle waits, and the Kamailio peer.
+"""What the SIPp benches share beyond the harness: idle waits, percentiles and the Kamailio peer.
 
 Imported by bench_register.py and bench_calls.py (``from bench._common import ...``; both put
-the repository root on ``sys.path`` first). Kamailio runs from bench/peers/kamailio.cfg;
-bench/peers/setup_peers.sh installs it (and SIPp, sippy) when missing.
+the repository root on ``sys.path`` first). Processes, ports, CPU and the SIPp runners come
+from the shared ``harness`` package (the tests use the same one; nothing here imports
+``tests``). Kamailio runs from bench/peers/kamailio.cfg; bench/peers/setup_peers.sh installs
+it (and SIPp, sippy) when missing.
 """
 
 from __future__ import annotations
@@ -11,52 +13,24 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tests.harness import free_port, stop_process
+from harness import ROOT
+from harness.ports import free_port, udp_port_free
+from harness.procs import cpu_seconds, start_process, stop_process, tree, wait_udp_bound
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["PEERS", "SIPP_TUNING", "Kamailio", "kamailio_db", "percentile", "setup_peers", "wait_idle"]
+
 PEERS = ROOT / "bench" / "peers"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: SIPp's own defaults (1000 loops, 64 KB socket buffers) cap it at ~12-16k messages/s: with these
 #: it is not the first bottleneck. Every SIPp client of the benches gets them, whatever it targets.
 SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
 
 
 # ------------------------------------------------------------------- measurements
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its direct children (Kamailio's workers; the switch has none)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            f = _stat_fields(int(entry))
-            if f is not None and f[1] == str(pid):
-                kids.append(int(entry))
-    return [pid, *kids]
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of ``pids`` (all their threads); a process that is gone counts 0."""
-    total = 0
-    for p in pids:
-        f = _stat_fields(p)
-        if f is not None:
-            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15), all threads
-    return total / CLK_TCK
 
 
 def wait_idle(pids: Callable[[], list[int]], *, busy_below: float = 0.05, window: float = 0.5,
@@ -91,64 +65,6 @@ def setup_peers(*names: str) -> dict[str, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"bench/peers/setup_peers.sh failed: {proc.stderr.strip()[-2000:]}")
     return found
-
-
-def start_process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own session, stdout and stderr appended to ``log``."""
-    with open(log, "ab") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-
-
-def udp_port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Nobody has ``host:port`` bound (a bind without SO_REUSEADDR succeeds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _udp_inodes(port: int) -> set[str]:
-    """Socket inodes of the UDP sockets bound to ``port`` (any IPv4 address)."""
-    found = set()
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            cols = line.split()
-            if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                found.add(cols[9])
-    return found
-
-
-def _socket_inodes(pids: Iterable[int]) -> set[str]:
-    found = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if link.startswith("socket:["):
-                        found.add(link[8:-1])
-    return found
-
-
-def wait_udp_bound(port: int, p: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
-    """Wait until ``p`` (or one of its children) holds the UDP socket on ``port``.
-
-    Checked by socket inode, not by a failing test bind: a server that sets SO_REUSEADDR (Kamailio)
-    can share a UDP port with another one, so "the port is taken" does not mean "taken by ``p``".
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError(f"{what} exited with {p.returncode} at start")
-        bound = _udp_inodes(port)
-        if bound and bound & _socket_inodes(tree(p.pid)):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not bind 127.0.0.1:{port}")
 
 
 # --------------------------------------------------------------------------- Kamailio

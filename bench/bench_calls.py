@@ -53,32 +53,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
+if str(ROOT) not in sys.path:  # the shared harness package lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from bench._common import (  # noqa: E402
-    SIPP_TUNING,
-    Kamailio,
-    cpu_seconds,
-    percentile,
-    setup_peers,
-    start_process,
-    tree,
-    wait_idle,
-    wait_udp_bound,
-)
+from bench._common import SIPP_TUNING, Kamailio, percentile, setup_peers, wait_idle  # noqa: E402
 from bench.bench_register import _pg_admin, pg_base_url, pg_database, udp_rcvbuf_errors  # noqa: E402
-from tests.e2e.test_calls_sipp import SippServer, free_port_on  # noqa: E402
-from tests.harness import (  # noqa: E402
-    stop_process,
-    SippResult,
-    SwitchProcess,
-    count_rows,
-    free_port,
-    import_file,
-    run_sipp,
-    write_injection_csv,
-)
+from harness.db import count_rows  # noqa: E402
+from harness.ports import free_port, free_port_on  # noqa: E402
+from harness.procs import cpu_seconds, rss_kib, start_process, stop_process, tree, wait_udp_bound  # noqa: E402
+from harness.sipp import SippResult, SippServer, run_sipp, write_injection_csv  # noqa: E402
+from harness.softswitch import SwitchProcess, import_file  # noqa: E402
 
 #: A late 180 (sippy sends some after the 200) is logged, not fatal; a failed call sends no BYE.
 SIPP_BEHAVIOURS = ["-default_behaviors", "all,-bye,-abortunexp"]
@@ -115,17 +99,6 @@ def import_document(callers: list[tuple[str, str]], trunk_port: int) -> dict[str
 
 
 # ------------------------------------------------------------------- measurements
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def max_column(stat_file: Path, name: str) -> int:

@@ -20,7 +20,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_register import SIPP_TUNING, percentile, proc_cpu_seconds, udp_rcvbuf_errors  # noqa: E402
 
-from tests.harness import SwitchProcess, free_port, run_sipp  # noqa: E402
+from harness.ports import free_port  # noqa: E402
+from harness.sipp import run_sipp  # noqa: E402
+from harness.softswitch import SwitchProcess  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from switch.sip import digest  # noqa: E402
-from tests.harness import SwitchProcess, create_token, http_get_json, import_file  # noqa: E402
+from harness.softswitch import SwitchProcess, create_token, http_get_json, import_file  # noqa: E402
 
 
 def _document(adapters: int) -> dict[str, Any]:

@@ -48,11 +48,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the harness lives in tests/ and is shared with the e2e tests
+if str(ROOT) not in sys.path:  # the shared harness package lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from bench._common import SIPP_TUNING, Kamailio, cpu_seconds, percentile, setup_peers, wait_idle  # noqa: E402
-from tests.harness import SippResult, SwitchProcess, free_port, import_file, run_sipp, write_injection_csv  # noqa: E402
+from bench._common import SIPP_TUNING, Kamailio, percentile, setup_peers, wait_idle  # noqa: E402
+from harness.ports import free_port  # noqa: E402
+from harness.procs import cpu_seconds  # noqa: E402
+from harness.sipp import SippResult, run_sipp, write_injection_csv  # noqa: E402
+from harness.softswitch import SwitchProcess, import_file  # noqa: E402
 
 DEFAULT_RATES = [250, 500, 1000, 1500, 2000, 3000, 4000]
 #: Kamailio -n 1 did ~12,000 complete registrations/s on the 2-vCPU reference box: its ladder goes past that.

@@ -4,8 +4,9 @@
 #   2. a PostgreSQL server from scripts/ensure-postgres.sh (or SOFTSWITCH_TEST_PG_URL if already set);
 #      no server = failure: half the suite runs on PostgreSQL
 #   3. .venv/bin/pytest -q [your arguments]
-# Exit status is pytest's, except that "no tests collected" (5) counts as a failure.
-# The last line is always a one-line summary.
+# Exit status is pytest's, except that "no tests collected" (5) counts as a failure. A skipped or
+# xfailed test fails the run unless tests/conftest_skips.py allow-lists it (CI has every dependency).
+# The last line is always a one-line summary with the counts.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -31,14 +32,28 @@ fi
 export SOFTSWITCH_TEST_PG_URL
 echo "test.sh: PostgreSQL at $SOFTSWITCH_TEST_PG_URL" >&2
 
-.venv/bin/pytest -q "$@"
+# The skip policy (tests/conftest_skips.py) writes the counts here; any skip or xfail not on its
+# allow-list makes pytest exit 1, and the list of every skip is printed before the summary.
+report=$(mktemp "${TMPDIR:-/tmp}/softswitch-test-report.XXXXXX")
+trap 'rm -f "$report"' EXIT
+SOFTSWITCH_TEST_REPORT="$report" .venv/bin/pytest -q "$@"
 rc=$?
 elapsed=$(( $(date +%s) - started ))
+count() { local v; v=$(grep -m1 "^$1=" "$report" 2>/dev/null | cut -d= -f2); echo "${v:-0}"; }
+counts="$(count passed) passed, $(count failed) failed, $(count errors) errors, $(count skipped) skipped, $(count xfailed) xfailed"
+refused=$(count skips_refused)
+if [ -s "$report" ] && [ "$(count skips_allowed)" != 0 ]; then
+  counts="$counts; $(count skips_allowed) of the skips allowed by tests/conftest_skips.py"
+fi
 case $rc in
-  0) echo "TEST SUMMARY: PASSED in ${elapsed}s" ;;
+  0) echo "TEST SUMMARY: PASSED ($counts) in ${elapsed}s" ;;
   5) echo "TEST SUMMARY: FAILED (no tests were collected) in ${elapsed}s"; rc=1 ;;
-  1) echo "TEST SUMMARY: FAILED (some tests failed, see above) in ${elapsed}s" ;;
-  2) echo "TEST SUMMARY: FAILED (interrupted) in ${elapsed}s" ;;
+  1) if [ "$refused" != 0 ] && [ "$(count failed)" = 0 ] && [ "$(count errors)" = 0 ]; then
+       echo "TEST SUMMARY: FAILED ($refused skips/xfails not on the allow-list, see above; $counts) in ${elapsed}s"
+     else
+       echo "TEST SUMMARY: FAILED (some tests failed, see above; $counts) in ${elapsed}s"
+     fi ;;
+  2) echo "TEST SUMMARY: FAILED (interrupted; $counts) in ${elapsed}s" ;;
   *) echo "TEST SUMMARY: FAILED (pytest exit $rc) in ${elapsed}s" ;;
 esac
 exit $rc

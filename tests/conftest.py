@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import SwitchProcess, create_token, import_file
+from harness.softswitch import SwitchProcess, create_token, import_file
 
-pytest_plugins = ["tests.conftest_db"]
+pytest_plugins = ["tests.conftest_db", "tests.conftest_skips"]
 
 #: SIPp 3.6.1 only computes MD5 digests and takes the *first* WWW-Authenticate
 #: header; with the default "SHA-256,MD5" it aborts ("createAuthHeader:

@@ -8,7 +8,7 @@ through, so RTP flows phone to phone), hangs up with BYE, and the switch writes 
 call record for it.
 
 Everything runs inside a private network namespace made by the test (see
-``baresip_helpers``): baresip needs a non-loopback interface, and fixed ports there
+``harness.netns``): baresip needs a non-loopback interface, and fixed ports there
 cannot collide with anything. On PostgreSQL the switch reaches the server through
 its unix socket, because 127.0.0.1:5432 of the root namespace is not reachable from
 inside.
@@ -30,20 +30,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.audio import envelope_correlation, make_speech_wav, make_tone_wav, sox_stat
+from harness.baresip import Baresip, tool_missing
+from harness.db import run_sql, unix_socket_url
+from harness.netns import NetNamespace, NetnsSwitch, can_make_namespaces
 from tests.conftest import AdapterData, SwitchHome, attach_log
-from tests.e2e.baresip_helpers import (
-    Baresip,
-    NetNamespace,
-    NetnsSwitch,
-    can_make_namespaces,
-    envelope_correlation,
-    fetch_rows,
-    make_speech_wav,
-    make_tone_wav,
-    sox_stat,
-    tool_missing,
-    unix_socket_url,
-)
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +48,8 @@ TONE_HZ = 440
 def _baresip_ready() -> None:
     """Fail (not skip) when a program is missing: bootstrap --test installs them all, and
     a green run that silently left out the only real-phone test would mislead. Without
-    root there are no network namespaces at all; CI runs as root."""
+    root there are no network namespaces at all: that is a skip, with its reason, and
+    tests/conftest_skips.py fails the run for it (CI runs as root)."""
     why = tool_missing()
     if why is not None:
         pytest.fail(why, pytrace=False)
@@ -179,10 +171,10 @@ def test_call_between_two_baresip_lines(
         " LEFT JOIN lines la ON la.id = cr.calling_line_id LEFT JOIN lines lb ON lb.id = cr.called_line_id"
     )
     deadline = time.monotonic() + 5
-    rows = fetch_rows(switch_home.db_url, sql)
+    rows = run_sql(switch_home.db_url, sql)
     while not rows and time.monotonic() < deadline:
         time.sleep(0.1)
-        rows = fetch_rows(switch_home.db_url, sql)
+        rows = run_sql(switch_home.db_url, sql)
     assert len(rows) == 1, rows
     cdr = rows[0]
     assert cdr["call_id"] == est_a["id"], cdr  # the A leg's Call-ID, as the caller knows the call

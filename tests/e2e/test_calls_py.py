@@ -32,7 +32,7 @@ from switch.sip.parser import parse_message
 from switch.store import importer
 from switch.store.crypto import generate_key
 from switch.store.models import CallRecord
-from tests.harness import free_port
+from harness.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

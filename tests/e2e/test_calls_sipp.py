@@ -19,8 +19,8 @@ The SIPp scenarios are in sipp_scenarios/: ``uac_call_*`` (complete calls from a
 line), ``uac_invite_*`` (calls that fail, calls from a carrier), ``uas_*``
 (callees; each also answers the trunk liveness OPTIONS, and ``-set once 1``
 stops it after its first call so its exit status says whether the callee saw
-exactly the scripted dialogue). ``SippServer`` and ``free_port_on`` are also used by
-bench/bench_calls.py.
+exactly the scripted dialogue). ``SippServer`` and ``free_port_on`` come from the shared
+``harness`` package (bench/bench_calls.py uses them too).
 
 Run time: about 4.5 minutes for both databases, two of which are the no-answer test
 waiting for the switch's 60 s default (``softswitch run`` has no flag to shorten it).
@@ -29,33 +29,22 @@ waiting for the switch's 60 s default (``softswitch run`` has no flag to shorten
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import os
-import random
 import re
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import LOOPBACK
+from harness.db import run_sql
+from harness.ports import free_port_on
+from harness.sipp import SippResult, SippServer, run_sipp, write_injection_csv
+from harness.softswitch import SwitchProcess, import_file
 from tests.conftest import ADAPTER, AdapterData, SwitchHome
-from tests.harness import (
-    stop_process,
-    LOOPBACK,
-    SippResult,
-    SwitchProcess,
-    import_file,
-    run_sipp,
-    scenario_path,
-    write_injection_csv,
-)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -74,129 +63,6 @@ CARRIER_OK_IP = "127.0.0.3"
 EMERGENCY_IP = "127.0.0.4"
 DEAD_IP = "127.0.0.5"
 STRANGER_IP = "127.0.0.9"
-
-
-# ============================================================================ SIPp callees
-
-
-def free_port_on(ip: str) -> int:
-    """A UDP port free on ``ip`` right now (below the ephemeral range, like the harness's)."""
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    for _ in range(1000):
-        port = rng.randrange(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((ip, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free UDP port on {ip}")
-
-
-def _read_stats(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    rows = [ln.rstrip("\n").split(";") for ln in path.read_text("utf-8", "replace").splitlines() if ln.strip()]
-    if len(rows) < 2:
-        return {}
-    return dict(zip(rows[0], rows[-1], strict=False))
-
-
-@dataclass
-class SippServer:
-    """A SIPp UAS in the background, stopped by PID (SIGTERM; SIPp then writes its final statistics).
-
-    ``-set once 1`` (``once=True``) makes the ``uas_*`` scenarios stop SIPp by themselves after the
-    first INVITE's call, so ``wait()`` returns as soon as the callee's side of the call is over.
-    Also used by bench/bench_calls.py (with ``once=False`` and load tuning in ``extra``).
-    """
-
-    scenario: str
-    ip: str
-    port: int
-    workdir: Path
-    extra: Sequence[str] = ()
-    once: bool = True
-    timeout: float = 60.0
-    trace_msg: bool = True
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    command: list[str] = field(default_factory=list, init=False)
-
-    @property
-    def tag(self) -> str:
-        return f"{Path(self.scenario).stem}_{self.ip}_{self.port}"
-
-    @property
-    def stat_file(self) -> Path:
-        return self.workdir / f"{self.tag}_stat.csv"
-
-    @property
-    def message_log(self) -> Path:
-        return self.workdir / f"{self.tag}_messages.log"
-
-    @property
-    def error_log(self) -> Path:
-        return self.workdir / f"{self.tag}_errors.log"
-
-    def start(self) -> SippServer:
-        sipp = shutil.which("sipp")
-        if sipp is None:
-            raise FileNotFoundError("sipp (Debian package sip-tester) is not installed; run scripts/bootstrap.sh --test")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.command = [
-            sipp, "-sf", str(scenario_path(self.scenario)), "-i", self.ip, "-p", str(self.port), "-t", "u1",
-            "-nostdin", "-timeout", f"{int(max(1, self.timeout))}s",
-            "-trace_err", "-error_file", str(self.error_log), "-trace_stat", "-stf", str(self.stat_file), "-fd", "1",
-        ]
-        if self.trace_msg:
-            self.command += ["-trace_msg", "-message_file", str(self.message_log)]
-        if self.once:
-            self.command += ["-set", "once", "1"]
-        self.command += list(self.extra)
-        self.proc = subprocess.Popen(
-            self.command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
-        )
-        self._wait_bound()
-        return self
-
-    def _wait_bound(self, timeout: float = 5.0) -> None:
-        """SIPp is listening once its port can no longer be bound."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError(f"SIPp UAS exited at once ({self.proc.returncode}): {err.decode()[-2000:]}")
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    s.bind((self.ip, self.port))
-                except OSError:
-                    return
-            time.sleep(0.02)
-        raise RuntimeError(f"SIPp UAS did not bind {self.ip}:{self.port}")
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait(self, timeout: float = SIPP_CALL_TIMEOUT) -> SippResult:
-        """Wait for SIPp to stop by itself (``once``); stop it if it has not after ``timeout`` s."""
-        assert self.proc is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout)
-        return self.stop()
-
-    def stop(self) -> SippResult:
-        p = self.proc
-        assert p is not None
-        stop_process(p)
-        out, err = p.communicate()
-        return SippResult(
-            returncode=p.returncode, stats=_read_stats(self.stat_file), stdout=out.decode("utf-8", "replace"),
-            stderr=err.decode("utf-8", "replace"), workdir=self.workdir, command=self.command,
-            error_log=self.error_log, message_log=self.message_log if self.trace_msg else None,
-            stat_file=self.stat_file,
-        )
 
 
 # ============================================================================ messages
@@ -264,22 +130,6 @@ def cdr_rows(db_url: str, count: int, *, timeout: float = 5.0, settle: float = 0
                 async with engine.connect() as conn:
                     rows = [dict(r._mapping) for r in await conn.execute(text("SELECT * FROM call_records ORDER BY id"))]
             return rows
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
-def sql(db_url: str, statement: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def go() -> list[dict[str, Any]]:
-        engine = create_async_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                res = await conn.execute(text(statement), params or {})
-                return [dict(r._mapping) for r in res] if res.returns_rows else []
         finally:
             await engine.dispose()
 
@@ -359,11 +209,11 @@ def barred_and_suspended(switch_home: SwitchHome, imported_adapter: AdapterData)
     There is no API for either yet: the rows go in with SQL, as the models define them.
     """
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    (line,) = sql(switch_home.db_url, "SELECT id, customer_id FROM lines WHERE auth_user = :u", {"u": CALLER.number})
-    sql(switch_home.db_url,
+    (line,) = run_sql(switch_home.db_url, "SELECT id, customer_id FROM lines WHERE auth_user = :u", {"u": CALLER.number})
+    run_sql(switch_home.db_url,
         "INSERT INTO line_barrings (line_id, category, created_at, created_by) VALUES (:l, 'all_outgoing', :t, 'test')",
         {"l": line["id"], "t": now})
-    sql(switch_home.db_url,
+    run_sql(switch_home.db_url,
         "INSERT INTO suspensions (customer_id, line_id, reason, note, created_at, created_by) "
         "VALUES (:c, :l, 'unpaid', 'e2e', :t, 'test')",
         {"c": line["customer_id"], "l": line["id"], "t": now})

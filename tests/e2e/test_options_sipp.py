@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tests.harness import SwitchProcess, run_sipp, sip_options_udp
+from harness.sipp import run_sipp
+from harness.softswitch import SwitchProcess, sip_options_udp
 
 pytestmark = pytest.mark.e2e
 

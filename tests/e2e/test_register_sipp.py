@@ -17,19 +17,11 @@ from typing import Any
 
 import pytest
 
+from harness.db import count_rows
+from harness.ports import free_port
+from harness.sipp import SippResult, SippTransport, run_sipp, write_injection_csv
+from harness.softswitch import SwitchProcess, adapter_status, http_get_json, poll_until
 from tests.conftest import AdapterData, LineData, SwitchHome
-from tests.harness import (
-    SippResult,
-    SippTransport,
-    SwitchProcess,
-    adapter_status,
-    count_rows,
-    free_port,
-    http_get_json,
-    poll_until,
-    run_sipp,
-    write_injection_csv,
-)
 
 pytestmark = pytest.mark.e2e
 

@@ -39,7 +39,7 @@ from switch.store.crypto import generate_key
 from switch.store.importer import import_document, parse_import_document
 from switch.store.models import TokenRole
 from tests.conftest_db import MigratedDb
-from tests.harness import free_port
+from harness.ports import free_port
 
 SPA_MAC = "000e08abcd01"
 GS_MAC = "c074adabcd02"

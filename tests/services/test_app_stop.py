@@ -20,7 +20,7 @@ from switch.store.crypto import generate_key
 from switch.store.engine import make_engine, make_session_factory
 from switch.store.importer import import_document, parse_import_document
 from tests.conftest_db import MigratedDb
-from tests.harness import free_port
+from harness.ports import free_port
 
 DOC = {"customers": [{"id": "C1001", "name": "Kari Nordmann", "language": "nb", "adapters": [
     {"mac": "00:0E:08:AB:CD:01", "model": "spa112", "lines": [
