@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from switch.sip import digest
-from switch.sip.digest import NonceCounter, NonceManager, NonceStatus
+from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
 from switch.store import repo_adapters, repo_lines
 from switch.store.crypto import load_or_create_key
 from switch.store.repo_adapters import AdapterInfo

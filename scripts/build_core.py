@@ -29,23 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from switch._core_loader import (  # noqa: E402
-    CORE_DIR,
     STAMP,
     compiled_modules,
+    core_sources,
     current_stamp,
     read_stamp,
     write_stamp,
 )
 
-#: Not compiled: package __init__ files (re-exports) and the exception classes
-#: (mypyc's native exceptions cannot carry class-level defaults such as
-#: ``ParseError.partial``; they are off the hot path anyway).
-EXCLUDE = {"__init__.py", "errors.py"}
 GROUP = "switch.sip._core"  # the shared library lives inside the package (the editable finder maps only packages)
-
-
-def sources() -> list[Path]:
-    return sorted(p for p in CORE_DIR.rglob("*.py") if p.name not in EXCLUDE)
 
 
 def clean() -> None:
@@ -63,7 +55,7 @@ def build() -> None:
 
     warnings.filterwarnings("ignore", message=".*tool.setuptools.*")  # setup() reads pyproject.toml; only build_ext runs
 
-    files = sources()
+    files = core_sources()
     rel = [str(p.relative_to(ROOT)) for p in files]
     os.chdir(ROOT)
     clean()
@@ -85,7 +77,7 @@ def main() -> int:
         clean()
         print("build_core: removed the compiled SIP core (pure Python from now on)")
         return 0
-    want = current_stamp(sources())
+    want = current_stamp(core_sources())
     if not args.force and read_stamp() == want and compiled_modules():
         print("build_core: compiled SIP core is up to date")
         return 0

@@ -24,7 +24,18 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["CORE_DIR", "STAMP", "STATE", "compiled_modules", "current_stamp", "read_stamp", "write_stamp", "install"]
+__all__ = [
+    "CORE_DIR",
+    "EXCLUDE",
+    "STAMP",
+    "STATE",
+    "compiled_modules",
+    "core_sources",
+    "current_stamp",
+    "install",
+    "read_stamp",
+    "write_stamp",
+]
 
 CORE_DIR = Path(__file__).resolve().parent / "sip"
 STAMP = CORE_DIR / ".compiled-sources.json"
@@ -32,6 +43,17 @@ _EXT = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 #: "compiled", or "pure Python (<why>)": logged by `softswitch run`, shown by /health
 STATE = "pure Python (not built)"
+
+
+#: Not compiled: package __init__ files (re-exports) and the exception classes
+#: (mypyc's native exceptions cannot carry class-level defaults such as
+#: ``ParseError.partial``; they are off the hot path anyway).
+EXCLUDE = frozenset({"__init__.py", "errors.py"})
+
+
+def core_sources() -> list[Path]:
+    """Every source scripts/build_core.py compiles: all of switch/sip but ``EXCLUDE``."""
+    return sorted(p for p in CORE_DIR.rglob("*.py") if p.name not in EXCLUDE)
 
 
 def compiled_modules() -> list[Path]:
@@ -73,6 +95,10 @@ def _stale_reason() -> str | None:
                 return f"{rel} changed since the build (run scripts/build_core.py)"
         except OSError:
             return f"{rel} is gone"
+    # A module added since the build would run as pure Python beside compiled ones.
+    for src in core_sources():
+        if str(src.relative_to(CORE_DIR)) not in stamp:
+            return f"{src.relative_to(CORE_DIR)} is not in the build (run scripts/build_core.py)"
     return None
 
 

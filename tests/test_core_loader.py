@@ -62,6 +62,11 @@ def test_stale_build_falls_back_to_sources(tmp_path: Path, monkeypatch: pytest.M
     _core_loader.write_stamp({**stamp, "<abi>": "cpython-10"})
     assert _core_loader._stale_reason() == "built for another Python"
     _core_loader.write_stamp(stamp)
+    added = core / "transaction" / "c.py"  # a module split off after the build would run uncompiled
+    added.write_text("Z = 1\n")
+    assert "transaction/c.py is not in the build" in (_core_loader._stale_reason() or "")
+    added.unlink()
+    assert _core_loader._stale_reason() is None
     a.unlink()
     assert _core_loader._stale_reason() == "a.py is gone"
 

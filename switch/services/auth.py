@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from switch.sip import digest
-from switch.sip.digest import Credentials, NonceCounter, NonceManager, NonceStatus
+from switch.sip.digest import Credentials
 from switch.sip.errors import ParseError
 from switch.sip.message import Request
+from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
 from switch.sip.uri import SipUri, parse_uri, uri_equal
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
 

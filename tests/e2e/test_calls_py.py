@@ -25,7 +25,7 @@ from switch import app
 from switch.services.b2bua.manager import CallManager, install_calls
 from switch.services.numbering import normalise
 from switch.settings import Settings
-from switch.sip import digest
+from switch.sip import digest, nonces
 from switch.sip.headers import Headers
 from switch.sip.message import Message, Request, Response, new_branch, new_call_id, new_tag, response_for
 from switch.sip.parser import parse_message
@@ -451,8 +451,8 @@ async def test_carrier_challenge_is_answered_with_the_trunk_credentials(start_sw
     net = await start_switch()
     call = await dial(net.alice, *ALICE, "91234567")
     first: Request = await net.carrier_a.expect("INVITE")
-    nonces = digest.NonceManager(b"carrier-secret-0123456789", 60)
-    ch = digest.challenges_for("carrier.example", nonces, 0.0, algorithms=("MD5",))[0]
+    carrier_nonces = nonces.NonceManager(b"carrier-secret-0123456789", 60)
+    ch = digest.challenges_for("carrier.example", carrier_nonces, 0.0, algorithms=("MD5",))[0]
     resp = response_for(first, 407, to_tag=new_tag())
     resp.headers.add("Proxy-Authenticate", ch.to_header())
     net.carrier_a.send(resp)

@@ -32,7 +32,7 @@ import pytest
 from switch import gcstats
 from switch.services.auth import Authenticator
 from switch.services.b2bua.call import Call, Target
-from switch.services.b2bua.leg import UacLeg
+from switch.services.b2bua.uac_leg import UacLeg
 from switch.services.b2bua.manager import CallManager, CallSettings
 from switch.services.cdr import CdrWriter
 from switch.services.lines import LineDirectory, LineInfo

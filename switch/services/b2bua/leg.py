@@ -1,5 +1,9 @@
 """Call legs: SIP dialogs and transactions on one side, call-control events on the other.
 
+This module holds what both kinds of leg share (the environment, the
+mid-dialog machinery, SDP origin keeping); ``uas_leg.UasLeg`` answers the
+caller's INVITE, ``uac_leg.UacLeg`` sends one to a target.
+
 Theory of operation
 -------------------
 A leg owns one dialog with one SIP peer (the caller's adapter, a callee's
@@ -10,7 +14,7 @@ adapter, or a carrier trunk) and translates in both directions:
 
 :class:`UasLeg` is the A-leg: it answers the caller's INVITE. :class:`UacLeg`
 is a B-leg: it sends an INVITE to one target. Both share the mid-dialog
-machinery of :class:`_Leg` (re-INVITE, UPDATE, INFO, OPTIONS, NOTIFY relay,
+machinery of :class:`LegBase` (re-INVITE, UPDATE, INFO, OPTIONS, NOTIFY relay,
 BYE, the ACK for a 2xx).
 
 Offer/answer across the legs (RFC 3264, RFC 3261 §13.2.1) with bodies passed
@@ -50,35 +54,31 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from switch.sip.dialog import Dialog
-from switch.sip.digest import DigestClient, DigestError, choose_challenge, parse_challenges
-from switch.sip.errors import ParseError, SipError, TransactionError
-from switch.sip.headers import Headers
-from switch.sip.message import Request, Response, new_call_id, new_tag, response_for
+from switch.sip.errors import TransactionError
+from switch.sip.message import Request, Response, response_for
+from switch.sip.transaction.events import Peer, RequestReceived, ResponseReceived, TransactionTimeout
 from switch.sip.uri import format_host
-from switch.sip.transaction.events import (
-    CancelReceived,
-    Peer,
-    RequestReceived,
-    ResponseReceived,
-    TransactionTimeout,
-)
 
 from .causes import Cause
-from .events import Ack, Answer, Disconnect, Event, Fail, Info, Progress, Redirect, Reply, Ring, Try, Update
+from .events import Ack, Disconnect, Event, Info, Reply, Update
 
 if TYPE_CHECKING:
-    from .call import Call, Clock, Handle, Target
+    from .call import Call, Clock, Handle
+    from .uas_leg import UasLeg
 
 __all__ = [
-    "LegEnv",
-    "SipPort",
-    "Identity",
-    "UasLeg",
-    "UacLeg",
-    "OriginKeeper",
-    "LegState",
-    "RELAYED_HEADERS",
+    "ALLOW",
     "LOOP_HEADER",
+    "RELAYED_HEADERS",
+    "SDP",
+    "AckState",
+    "Identity",
+    "LegBase",
+    "LegEnv",
+    "LegState",
+    "OriginKeeper",
+    "SipPort",
+    "body_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ RELAYED_HEADERS = ("Event", "Subscription-State", "Info-Package", "Content-Dispo
 #: Our own loop marker on every B-leg INVITE: an INVITE that arrives carrying our
 #: token was sent by this switch (a carrier routed it back) and is refused with 482.
 LOOP_HEADER = "X-Switch-Loop"
-_SDP = "application/sdp"
+SDP = "application/sdp"
 
 
 class SipPort(Protocol):
@@ -148,7 +148,7 @@ class LegEnv:
         self._contact_cache: dict[str, str] = {}
         self.domain = domain
         #: (Call-ID, our tag) -> leg: where in-dialog requests are dispatched
-        self.dialogs: dict[tuple[str, str], _Leg] = {}
+        self.dialogs: dict[tuple[str, str], LegBase] = {}
         #: INVITE server transaction -> A-leg, for CANCEL
         self.server_tids: dict[str, UasLeg] = {}
         self.ack_timeout = ack_timeout
@@ -242,7 +242,7 @@ class _Outgoing:
 
 
 @dataclass(slots=True)
-class _AckState:
+class AckState:
     """The 2xx-ACK bookkeeping for one INVITE we sent (initial or re-INVITE)."""
 
     cseq: int
@@ -253,7 +253,7 @@ class _AckState:
     extra: list[str] = field(default_factory=list)
 
 
-class _Leg:
+class LegBase:
     """Shared mid-dialog behaviour. Subclasses handle the initial INVITE."""
 
     __slots__ = (
@@ -287,7 +287,7 @@ class _Leg:
         self._reinvite_out: str | None = None
         #: CSeq of an INVITE we answered 2xx, whose ACK we still expect
         self._expect_ack: int | None = None
-        self._ack_state: _AckState | None = None
+        self._ack_state: AckState | None = None
         self._keys: list[tuple[str, str]] = []
         self._bye_cause: Cause | None = None
         #: forgets the dialog if our BYE's transaction never reports back (e.g. a transport error)
@@ -451,7 +451,7 @@ class _Leg:
         if req.method in ("INVITE", "UPDATE") and 200 <= ev.code < 300:
             resp.headers.add("Contact", self.env.contact(self.peer.transport))
         if ev.body:
-            resp.headers.add("Content-Type", ev.content_type or _SDP)
+            resp.headers.add("Content-Type", ev.content_type or SDP)
             resp.body = ev.body
         if req.method == "INVITE":
             self._reinvite_in = None
@@ -472,7 +472,7 @@ class _Leg:
                 self._emit(Reply(seq=ev.seq, code=500, reason="Offer Pending"))
                 return
         headers = ev.headers if isinstance(ev, Info) else ()
-        req = dialog.create_request(ev.method, body=ev.body, content_type=ev.content_type or (_SDP if ev.body else None), headers=headers)
+        req = dialog.create_request(ev.method, body=ev.body, content_type=ev.content_type or (SDP if ev.body else None), headers=headers)
         if ev.method == "INVITE":
             req.headers.add("Allow", ALLOW)
         out = _Outgoing(ev.seq, req)
@@ -504,7 +504,7 @@ class _Leg:
         out.answered = True
         if method == "INVITE":
             self._reinvite_out = None
-        body, ctype = _body_of(resp)
+        body, ctype = body_of(resp)
         self._emit(Reply(seq=out.seq, code=status, reason=resp.reason if resp else "Request Timeout", body=body, content_type=ctype))
         if status == 481 or (status == 408 and method in ("INVITE", "UPDATE")):
             # RFC 3261 §12.2.1.2: the dialog is gone at the other end.
@@ -521,21 +521,21 @@ class _Leg:
                 self.env.port.send_stateless(ack_state.ack, self.peer)  # 2xx retransmission
             return
         dialog.update_from_response(out.request, resp)
-        self._ack_state = _AckState(resp.cseq.seq)
+        self._ack_state = AckState(resp.cseq.seq)
         if out.request.body:
             self._send_ack(b"", None)
         else:
             self._ack_state.deferred = True
         out.answered = True
         self._reinvite_out = None
-        body, ctype = _body_of(resp)
+        body, ctype = body_of(resp)
         self._emit(Reply(seq=out.seq, code=resp.status, reason=resp.reason, body=body, content_type=ctype))
 
     def _send_ack(self, body: bytes, content_type: str | None) -> None:
         dialog = self.dialog
         state = self._ack_state
         assert dialog is not None and state is not None
-        ack = dialog.create_request("ACK", body=body, content_type=content_type or (_SDP if body else None))
+        ack = dialog.create_request("ACK", body=body, content_type=content_type or (SDP if body else None))
         self.env.port.request(ack, self.peer)
         state.ack = ack
         state.deferred = False
@@ -578,413 +578,8 @@ class _Leg:
         return f"<{type(self).__name__} {self.peer.host}:{self.peer.port} {self.state.value}>"
 
 
-def _body_of(resp: Response | None) -> tuple[bytes, str | None]:
+def body_of(resp: Response | None) -> tuple[bytes, str | None]:
     """A response's body and its Content-Type (b"", None when there is none)."""
     if resp is None or not resp.body:
         return b"", None
     return resp.body, resp.headers.get("Content-Type")
-
-
-# ====================================================================== A-leg
-
-
-class UasLeg(_Leg):
-    """The caller's side: answers the initial INVITE with what the B side does."""
-
-    __slots__ = ("invite", "tid", "local_tag", "_ack_timer", "_origin")
-
-    def __init__(self, env: LegEnv, ev: RequestReceived) -> None:
-        super().__init__(env, None, ev.source)
-        assert ev.tid is not None
-        self.invite = ev.request
-        self.tid = ev.tid
-        self.local_tag: str | None = None
-        self._ack_timer: Handle | None = None
-        self._origin = OriginKeeper()
-        env.server_tids[ev.tid] = self
-
-    def attach(self, call: Call) -> None:
-        self.call = call
-
-    def _respond(self, status: int, reason: str | None = None, *, body: bytes = b"", content_type: str | None = None) -> Response:
-        try:
-            resp = self.env.create_response(self.tid, status, reason)
-        except TransactionError:
-            # The transaction is gone (transport error): build it ourselves; sending will be a no-op.
-            resp = response_for(self.invite, status, reason, to_tag=self.local_tag or new_tag())
-        if self.local_tag is None:
-            self.local_tag = resp.to.tag
-        if 100 < status < 300:
-            resp.headers.add("Contact", self.env.contact(self.peer.transport))
-            if status >= 200:
-                resp.headers.add("Allow", ALLOW)
-        if body:
-            ctype = content_type or _SDP
-            if ctype.split(";", 1)[0].strip().lower() == _SDP:
-                body = self._origin.outgoing(body)
-            resp.headers.add("Content-Type", ctype)
-            resp.body = body
-        return resp
-
-    def _dialog_from(self, resp: Response) -> None:
-        if self.dialog is None:
-            self.dialog = Dialog.from_uas(self.invite, resp)
-            self._bind(self.dialog.call_id, self.dialog.local_tag)
-        elif resp.status >= 200:
-            self.dialog.early = False
-
-    def _send_other(self, event: Event) -> None:
-        if isinstance(event, (Ring, Progress)):
-            if self.state not in (LegState.CALLING, LegState.EARLY):
-                return
-            status = 180 if isinstance(event, Ring) else event.code
-            resp = self._respond(status, body=event.body, content_type=event.content_type)
-            self._dialog_from(resp)
-            self.state = LegState.EARLY
-            self.env.port.reply(self.tid, resp)
-        elif isinstance(event, Answer):
-            if self.state not in (LegState.CALLING, LegState.EARLY):
-                return
-            resp = self._respond(200, body=event.body, content_type=event.content_type)
-            self._dialog_from(resp)
-            self.state = LegState.ANSWERED
-            self._expect_ack = self.invite.cseq.seq
-            self.env.server_tids.pop(self.tid, None)
-            self._ack_timer = self.env.clock.call_later(self.env.ack_timeout, self._no_ack)
-            self.env.port.reply(self.tid, resp)
-        elif isinstance(event, Fail):
-            self._fail(event.code, event.reason, event.cause, event.retry_after)
-
-    def _fail(self, code: int, reason: str | None, cause: Cause, retry_after: int | None = None) -> None:
-        if self.state not in (LegState.CALLING, LegState.EARLY):
-            return
-        resp = self._respond(code, reason)
-        resp.headers.add("Reason", cause.reason_header)
-        if retry_after is not None:
-            resp.headers.add("Retry-After", str(retry_after))
-        self.env.server_tids.pop(self.tid, None)
-        self._terminate()
-        self.state = LegState.FAILED
-        self.env.port.reply(self.tid, resp)
-
-    def _disconnect(self, cause: Cause) -> None:
-        if self.state in (LegState.CALLING, LegState.EARLY):
-            self._fail(cause.code if cause.code >= 300 else 480, None, cause)
-        elif self.state is LegState.ANSWERED:
-            # RFC 3261 §15: no BYE before the ACK for our 2xx (or its timeout).
-            self._bye_cause = cause
-            self.call = None
-        elif self.state is LegState.CONFIRMED:
-            self._send_bye(cause)
-
-    def _on_bye(self, tid: str, req: Request) -> None:
-        if self.state in (LegState.CALLING, LegState.EARLY):
-            # BYE in the early dialog: the caller gave up. §15.1.2: still answer the INVITE (487).
-            self._reply(tid, req, 200)
-            self._emit(Disconnect(cause=Cause.CANCELLED))
-            if self.state in (LegState.CALLING, LegState.EARLY):
-                self._fail(487, None, Cause.CANCELLED)
-            return
-        super()._on_bye(tid, req)
-
-    def _on_ack(self, req: Request) -> None:
-        if self.state is LegState.ANSWERED and req.cseq.seq == self.invite.cseq.seq:
-            self.state = LegState.CONFIRMED
-            self._expect_ack = None
-            if self._ack_timer is not None:
-                self._ack_timer.cancel()
-                self._ack_timer = None
-            self._emit(Ack(body=req.body, content_type=req.headers.get("Content-Type") if req.body else None))
-            if self._bye_cause is not None:
-                self._send_bye(self._bye_cause)
-            return
-        super()._on_ack(req)
-
-    def _no_ack(self) -> None:
-        self._ack_timer = None
-        if self.state is not LegState.ANSWERED:
-            return
-        try:
-            log.warning("%r: no ACK for our 2xx; ending the call", self)
-            self.state = LegState.CONFIRMED
-            self._emit(Disconnect(cause=Cause.ACK_TIMEOUT))
-            if self.state is LegState.CONFIRMED:
-                self._send_bye(self._bye_cause or Cause.ACK_TIMEOUT)
-        except Exception:  # noqa: BLE001
-            self._internal_error("ACK timeout")
-
-    def on_cancel(self, ev: CancelReceived) -> None:
-        """The caller gave up; the layer already answered the CANCEL with 200."""
-        try:
-            if self.state not in (LegState.CALLING, LegState.EARLY):
-                return
-            if self.call is None:
-                self._fail(487, None, Cause.CANCELLED)
-                return
-            self._emit(Disconnect(cause=Cause.CANCELLED))
-            if self.state in (LegState.CALLING, LegState.EARLY):  # the call did not answer 487 itself
-                self._fail(487, None, Cause.CANCELLED)
-        except Exception:  # noqa: BLE001
-            self._internal_error("CANCEL")
-
-    def _terminate(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        self.env.server_tids.pop(self.tid, None)
-        super()._terminate()
-
-
-# ====================================================================== B-leg
-
-
-class UacLeg(_Leg):
-    """One attempt towards one target: sends the INVITE, reports what comes back."""
-
-    __slots__ = ("target", "identity", "digest", "invite", "tid", "local_tag", "_auth_tries", "_setup_timer", "_heard", "_stray")
-
-    def __init__(self, env: LegEnv, call: Call, target: Target, identity: Identity, digest: DigestClient | None = None) -> None:
-        super().__init__(env, call, target.peer)
-        self.target = target
-        self.identity = identity
-        self.digest = digest
-        self.invite: Request | None = None
-        self.tid = ""
-        self.local_tag = ""
-        self._auth_tries = 0
-        self._setup_timer: Handle | None = None
-        self._heard = False
-        #: To tag -> ACK we sent for a 2xx we did not want (re-sent for its retransmissions)
-        self._stray: dict[str, Request] | None = None
-
-    def _send_other(self, event: Event) -> None:
-        if isinstance(event, Try):
-            self._start(event)
-
-    def _start(self, ev: Try) -> None:
-        env = self.env
-        target = self.target
-        self.local_tag = new_tag()
-        call_id = new_call_id(env.domain)
-        h = Headers()
-        h.add("Max-Forwards", str(max(0, ev.max_forwards - 1)))
-        h.add("From", f"{self.identity.from_};tag={self.local_tag}")
-        h.add("To", f"<{target.to_uri or target.ruri}>")
-        h.add("Call-ID", call_id)
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", env.contact(target.peer.transport))
-        for name, value in self.identity.headers:
-            h.add(name, value)
-        h.add("Allow", ALLOW)
-        if env.loop_token:
-            h.add(LOOP_HEADER, env.loop_token)
-        h.add("User-Agent", env.port.user_agent)
-        if ev.body:
-            h.add("Content-Type", ev.content_type or _SDP)
-        invite = Request("INVITE", target.ruri, h, ev.body)
-        self._bind(call_id, self.local_tag)
-        self._send_invite(invite)
-        if env.setup_timeout > 0:
-            self._setup_timer = env.clock.call_later(env.setup_timeout, self._setup_timeout)
-
-    def _send_invite(self, invite: Request) -> None:
-        self.invite = invite
-        self.tid = self.env.port.request(invite, self.peer, self._guarded_invite)
-
-    def _guarded_invite(self, ev: ResponseReceived | TransactionTimeout) -> None:
-        try:
-            self._on_invite_event(ev)
-        except Exception:  # noqa: BLE001
-            self._internal_error("INVITE response")
-
-    def _setup_timeout(self) -> None:
-        self._setup_timer = None
-        if self._heard or self.state is not LegState.CALLING:
-            return
-        log.info("%r: no response within %.1fs", self, self.env.setup_timeout)
-        try:
-            self._emit(Fail(code=408, reason="No Response"))  # first: abandoning detaches us from the call
-            self._abandon()
-        except Exception:  # noqa: BLE001
-            self._internal_error("setup timeout")
-
-    def _abandon(self) -> None:
-        """Give up on the INVITE: CANCEL (once a 1xx arrives), ACK+BYE a late 2xx."""
-        self.state = LegState.CANCELLING
-        self.call = None
-        # The layer sends the CANCEL now, or with the first 1xx (§9.1); the INVITE's
-        # final response (487, a late 2xx, or Timer B) then ends this leg.
-        self.env.port.cancel(self.tid)
-
-    def _on_invite_event(self, ev: ResponseReceived | TransactionTimeout) -> None:
-        if isinstance(ev, TransactionTimeout):
-            if ev.tid != self.tid:
-                return
-            if self.state in (LegState.CALLING, LegState.EARLY):
-                self._stop_setup_timer()
-                self._terminate()
-                self.state = LegState.FAILED
-                self._emit(Fail(code=408, reason="Request Timeout"))
-            elif self.state is LegState.CANCELLING:
-                self._terminate()
-            return
-        resp = ev.response
-        status = resp.status
-        if status >= 300 and ev.tid != self.tid:
-            return  # the final answer of an INVITE we replaced (authentication retry)
-        self._heard = True
-        self._stop_setup_timer()
-        if self.state in (LegState.CANCELLING, LegState.TERMINATED, LegState.FAILED):
-            if 200 <= status < 300:
-                self._late_2xx(resp)
-            if status >= 200 and self.state is LegState.CANCELLING:
-                self._terminate()
-            return
-        if status < 200:
-            self._provisional(resp)
-        elif status < 300:
-            self._answered(resp)
-        else:
-            self._failed(resp)
-
-    def _stop_setup_timer(self) -> None:
-        if self._setup_timer is not None:
-            self._setup_timer.cancel()
-            self._setup_timer = None
-
-    def _provisional(self, resp: Response) -> None:
-        status = resp.status
-        if status == 100 or self.state not in (LegState.CALLING, LegState.EARLY):
-            return
-        assert self.invite is not None
-        tag = resp.to.tag
-        if tag:
-            if self.dialog is None or self.dialog.remote_tag != tag:
-                self.dialog = Dialog.from_uac(self.invite, resp)
-            else:
-                self.dialog.update_from_response(self.invite, resp)
-            self.state = LegState.EARLY
-        body, ctype = _body_of(resp)
-        if status == 180:
-            self._emit(Ring(body=body, content_type=ctype))
-        else:
-            self._emit(Progress(code=status, body=body, content_type=ctype))
-
-    def _answered(self, resp: Response) -> None:
-        assert self.invite is not None
-        tag = resp.to.tag or ""
-        if self.state in (LegState.ANSWERED, LegState.CONFIRMED, LegState.TERMINATING):
-            if self.dialog is not None and tag == self.dialog.remote_tag:
-                state = self._ack_state
-                if state is not None and state.ack is not None and state.cseq == resp.cseq.seq:
-                    self.env.port.send_stateless(state.ack, self.peer)
-            else:
-                self._ack_and_bye(resp)  # another fork answered too (§13.2.2.4)
-            return
-        if self.dialog is not None and self.dialog.remote_tag == tag:
-            self.dialog.update_from_response(self.invite, resp)
-        else:
-            self.dialog = Dialog.from_uac(self.invite, resp)
-        self.state = LegState.ANSWERED
-        self._ack_state = _AckState(self.invite.cseq.seq)
-        if self.invite.body:
-            self._send_ack(b"", None)
-            self.state = LegState.CONFIRMED
-        else:
-            self._ack_state.deferred = True  # late offer: the caller's ACK carries the answer
-        body, ctype = _body_of(resp)
-        self._emit(Answer(body=body, content_type=ctype))
-
-    def _send_deferred_ack(self, ev: Ack) -> None:
-        state = self._ack_state
-        if state is not None and state.deferred:
-            self._send_ack(ev.body, ev.content_type)
-            if self.state is LegState.ANSWERED:
-                self.state = LegState.CONFIRMED
-
-    def _failed(self, resp: Response) -> None:
-        status = resp.status
-        if status in (401, 407) and self._retry_with_credentials(resp):
-            return
-        self._terminate()
-        self.state = LegState.FAILED
-        if 300 <= status < 400:
-            self._emit(Redirect(code=status, contacts=tuple(str(c.uri) for c in _contacts(resp))))
-        else:
-            self._emit(Fail(code=status, reason=resp.reason))
-
-    def _retry_with_credentials(self, resp: Response) -> bool:
-        """Answer a carrier's challenge once (RFC 3261 §22.2): same Call-ID and tags, CSeq + 1."""
-        if self.digest is None or self._auth_tries >= 1 or self.invite is None:
-            return False
-        self._auth_tries += 1
-        proxy = resp.status == 407
-        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        try:
-            challenges = [c for v in resp.headers.get_lines(header) for c in parse_challenges(v)]
-            challenge = choose_challenge(challenges)
-            old = self.invite
-            value = self.digest.authorize(challenge, "INVITE", old.uri, old.body)
-        except (DigestError, SipError) as exc:
-            log.warning("%r: cannot answer the %d challenge: %s", self, resp.status, exc)
-            return False
-        h = old.headers.copy()
-        h.remove("Via")
-        h.set("CSeq", f"{old.cseq.seq + 1} INVITE")
-        h.add("Proxy-Authorization" if proxy else "Authorization", value)
-        self._send_invite(Request("INVITE", old.uri, h, old.body))
-        return True
-
-    def _late_2xx(self, resp: Response) -> None:
-        """A 2xx after we gave up or finished: every one must still be ACKed (§13.2.2.4)."""
-        tag = resp.to.tag or ""
-        state = self._ack_state
-        if self.dialog is not None and tag == self.dialog.remote_tag and state is not None and state.ack is not None:
-            self.env.port.send_stateless(state.ack, self.peer)
-        else:
-            self._ack_and_bye(resp)
-
-    def _ack_and_bye(self, resp: Response) -> None:
-        """A 2xx we do not want (after CANCEL, or from a second fork): ACK it, then BYE, once (§15)."""
-        assert self.invite is not None
-        tag = resp.to.tag or ""
-        if self._stray is None:
-            self._stray = {}
-        ack = self._stray.get(tag)
-        if ack is not None:
-            self.env.port.send_stateless(ack, self.peer)  # a retransmission: the BYE is already out
-            return
-        try:
-            d = Dialog.from_uac(self.invite, resp)
-        except (ParseError, TransactionError):
-            return
-        ack = d.create_request("ACK")
-        self.env.port.request(ack, self.peer)
-        self._stray[tag] = ack
-        self.env.port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), self.peer)
-
-    def _disconnect(self, cause: Cause) -> None:
-        if self.state in (LegState.CALLING, LegState.EARLY):
-            self._stop_setup_timer()
-            self._abandon()
-        else:
-            super()._disconnect(cause)
-
-    def _on_bye(self, tid: str, req: Request) -> None:
-        if self.state is LegState.EARLY:
-            # Only the caller may end an early dialog with BYE (§15); the callee's
-            # INVITE still owes us a final response, which decides.
-            self._reply(tid, req, 200)
-            return
-        super()._on_bye(tid, req)
-
-    def _terminate(self) -> None:
-        self._stop_setup_timer()
-        super()._terminate()
-
-
-def _contacts(resp: Response) -> list:  # type: ignore[type-arg]
-    try:
-        return [c for c in resp.contacts if not c.wildcard]
-    except ParseError:
-        return []

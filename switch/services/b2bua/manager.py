@@ -68,7 +68,9 @@ from ..trunks import TrunkInfo, TrunkService
 from .call import Call, CallConfig, Target
 from .causes import Cause
 from .events import Try
-from .leg import LOOP_HEADER, Identity, LegEnv, UacLeg, UasLeg
+from .leg import LOOP_HEADER, Identity, LegEnv
+from .uac_leg import UacLeg
+from .uas_leg import UasLeg
 
 if TYPE_CHECKING:
     from switch.app import Services

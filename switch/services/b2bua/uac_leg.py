@@ -1,0 +1,282 @@
+"""A B-leg: one INVITE towards one target (a line's contact or a carrier trunk).
+
+Why apart from the A-leg: the UAC side builds the INVITE, answers digest
+challenges from carriers, fails over on a setup timeout, handles forked 2xx
+it did not want (ACK and BYE) and the late-offer ACK, none of which the A-leg
+does. The mid-dialog behaviour both share lives in ``leg.LegBase``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from switch.sip.dialog import Dialog
+from switch.sip.digest import DigestClient, DigestError, choose_challenge, parse_challenges
+from switch.sip.errors import ParseError, SipError, TransactionError
+from switch.sip.headers import Headers
+from switch.sip.message import Request, Response, new_call_id, new_tag
+from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
+
+from .causes import Cause
+from .events import Ack, Answer, Event, Fail, Progress, Redirect, Ring, Try
+from .leg import ALLOW, LOOP_HEADER, SDP, AckState, Identity, LegBase, LegEnv, LegState, body_of
+
+if TYPE_CHECKING:
+    from .call import Call, Handle, Target
+
+__all__ = ["UacLeg"]
+
+log = logging.getLogger(__name__)
+
+
+class UacLeg(LegBase):
+    """One attempt towards one target: sends the INVITE, reports what comes back."""
+
+    __slots__ = ("target", "identity", "digest", "invite", "tid", "local_tag", "_auth_tries", "_setup_timer", "_heard", "_stray")
+
+    def __init__(self, env: LegEnv, call: Call, target: Target, identity: Identity, digest: DigestClient | None = None) -> None:
+        super().__init__(env, call, target.peer)
+        self.target = target
+        self.identity = identity
+        self.digest = digest
+        self.invite: Request | None = None
+        self.tid = ""
+        self.local_tag = ""
+        self._auth_tries = 0
+        self._setup_timer: Handle | None = None
+        self._heard = False
+        #: To tag -> ACK we sent for a 2xx we did not want (re-sent for its retransmissions)
+        self._stray: dict[str, Request] | None = None
+
+    def _send_other(self, event: Event) -> None:
+        if isinstance(event, Try):
+            self._start(event)
+
+    def _start(self, ev: Try) -> None:
+        env = self.env
+        target = self.target
+        self.local_tag = new_tag()
+        call_id = new_call_id(env.domain)
+        h = Headers()
+        h.add("Max-Forwards", str(max(0, ev.max_forwards - 1)))
+        h.add("From", f"{self.identity.from_};tag={self.local_tag}")
+        h.add("To", f"<{target.to_uri or target.ruri}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", env.contact(target.peer.transport))
+        for name, value in self.identity.headers:
+            h.add(name, value)
+        h.add("Allow", ALLOW)
+        if env.loop_token:
+            h.add(LOOP_HEADER, env.loop_token)
+        h.add("User-Agent", env.port.user_agent)
+        if ev.body:
+            h.add("Content-Type", ev.content_type or SDP)
+        invite = Request("INVITE", target.ruri, h, ev.body)
+        self._bind(call_id, self.local_tag)
+        self._send_invite(invite)
+        if env.setup_timeout > 0:
+            self._setup_timer = env.clock.call_later(env.setup_timeout, self._setup_timeout)
+
+    def _send_invite(self, invite: Request) -> None:
+        self.invite = invite
+        self.tid = self.env.port.request(invite, self.peer, self._guarded_invite)
+
+    def _guarded_invite(self, ev: ResponseReceived | TransactionTimeout) -> None:
+        try:
+            self._on_invite_event(ev)
+        except Exception:  # noqa: BLE001
+            self._internal_error("INVITE response")
+
+    def _setup_timeout(self) -> None:
+        self._setup_timer = None
+        if self._heard or self.state is not LegState.CALLING:
+            return
+        log.info("%r: no response within %.1fs", self, self.env.setup_timeout)
+        try:
+            self._emit(Fail(code=408, reason="No Response"))  # first: abandoning detaches us from the call
+            self._abandon()
+        except Exception:  # noqa: BLE001
+            self._internal_error("setup timeout")
+
+    def _abandon(self) -> None:
+        """Give up on the INVITE: CANCEL (once a 1xx arrives), ACK+BYE a late 2xx."""
+        self.state = LegState.CANCELLING
+        self.call = None
+        # The layer sends the CANCEL now, or with the first 1xx (§9.1); the INVITE's
+        # final response (487, a late 2xx, or Timer B) then ends this leg.
+        self.env.port.cancel(self.tid)
+
+    def _on_invite_event(self, ev: ResponseReceived | TransactionTimeout) -> None:
+        if isinstance(ev, TransactionTimeout):
+            if ev.tid != self.tid:
+                return
+            if self.state in (LegState.CALLING, LegState.EARLY):
+                self._stop_setup_timer()
+                self._terminate()
+                self.state = LegState.FAILED
+                self._emit(Fail(code=408, reason="Request Timeout"))
+            elif self.state is LegState.CANCELLING:
+                self._terminate()
+            return
+        resp = ev.response
+        status = resp.status
+        if status >= 300 and ev.tid != self.tid:
+            return  # the final answer of an INVITE we replaced (authentication retry)
+        self._heard = True
+        self._stop_setup_timer()
+        if self.state in (LegState.CANCELLING, LegState.TERMINATED, LegState.FAILED):
+            if 200 <= status < 300:
+                self._late_2xx(resp)
+            if status >= 200 and self.state is LegState.CANCELLING:
+                self._terminate()
+            return
+        if status < 200:
+            self._provisional(resp)
+        elif status < 300:
+            self._answered(resp)
+        else:
+            self._failed(resp)
+
+    def _stop_setup_timer(self) -> None:
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
+
+    def _provisional(self, resp: Response) -> None:
+        status = resp.status
+        if status == 100 or self.state not in (LegState.CALLING, LegState.EARLY):
+            return
+        assert self.invite is not None
+        tag = resp.to.tag
+        if tag:
+            if self.dialog is None or self.dialog.remote_tag != tag:
+                self.dialog = Dialog.from_uac(self.invite, resp)
+            else:
+                self.dialog.update_from_response(self.invite, resp)
+            self.state = LegState.EARLY
+        body, ctype = body_of(resp)
+        if status == 180:
+            self._emit(Ring(body=body, content_type=ctype))
+        else:
+            self._emit(Progress(code=status, body=body, content_type=ctype))
+
+    def _answered(self, resp: Response) -> None:
+        assert self.invite is not None
+        tag = resp.to.tag or ""
+        if self.state in (LegState.ANSWERED, LegState.CONFIRMED, LegState.TERMINATING):
+            if self.dialog is not None and tag == self.dialog.remote_tag:
+                state = self._ack_state
+                if state is not None and state.ack is not None and state.cseq == resp.cseq.seq:
+                    self.env.port.send_stateless(state.ack, self.peer)
+            else:
+                self._ack_and_bye(resp)  # another fork answered too (§13.2.2.4)
+            return
+        if self.dialog is not None and self.dialog.remote_tag == tag:
+            self.dialog.update_from_response(self.invite, resp)
+        else:
+            self.dialog = Dialog.from_uac(self.invite, resp)
+        self.state = LegState.ANSWERED
+        self._ack_state = AckState(self.invite.cseq.seq)
+        if self.invite.body:
+            self._send_ack(b"", None)
+            self.state = LegState.CONFIRMED
+        else:
+            self._ack_state.deferred = True  # late offer: the caller's ACK carries the answer
+        body, ctype = body_of(resp)
+        self._emit(Answer(body=body, content_type=ctype))
+
+    def _send_deferred_ack(self, ev: Ack) -> None:
+        state = self._ack_state
+        if state is not None and state.deferred:
+            self._send_ack(ev.body, ev.content_type)
+            if self.state is LegState.ANSWERED:
+                self.state = LegState.CONFIRMED
+
+    def _failed(self, resp: Response) -> None:
+        status = resp.status
+        if status in (401, 407) and self._retry_with_credentials(resp):
+            return
+        self._terminate()
+        self.state = LegState.FAILED
+        if 300 <= status < 400:
+            self._emit(Redirect(code=status, contacts=tuple(str(c.uri) for c in _contacts(resp))))
+        else:
+            self._emit(Fail(code=status, reason=resp.reason))
+
+    def _retry_with_credentials(self, resp: Response) -> bool:
+        """Answer a carrier's challenge once (RFC 3261 §22.2): same Call-ID and tags, CSeq + 1."""
+        if self.digest is None or self._auth_tries >= 1 or self.invite is None:
+            return False
+        self._auth_tries += 1
+        proxy = resp.status == 407
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        try:
+            challenges = [c for v in resp.headers.get_lines(header) for c in parse_challenges(v)]
+            challenge = choose_challenge(challenges)
+            old = self.invite
+            value = self.digest.authorize(challenge, "INVITE", old.uri, old.body)
+        except (DigestError, SipError) as exc:
+            log.warning("%r: cannot answer the %d challenge: %s", self, resp.status, exc)
+            return False
+        h = old.headers.copy()
+        h.remove("Via")
+        h.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        h.add("Proxy-Authorization" if proxy else "Authorization", value)
+        self._send_invite(Request("INVITE", old.uri, h, old.body))
+        return True
+
+    def _late_2xx(self, resp: Response) -> None:
+        """A 2xx after we gave up or finished: every one must still be ACKed (§13.2.2.4)."""
+        tag = resp.to.tag or ""
+        state = self._ack_state
+        if self.dialog is not None and tag == self.dialog.remote_tag and state is not None and state.ack is not None:
+            self.env.port.send_stateless(state.ack, self.peer)
+        else:
+            self._ack_and_bye(resp)
+
+    def _ack_and_bye(self, resp: Response) -> None:
+        """A 2xx we do not want (after CANCEL, or from a second fork): ACK it, then BYE, once (§15)."""
+        assert self.invite is not None
+        tag = resp.to.tag or ""
+        if self._stray is None:
+            self._stray = {}
+        ack = self._stray.get(tag)
+        if ack is not None:
+            self.env.port.send_stateless(ack, self.peer)  # a retransmission: the BYE is already out
+            return
+        try:
+            d = Dialog.from_uac(self.invite, resp)
+        except (ParseError, TransactionError):
+            return
+        ack = d.create_request("ACK")
+        self.env.port.request(ack, self.peer)
+        self._stray[tag] = ack
+        self.env.port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), self.peer)
+
+    def _disconnect(self, cause: Cause) -> None:
+        if self.state in (LegState.CALLING, LegState.EARLY):
+            self._stop_setup_timer()
+            self._abandon()
+        else:
+            super()._disconnect(cause)
+
+    def _on_bye(self, tid: str, req: Request) -> None:
+        if self.state is LegState.EARLY:
+            # Only the caller may end an early dialog with BYE (§15); the callee's
+            # INVITE still owes us a final response, which decides.
+            self._reply(tid, req, 200)
+            return
+        super()._on_bye(tid, req)
+
+    def _terminate(self) -> None:
+        self._stop_setup_timer()
+        super()._terminate()
+
+
+def _contacts(resp: Response) -> list:  # type: ignore[type-arg]
+    try:
+        return [c for c in resp.contacts if not c.wildcard]
+    except ParseError:
+        return []
