@@ -36,7 +36,8 @@ from switch.sip.message import Request, Response
 from switch.sip.parser import parse_message
 from switch.store import repo_adapters, repo_lines, repo_tokens
 from switch.store.crypto import generate_key
-from switch.store.importer import import_document, parse_import_document
+from switch.store.import_validation import parse_import_document
+from switch.store.importer import import_document
 from switch.store.models import TokenRole
 from tests.conftest_db import MigratedDb
 from harness.ports import free_port

@@ -18,7 +18,8 @@ from switch.settings import Settings
 from switch.store import models as m
 from switch.store.crypto import generate_key
 from switch.store.engine import make_engine, make_session_factory
-from switch.store.importer import import_document, parse_import_document
+from switch.store.import_validation import parse_import_document
+from switch.store.importer import import_document
 from tests.conftest_db import MigratedDb
 from harness.ports import free_port
 

@@ -17,14 +17,8 @@ from switch.store import models as m
 from switch.store.base import utcnow
 from switch.store.crypto import CTX_LINE_SECRET, SecretBox
 from switch.store.engine import write_session
-from switch.store.importer import (
-    ImportDoc,
-    ImportReport,
-    ImportValidationError,
-    import_document,
-    load_import_file,
-    parse_import_document,
-)
+from switch.store.import_validation import ImportDoc, ImportValidationError, load_import_file, parse_import_document
+from switch.store.importer import ImportReport, import_document
 from switch.store.repo_audit import list_audit_events
 from switch.store.repo_lines import load_adapter_lines, load_credentials
 from tests.conftest_db import MigratedDb
