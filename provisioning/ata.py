@@ -58,7 +58,7 @@ from aiohttp import web
 
 from switch.sip import digest
 from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
-from switch.store import repo_adapters, repo_lines
+from switch.store import adapter_models, repo_adapters, repo_lines
 from switch.store.crypto import load_or_create_key
 from switch.store.repo_adapters import AdapterInfo
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
@@ -261,7 +261,7 @@ async def render_for(services: Services, adapter: AdapterInfo, origin: str, secr
         secret = await repo_adapters.get_provisioning_secret(sf, adapter.adapter_id, box)
     if secret is None:
         raise LookupError(f"adapter {adapter.mac} has no provisioning secret")
-    info = render.MODELS.get(adapter.model)
+    info = adapter_models.MODELS.get(adapter.model)
     if info is None:
         raise render.ProfileError(f"model {adapter.model!r} has no template")
     creds = adapter_credentials(secret, adapter.mac)
@@ -375,7 +375,7 @@ def _failure(request: web.Request, source: str, mac: str, what: str) -> None:
 async def _unknown(request: web.Request, source: str, mac: str) -> web.Response:
     services = request.app[SERVICES]
     ua = _ua(request)
-    parsed = render.parse_user_agent(ua) if ua else None
+    parsed = adapter_models.parse_user_agent(ua) if ua else None
     _failure(request, source, mac, "unknown MAC")
     await repo_adapters.record_unclaimed(
         services.session_factory, mac, at=datetime.now(UTC), remote_addr=(request.remote or "?")[:64],
@@ -386,7 +386,7 @@ async def _unknown(request: web.Request, source: str, mac: str) -> web.Response:
 
 def _ua_mismatch(request: web.Request, mac: str) -> str | None:
     """The MAC the User-Agent claims when it is not ``mac``, else None."""
-    parsed = render.parse_user_agent(_ua(request))
+    parsed = adapter_models.parse_user_agent(_ua(request))
     if parsed is not None and parsed.mac and parsed.mac != mac:
         return parsed.mac
     return None
@@ -428,7 +428,7 @@ async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret
         log.error("provisioning: cannot render config of %s: %s", adapter.mac, exc)
         return problem(500, "this adapter's configuration cannot be built; support has been told")
     ua = _ua(request)
-    parsed = render.parse_user_agent(ua) if ua else None
+    parsed = adapter_models.parse_user_agent(ua) if ua else None
     if parsed is not None and parsed.model_key and parsed.model_key != adapter.model:
         log.warning("provisioning: adapter %s is stored as %s but says it is %s (UA %r)",
                     adapter.mac, adapter.model, parsed.model, ua)
@@ -549,9 +549,9 @@ def _generic_bootstrap(model: str) -> Callable[[web.Request], Any]:
     async def handler(request: web.Request) -> web.StreamResponse:
         """A vendor's generic first-contact name: points the adapter at /cfg/ (no secrets)."""
         key = model
-        parsed = render.parse_user_agent(_ua(request))
+        parsed = adapter_models.parse_user_agent(_ua(request))
         if parsed is not None and parsed.model_key:
-            info, mine = render.MODELS[parsed.model_key], render.MODELS[model]
+            info, mine = adapter_models.MODELS[parsed.model_key], adapter_models.MODELS[model]
             if info.bootstrap_template == mine.bootstrap_template:
                 key = parsed.model_key
         return _bootstrap_response(render.render_bootstrap(key, None, _bootstrap_base(request)))
@@ -566,7 +566,7 @@ async def grandstream_first_request(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.StreamResponse):
         return found
     _, adapter = found
-    info = render.MODELS.get(adapter.model)
+    info = adapter_models.MODELS.get(adapter.model)
     if info is None or info.bootstrap_template is None:
         return problem(404, "no first-contact file for this model")
     body = render.render_bootstrap(adapter.model, adapter.mac, _bootstrap_base(request))
@@ -574,10 +574,10 @@ async def grandstream_first_request(request: web.Request) -> web.StreamResponse:
 
 
 def bootstrap_routes() -> list[web.AbstractRouteDef]:
-    """One route per generic name in ``render.MODELS``, plus Grandstream's per-MAC name."""
+    """One route per generic name in ``adapter_models.MODELS``, plus Grandstream's per-MAC name."""
     defs: list[web.AbstractRouteDef] = []
     seen: set[str] = set()
-    for key, info in render.MODELS.items():
+    for key, info in adapter_models.MODELS.items():
         names: list[str] = []
         if info.bootstrap_template is None:
             continue

@@ -29,13 +29,12 @@ from switch.services.qualify import build_request, peer_of
 from switch.sip import digest
 from switch.sip.message import Request
 from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
-from switch.store import repo_adapters, repo_lines
+from switch.store import adapter_models, repo_adapters, repo_lines
 from switch.store.engine import write_session
 from switch.store.models import Customer
 from switch.store.repo_adapters import AdapterInfo, format_mac, normalise_mac
 from switch.store.repo_audit import add_audit_event
 
-from .. import render
 from ..ata import CFG_PREFIX, DIGEST_REALM, adapter_credentials, config_status, origin_of
 from ..auth import PRINCIPAL, require
 from ..errors import problem
@@ -45,10 +44,6 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-#: SIP NOTIFY event that makes each family re-fetch its config (ATA_FORMATS.md):
-#: Cisco/Linksys "resync" (Linksys provisioning guide), Grandstream "check-sync"
-#: (Grandstream provisioning guide; FusionPBX sends "resync" too), OBi "resync" (X_AcceptResync).
-RESYNC_EVENTS: dict[str, str] = {"spa": "resync", "ht80x": "check-sync", "ht81x": "check-sync", "obi": "resync"}
 DEFAULT_WAIT = 2.0
 MAX_WAIT = 10.0
 
@@ -230,7 +225,7 @@ async def profile_url(request: web.Request) -> web.Response:
     if isinstance(origin, web.Response):
         return origin
     services = request.app[SERVICES]
-    info = render.MODELS.get(adapter.model)
+    info = adapter_models.model_info(adapter.model)
     if info is None:
         return problem(409, f"model {adapter.model!r} has no provisioning template")
     secret = await repo_adapters.get_provisioning_secret(
@@ -359,8 +354,8 @@ async def resync(request: web.Request) -> web.Response:
     except ValueError:
         return problem(400, "wait must be a number of seconds")
     wait = max(0.0, min(MAX_WAIT, wait))
-    info = render.MODELS.get(adapter.model)
-    event = RESYNC_EVENTS.get(info.family if info else "", "resync")
+    info = adapter_models.model_info(adapter.model)
+    event = info.resync_event if info else "resync"  # each model's event: switch.store.adapter_models
     services = request.app[SERVICES]
     lines = await repo_lines.load_adapter_lines(services.session_factory, adapter.adapter_id, services.secret_box)
     targets = [(line, b) for line in lines for b in services.location.bindings(line.line_id)]

@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from switch.store.adapter_models import ADAPTER_MODELS, MODELS
 from switch.store.models import CustomerKind, Language
-from switch.store.repo_adapters import MODEL_VENDORS, format_mac, normalise_mac
+from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_lines import normalise_number
 
 __all__ = [
@@ -58,8 +59,6 @@ LINE_FIELDS = (
     "unlisted",
     "enabled",
 )
-#: Ports per model: every supported model has two FXS ports.
-MODEL_PORTS: dict[str, int] = dict.fromkeys(MODEL_VENDORS, 2)
 
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Printable ASCII without space: it goes into adapter configs of many vendors,
@@ -280,7 +279,8 @@ def _line(ck: _Checker, raw: Any, path: str, model: str | None) -> LineSpec | No
         return None
     n_issues = len(ck.issues)
     port = d.get("port")
-    max_port = MODEL_PORTS.get(model or "", 2)
+    info = MODELS.get(model or "")
+    max_port = info.ports if info is not None else 2
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= max_port):
         ck.err(f"{path}.port", "must be 1 or 2" if max_port == 2 else f"must be between 1 and {max_port}")
     number = _number(ck, d["number"], f"{path}.number") if d.get("number") is not None else None
@@ -337,10 +337,10 @@ def _adapter(ck: _Checker, raw: Any, path: str) -> AdapterSpec | None:
     model: str | None = None
     raw_model = d.get("model")
     if raw_model is not None:
-        if isinstance(raw_model, str) and raw_model.strip().lower() in MODEL_VENDORS:
+        if isinstance(raw_model, str) and raw_model.strip().lower() in MODELS:
             model = raw_model.strip().lower()
         else:
-            ck.err(f"{path}.model", f"unknown model {raw_model!r}; supported: {', '.join(MODEL_VENDORS)}")
+            ck.err(f"{path}.model", f"unknown model {raw_model!r}; supported: {', '.join(ADAPTER_MODELS)}")
     description = ck.text(d, "description", path, max_len=200)
     lines: list[LineSpec] = []
     ports: dict[int, str] = {}

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import Select
 
+from switch.store.adapter_models import MODELS
 from switch.store.crypto import CTX_ADAPTER_SECRET, CTX_LINE_SECRET, CTX_TRUNK_PASSWORD, SecretBox
 from switch.store.engine import SessionFactory, write_session
 from switch.store.import_validation import (
@@ -67,7 +68,7 @@ from switch.store.models import (
     Trunk,
     UnclaimedAdapter,
 )
-from switch.store.repo_adapters import MODEL_VENDORS, format_mac, new_provisioning_secret
+from switch.store.repo_adapters import format_mac, new_provisioning_secret
 from switch.store.repo_audit import add_audit_event
 from switch.store.repo_lines import apply_secret, default_auth_user
 from switch.store.repo_trunks import RoutingImportError, import_routing
@@ -461,7 +462,7 @@ def _upsert_adapter(
         adapter = Adapter(
             mac=a.mac,
             model=a.model,
-            vendor=MODEL_VENDORS[a.model],
+            vendor=MODELS[a.model].vendor_name,
             customer_id=customer.id,
             description=a.description,
             provisioning_secret_enc=box.encrypt(new_provisioning_secret(), context=CTX_ADAPTER_SECRET),
@@ -471,7 +472,7 @@ def _upsert_adapter(
         return adapter
     changed = _set(adapter, "customer_id", customer.id)
     changed |= _set(adapter, "model", a.model)
-    changed |= _set(adapter, "vendor", MODEL_VENDORS[a.model])
+    changed |= _set(adapter, "vendor", MODELS[a.model].vendor_name)
     if a.description is not None:
         changed |= _set(adapter, "description", a.description)
     counts.add("adapters", changed=changed)

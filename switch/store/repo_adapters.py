@@ -17,13 +17,12 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from switch.store.adapter_models import ADAPTER_MODELS, MODELS
 from switch.store.crypto import CTX_ADAPTER_SECRET, SecretBox
 from switch.store.engine import SessionFactory, write_session
 from switch.store.models import Adapter, AdapterLamp, ConfigFetch, LampEvent, LampName, LampState, UnclaimedAdapter
 
 __all__ = [
-    "ADAPTER_MODELS",
-    "MODEL_VENDORS",
     "AdapterInfo",
     "ConfigFetchInfo",
     "LampEventInfo",
@@ -47,18 +46,6 @@ __all__ = [
     "set_lamp",
     "set_lamps",
 ]
-
-#: Supported adapter models (all two-port FXS) and who makes them.
-MODEL_VENDORS: dict[str, str] = {
-    "spa112": "Cisco",
-    "spa122": "Cisco",
-    "pap2t": "Linksys",
-    "spa2102": "Linksys",
-    "ht802": "Grandstream",
-    "ht812": "Grandstream",
-    "obi202": "Obihai",
-}
-ADAPTER_MODELS: tuple[str, ...] = tuple(MODEL_VENDORS)
 
 _MAC_FORMS = (
     re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"),  # 00:0e:08:ab:cd:01
@@ -189,7 +176,7 @@ async def get_provisioning_secret(
 
 def _check_model(model: str) -> str:
     key = model.strip().lower()
-    if key not in MODEL_VENDORS:
+    if key not in MODELS:
         raise ValueError(f"unknown adapter model {model!r}; supported: {', '.join(ADAPTER_MODELS)}")
     return key
 
@@ -212,7 +199,7 @@ async def create_adapter(
         adapter = Adapter(
             mac=key,
             model=model_key,
-            vendor=MODEL_VENDORS[model_key],
+            vendor=MODELS[model_key].vendor_name,
             customer_id=customer_id,
             description=description,
             provisioning_secret_enc=secret_box.encrypt(new_provisioning_secret(), context=CTX_ADAPTER_SECRET),

@@ -27,7 +27,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from provisioning import ata
 from provisioning.app import create_app
-from provisioning.render import parse_user_agent
 from switch import app as switch_app
 from switch.app import Services
 from switch.settings import Settings
@@ -35,6 +34,7 @@ from switch.sip import digest
 from switch.sip.message import Request, Response
 from switch.sip.parser import parse_message
 from switch.store import repo_adapters, repo_lines, repo_tokens
+from switch.store.adapter_models import parse_user_agent
 from switch.store.crypto import generate_key
 from switch.store.import_validation import parse_import_document
 from switch.store.importer import import_document

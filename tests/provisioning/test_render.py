@@ -17,17 +17,16 @@ from pathlib import Path
 import pytest
 
 from provisioning.render import (
-    MODELS,
     AdapterProfile,
     LineProfile,
     ProfileError,
     UnsupportedProfileError,
     bootstrap_files,
     config_filename,
-    parse_user_agent,
     render_bootstrap,
     render_config,
 )
+from switch.store.adapter_models import MODELS, parse_user_agent
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
