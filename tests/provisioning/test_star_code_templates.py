@@ -14,7 +14,8 @@ import re
 import pytest
 
 from feature_codes import FeatureRequest, parse
-from provisioning.render import MODELS, render_config
+from provisioning.render import render_config
+from switch.store.adapter_models import MODELS
 
 from .test_render import SPA_MODELS, _flat, _obi, _profile
 
