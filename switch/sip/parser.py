@@ -371,6 +371,11 @@ class StreamParser:
         self._head: tuple[int, _Head, int] | None = None  # (head end, parsed head, frame size)
         self._error: ParseError | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete message held (the transport's read timeout watches this)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[object]:
         if self._error is not None:
             raise self._error

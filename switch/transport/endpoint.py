@@ -33,8 +33,9 @@ from switch.sip.transaction.events import (
 from switch.sip.transaction.layer import LayerConfig, TransactionLayer
 from switch.sip.timers import TimerConfig
 
+from .conditions import ConditionLog
 from .ratelimit import KeyedRateLimiter
-from .tcp import TcpConnection, connect_tcp, open_tcp_server
+from .tcp import TcpConnection, connect_tcp, descriptor_budget, open_tcp_server
 from .udp import DEFAULT_UDP_BUFFER, UdpTransport, open_udp
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class EndpointStats:
     received: int = 0
     rate_limited: int = 0
     sent: int = 0
+    tcp_refused: int = 0
+    tcp_read_timeouts: int = 0
 
 
 class Endpoint:
@@ -83,6 +86,15 @@ class Endpoint:
         self.stats = EndpointStats()
         self.addresses: list[tuple[str, int]] = []
         self.tcp_idle_timeout = 600.0
+        #: an incomplete message (or a new connection's first one) older than this closes its connection
+        self.tcp_read_timeout = 10.0
+        #: accepted connections per source address (a NATed office has a few ATAs, not hundreds)
+        self.tcp_max_per_source = 64
+        #: accepted connections in all; None: the descriptor budget (limit minus HTTP's reserve)
+        self.tcp_max_connections: int | None = None
+        self.tcp_per_source: dict[str, int] = {}
+        self._tcp_inbound = 0
+        self.conditions = ConditionLog(log)
         self.udp_buffer = DEFAULT_UDP_BUFFER
         self._idle_task: asyncio.Task[None] | None = None
 
@@ -98,7 +110,10 @@ class Endpoint:
             via_host = socket.gethostbyname(socket.gethostname())
         self.layer.config.via_addresses.update({"udp": (via_host, via_port), "tcp": (via_host, via_port)})
         log.info("SIP listening on %s (udp+tcp)", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+        if self.tcp_max_connections is None:
+            self.tcp_max_connections = descriptor_budget()
         self._idle_task = self.spawn(self._close_idle())
+        self.spawn(self._close_stalled())
 
     async def _open_pair(self, host: str, port: int) -> tuple[UdpTransport, asyncio.base_events.Server]:
         """UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and
@@ -125,8 +140,52 @@ class Endpoint:
             await asyncio.sleep(max(1.0, min(30.0, self.tcp_idle_timeout / 4)))
             cutoff = self.loop.time() - self.tcp_idle_timeout
             for conn in [c for c in self.tcp_connections.values() if c.last_activity < cutoff]:
-                log.info("closing idle TCP connection from %s:%s", *conn.peer)
+                self.conditions.warning("tcp-idle", "tcp: closing idle connections (last from %s:%s)", *conn.peer)
                 conn.close()
+
+    async def _close_stalled(self) -> None:
+        """The read timeout: close connections whose current message is not complete in time."""
+        while True:
+            await asyncio.sleep(min(1.0, self.tcp_read_timeout / 4))
+            cutoff = self.loop.time() - self.tcp_read_timeout
+            for conn in [c for c in self.tcp_connections.values() if c.incomplete_since is not None and c.incomplete_since < cutoff]:
+                self.stats.tcp_read_timeouts += 1
+                self.conditions.warning(
+                    "tcp-read-timeout", "tcp: closing connections with an incomplete message after %.0f s (last from %s:%s)",
+                    self.tcp_read_timeout, *conn.peer,
+                )
+                conn.close()
+
+    def tcp_admit(self, conn: TcpConnection) -> bool:
+        """Count an accepted connection against the caps; False: close it at once."""
+        host = conn.peer[0]
+        have = self.tcp_per_source.get(host, 0)
+        limit = self.tcp_max_connections
+        if have >= self.tcp_max_per_source:
+            self.stats.tcp_refused += 1
+            self.conditions.warning(
+                f"tcp-per-source {host}", "tcp: %s has %d connections open (the per-source cap): refusing more", host, have
+            )
+            return False
+        if limit is not None and self._tcp_inbound >= limit:
+            self.stats.tcp_refused += 1
+            self.conditions.warning(
+                "tcp-global", "tcp: %d connections open (the global cap): refusing more, latest from %s", self._tcp_inbound, host
+            )
+            return False
+        self.tcp_per_source[host] = have + 1
+        self._tcp_inbound += 1
+        conn.admitted = True
+        return True
+
+    def tcp_release(self, conn: TcpConnection) -> None:
+        host = conn.peer[0]
+        left = self.tcp_per_source.get(host, 1) - 1
+        if left > 0:
+            self.tcp_per_source[host] = left
+        else:
+            self.tcp_per_source.pop(host, None)
+        self._tcp_inbound -= 1
 
     async def stop(self) -> None:
         if self._timer:

@@ -1,9 +1,15 @@
-"""TCP transport: per-connection stream framing, connection reuse, idle timeout.
+"""TCP transport: per-connection stream framing, connection reuse, caps and timeouts.
 
 Responses go back on the connection the request came in on (§18.2.2). Requests
 we originate to a peer reuse an open connection to that address when there is
 one (RFC 5923 spirit), else connect. Double-CRLF keep-alives are answered with
 a single CRLF (RFC 5626 §4.4.1).
+
+Exhaustion: an accepted connection over the per-source or the global cap is
+closed at once; a message (or a new connection's first message) not complete
+within the read timeout closes its connection (a slow-loris trickle holds
+nothing for long); the global cap leaves a reserve of descriptors that SIP never
+takes, so HTTP (API, provisioning, /health) keeps working under a TCP flood.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import resource
 import socket
 from typing import TYPE_CHECKING, cast
 
@@ -25,9 +32,35 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
+#: descriptors SIP over TCP never takes: HTTP, the database, log files keep these
+HTTP_RESERVE = 1024
+
+
+def descriptor_budget(reserve: int = HTTP_RESERVE) -> int:
+    """How many TCP connections SIP may hold: the descriptor limit (raised to the hard
+    limit when allowed) minus ``reserve``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):  # pragma: no cover - container limits
+            pass
+    if soft == resource.RLIM_INFINITY:  # pragma: no cover
+        soft = 1 << 20
+    return max(16, soft - reserve)
+
+
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, inbound: bool = True) -> None:
         self.endpoint = endpoint
+        self.inbound = inbound
+        #: counted in the endpoint's per-source table (accepted, within the caps)
+        self.admitted = False
+        #: when the message being received began (a new inbound connection: when it
+        #: was accepted); None between messages. The read timeout runs from here.
+        self.incomplete_since: float | None = None
         self.conn_id = next(_ids)
         self.parser = StreamParser()
         self.transport: asyncio.Transport | None = None
@@ -44,7 +77,12 @@ class TcpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if self.inbound and not self.endpoint.tcp_admit(self):
+            stream.abort()
+            return
         self.last_activity = self.endpoint.now()
+        if self.inbound:
+            self.incomplete_since = self.last_activity
         self.endpoint.tcp_connections[self.conn_id] = self
         self.endpoint.tcp_by_addr[self.peer] = self
         for data in self.pending:
@@ -58,10 +96,17 @@ class TcpConnection(asyncio.Protocol):
         try:
             items = self.parser.feed(data)
         except ParseError as err:
-            log.info("tcp %s:%s framing error, closing: %s", self.peer[0], self.peer[1], err.reason)
+            self.endpoint.conditions.warning(
+                "tcp-framing", "tcp %s:%s framing error, closing: %s", self.peer[0], self.peer[1], err.reason
+            )
             self.endpoint.tcp_parse_error(self, err)
             self.close()
             return
+        if self.parser.buffered:
+            if self.incomplete_since is None or items:
+                self.incomplete_since = self.last_activity
+        else:
+            self.incomplete_since = None
         for item in items:
             if item is StreamParser.PING:
                 self.write(KEEPALIVE_PONG)
@@ -81,6 +126,9 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.endpoint.tcp_release(self)
         self.endpoint.tcp_connections.pop(self.conn_id, None)
         if self.endpoint.tcp_by_addr.get(self.peer) is self:
             del self.endpoint.tcp_by_addr[self.peer]
@@ -99,7 +147,7 @@ async def open_tcp_server(endpoint: Endpoint, host: str, port: int) -> asyncio.b
 def connect_tcp(endpoint: Endpoint, host: str, port: int) -> TcpConnection:
     """Start connecting; data written before the connection is up is queued."""
     loop = asyncio.get_running_loop()
-    conn = TcpConnection(endpoint)
+    conn = TcpConnection(endpoint, inbound=False)
     endpoint.tcp_by_addr[(host, port)] = conn
 
     async def go() -> None:
