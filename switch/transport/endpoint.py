@@ -14,11 +14,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import random
+import re
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from switch.sip import overload
 from switch.sip.errors import ParseError
 from switch.sip.message import Message, Request, Response, response_for
 from switch.sip.transaction.events import (
@@ -50,6 +54,7 @@ class EndpointStats:
     received: int = 0
     rate_limited: int = 0
     sent: int = 0
+    shed: int = 0
     tcp_refused: int = 0
     tcp_read_timeouts: int = 0
 
@@ -95,6 +100,12 @@ class Endpoint:
         self.tcp_per_source: dict[str, int] = {}
         self._tcp_inbound = 0
         self.conditions = ConditionLog(log)
+        #: overload shedding: the longest a request may wait in the UDP socket queue
+        #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
+        self.shed_budget = 0.15
+        self.shed_retry_after = (2, 40)
+        self.never_shed: Callable[[bytes], bool] = emergency_ruri
+        self._random = random.Random()
         self.udp_buffer = DEFAULT_UDP_BUFFER
         self._idle_task: asyncio.Task[None] | None = None
 
@@ -231,16 +242,53 @@ class Endpoint:
             log.warning("rate limit: dropping traffic from %s (%d dropped so far)", host, self.stats.rate_limited)
         return False
 
-    def udp_received(self, data: bytes, host: str, port: int) -> None:
+    def udp_received(self, data: bytes, host: str, port: int, arrived: float | None = None) -> None:
+        """One datagram; ``arrived`` is the kernel's receive time (wall clock) when known."""
         self.stats.received += 1
         if not self._allowed(host):
             return
+        if arrived is not None and self.shed_budget > 0:
+            waited = time.time() - arrived
+            if waited > self.shed_budget * 0.5 and self._shed(data, host, port, waited):
+                return
         if data.strip(b"\r\n") == b"":
             # RFC 5626 §4.4.1 / §3.5.1: CRLF keep-alive over UDP (no STUN here); note liveness.
             self.keepalive_seen("udp", host, port)
             return
         self.layer.receive(data, Peer("udp", host, port), self.loop.time())
         self._drain()
+
+    def _shed(self, data: bytes, host: str, port: int, waited: float) -> bool:
+        """Overload: answer 503 + Retry-After without parsing, if this request may be shed.
+
+        Past half the budget only requests without credentials are shed (their
+        challenge is still to come, so refusing them wastes nothing done); past
+        the whole budget, any new request. Never shed: responses, requests that
+        end or continue accepted work (ACK, BYE, CANCEL, ...), emergency INVITEs.
+        The Retry-After is spread over a window so the refused do not all come
+        back in the same second.
+        """
+        line = overload.request_line(data)
+        if line is None:
+            return False
+        method, ruri = line
+        if method in overload.NEVER_SHED:
+            return False
+        if waited <= self.shed_budget and overload.has_credentials(data):
+            return False
+        if method == b"INVITE" and self.never_shed(ruri):
+            return False
+        lo, hi = self.shed_retry_after
+        resp = overload.overload_response(data, self._random.randint(lo, hi))
+        if resp is None:
+            return False
+        self.stats.shed += 1
+        self.conditions.warning(
+            "overload", "overload: requests waited %.0f ms in the socket queue (budget %.0f ms): answering 503 to new ones",
+            waited * 1000, self.shed_budget * 1000,
+        )
+        self._send(resp, Peer("udp", host, port))
+        return True
 
     def tcp_message(self, msg: Message, conn: TcpConnection) -> None:
         self.stats.received += 1
@@ -399,6 +447,17 @@ class Endpoint:
         if conn is None:
             conn = connect_tcp(self, peer.host, peer.port)
         conn.write(data)
+
+
+_EMERGENCY_USER = re.compile(rb"^(?:sips?:|tel:)(?:\+47|0047|47)?(110|112|113)(?:[@;?>]|$)|^urn:service:sos", re.I)
+
+
+def emergency_ruri(ruri: bytes) -> bool:
+    """110/112/113 (bare, +47, 0047) or an urn:service:sos Request-URI: never shed.
+
+    A cheap stand-in for the numbering plan, which the composition root may put
+    in its place (``Endpoint.never_shed``)."""
+    return _EMERGENCY_USER.match(ruri) is not None
 
 
 def _tag_for(req: Request) -> str | None:

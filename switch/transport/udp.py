@@ -1,10 +1,20 @@
-"""UDP transport: a thin DatagramProtocol feeding the endpoint (RFC 3261 §18)."""
+"""UDP transport: a non-blocking socket read with ``recvmsg`` feeding the endpoint (RFC 3261 §18).
+
+Each datagram comes with the time the kernel received it (``SO_TIMESTAMPNS``),
+so the endpoint knows how long it waited in the socket queue: that wait is
+what overload shedding looks at (see ``Endpoint.udp_received``). The
+loop's own datagram transport cannot hand out that ancillary data, hence a
+reader of our own; it reads at most ``BATCH`` datagrams per wake-up so timers
+and TCP get their turn during a flood.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import struct
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,50 +28,96 @@ log = logging.getLogger(__name__)
 # retransmission queues too, and an overload turns into a collapse (bench/README.md).
 DEFAULT_UDP_BUFFER = 512 * 1024
 
+#: Linux: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), a struct timespec per datagram
+_SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+BATCH = 64
 
-class UdpTransport(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: Endpoint, buffer: int = DEFAULT_UDP_BUFFER) -> None:
+
+class UdpTransport:
+    def __init__(self, endpoint: Endpoint, sock: socket.socket, buffer: int = DEFAULT_UDP_BUFFER) -> None:
         self.endpoint = endpoint
         self.buffer = buffer
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local: tuple[str, int] = ("", 0)
-        self.family = socket.AF_INET
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self.family = sock.family
-            for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):
-                # SO_RCVBUF is capped by net.core.rmem_max (often 208 KiB); with
-                # CAP_NET_ADMIN the *FORCE variants (33/32 on Linux) are not.
+        self.sock = sock
+        self.family = sock.family
+        name = sock.getsockname()
+        self.local: tuple[str, int] = (name[0], name[1])
+        self.timestamps = False
+        self.send_dropped = 0
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):
+            # SO_RCVBUF is capped by net.core.rmem_max (often 208 KiB); with
+            # CAP_NET_ADMIN the *FORCE variants (33/32 on Linux) are not.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, buffer)
+            except OSError:
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, force, self.buffer)
-                except OSError:
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, opt, self.buffer)
-                    except OSError:  # pragma: no cover - container limits
-                        pass
-        name = transport.get_extra_info("sockname")
-        self.local = (name[0], name[1])
+                    sock.setsockopt(socket.SOL_SOCKET, opt, buffer)
+                except OSError:  # pragma: no cover - container limits
+                    pass
+        if _SO_TIMESTAMPNS is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.timestamps = True
+            except OSError:  # pragma: no cover
+                pass
+        self._loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]) -> None:
-        self.endpoint.udp_received(data, addr[0], addr[1])
+    @property
+    def transport(self) -> UdpTransport | None:
+        """Itself while open (callers check ``udp.transport`` before closing)."""
+        return None if self._closed else self
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and friends: nothing to do for a datagram protocol.
-        log.debug("udp error: %s", exc)
+    def _readable(self) -> None:
+        sock = self.sock
+        received = self.endpoint.udp_received
+        level = socket.SOL_SOCKET
+        kind = _SO_TIMESTAMPNS
+        for _ in range(BATCH):
+            try:
+                data, anc, _flags, addr = sock.recvmsg(65535, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors and friends: nothing to do for datagrams
+                log.debug("udp error: %s", exc)
+                return
+            arrived: float | None = None
+            for clevel, ctype, cdata in anc:
+                if clevel == level and ctype == kind and len(cdata) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    arrived = sec + nsec * 1e-9
+            received(data, addr[0], addr[1], arrived)
 
     def send(self, data: bytes, host: str, port: int) -> None:
-        if self.transport is not None:
-            self.transport.sendto(data, (host, port))
+        if self._closed:
+            return
+        try:
+            self.sock.sendto(data, (host, port))
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1  # the send buffer is full: UDP may lose it, the peer retransmits
+        except OSError as exc:
+            log.debug("udp send to %s:%s failed: %s", host, port, exc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError):  # pragma: no cover - loop already closed
+            pass
+        self.sock.close()
 
 
 async def open_udp(endpoint: Endpoint, host: str, port: int, *, buffer: int = DEFAULT_UDP_BUFFER) -> UdpTransport:
-    loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    _, proto = await loop.create_datagram_endpoint(
-        lambda: UdpTransport(endpoint, buffer), local_addr=(host, port), family=family
-    )
-    return proto
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        sock.setblocking(False)
+        return UdpTransport(endpoint, sock, buffer)
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,72 @@
+"""Overload answers built from raw bytes, before any parsing (RFC 3261 §21.5.4, RFC 6357 §4).
+
+When the queue in front of the switch is already too long, parsing a request
+only to refuse it costs what serving it would. These helpers look at a
+datagram's start line and the few header lines a response must copy (Via,
+From, To, Call-ID, CSeq, compact forms too) and build the ``503`` with its
+``Retry-After`` directly, in a few microseconds; what cannot be read that
+cheaply is left to the normal path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+#: requests that finish work already accepted (calls ending, dialogs, our own
+#: transactions' answers): shedding them would only make the overload last longer
+NEVER_SHED = frozenset({b"ACK", b"BYE", b"CANCEL", b"PRACK", b"UPDATE", b"INFO", b"NOTIFY"})
+
+_COPY = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
+         b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
+
+
+def request_line(data: bytes) -> tuple[bytes, bytes] | None:
+    """(method, Request-URI) of a request datagram; None for a response or garbage."""
+    end = data.find(b"\r\n", 0, 2048)
+    if end < 0:
+        return None
+    parts = data[:end].split(b" ")
+    if len(parts) != 3 or parts[0] == b"SIP/2.0" or not parts[2].startswith(b"SIP/"):
+        return None
+    return parts[0], parts[1]
+
+
+def has_credentials(data: bytes) -> bool:
+    """The request carries Authorization or Proxy-Authorization (a second round trip)."""
+    head_end = data.find(b"\r\n\r\n")
+    head = data if head_end < 0 else data[:head_end]
+    return b"uthorization:" in head or b"UTHORIZATION:" in head
+
+
+def overload_response(data: bytes, retry_after: int) -> bytes | None:
+    """``503 Service Unavailable`` + ``Retry-After`` for the request in ``data``; None if it cannot be built."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    lines = data[:head_end].split(b"\r\n")
+    out = [b"SIP/2.0 503 Service Unavailable"]
+    seen: set[bytes] = set()
+    call_id = b""
+    for line in lines[1:]:
+        if not line or line[0] in b" \t":  # folded continuation: give up, the parser will do it
+            if line:
+                return None
+            continue
+        colon = line.find(b":")
+        if colon <= 0:
+            return None
+        name = _COPY.get(line[:colon].strip().lower())
+        if name is None:
+            continue
+        value = line[colon + 1 :].strip()
+        if name == b"To" and b";tag=" not in value.lower():
+            value += b";tag=" + hashlib.blake2s(data[:head_end], digest_size=6).hexdigest().encode()
+        if name == b"Call-ID":
+            call_id = value
+        seen.add(name)
+        out.append(name + b": " + value)
+    if len(seen) != 5 or not call_id:
+        return None
+    out.append(b"Retry-After: " + str(int(retry_after)).encode())
+    out.append(b"Content-Length: 0")
+    return b"\r\n".join(out) + b"\r\n\r\n"

@@ -1,0 +1,109 @@
+"""Overload shedding over real UDP: a request that waited too long in the socket queue gets 503.
+
+The queue is made to wait for real: the test blocks the event loop (as a
+saturated switch would be) while its datagrams sit in the kernel's buffer.
+The kernel's receive timestamps then say how long each one waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from switch.sip.message import Response
+from switch.sip.overload import overload_response
+from switch.sip.parser import parse_message
+from switch.transport.endpoint import Endpoint
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[Endpoint]:
+    ep = Endpoint()
+    ep.shed_budget = 0.1
+    await ep.start([("127.0.0.1", 0)])
+    yield ep
+    await ep.stop()
+
+
+def request(method: str, ruri: str, port: int, n: int, extra: str = "") -> bytes:
+    return (
+        f"{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKshed{n};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=f{n}\r\nTo: <{ruri}>\r\nCall-ID: shed{n}@t\r\n"
+        f"CSeq: 1 {method}\r\nContact: <sip:a@127.0.0.1:{port}>\r\n{extra}Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def _replies(sock: socket.socket, within: float) -> dict[str, list[int]]:
+    """Call-ID -> statuses received."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    got: dict[str, list[int]] = {}
+    while loop.time() < end:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), max(0.01, end - loop.time()))
+        except asyncio.TimeoutError:
+            break
+        msg = parse_message(data)
+        assert isinstance(msg, Response)
+        got.setdefault(msg.call_id, []).append(msg.status)
+        if msg.status == 503:
+            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 40
+    return got
+
+
+async def test_requests_that_waited_past_the_budget_get_503_but_emergency_and_bye_do_not(endpoint: Endpoint) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    dest = endpoint.addresses[0]
+    try:
+        batch = {
+            "shed0@t": request("OPTIONS", "sip:127.0.0.1", port, 0),
+            "shed1@t": request("REGISTER", "sip:127.0.0.1", port, 1),
+            "shed2@t": request("INVITE", "sip:112@127.0.0.1", port, 2),
+            "shed3@t": request("INVITE", "sip:+4790000000@127.0.0.1", port, 3),
+            "shed4@t": request("BYE", "sip:a@127.0.0.1", port, 4),
+            "shed5@t": request("REGISTER", "sip:127.0.0.1", port, 5, 'Authorization: Digest username="a"\r\n'),
+        }
+        for data in batch.values():
+            sock.sendto(data, dest)
+        time.sleep(0.3)  # the loop is stuck: everything waits 0.3 s > the 0.1 s budget
+        got = await _replies(sock, 1.0)
+        assert got["shed0@t"] == [503] and got["shed1@t"] == [503] and got["shed3@t"] == [503]
+        assert got["shed5@t"] == [503]  # past the whole budget even a second round trip is shed
+        assert 503 not in got["shed2@t"] and got["shed2@t"][0] == 100  # emergency: served
+        assert 503 not in got["shed4@t"]  # BYE ends a call: served
+        assert endpoint.stats.shed == 4
+
+        # Between half and all of the budget: only requests without credentials are shed.
+        for n, extra in ((6, ""), (7, 'Proxy-Authorization: Digest username="a"\r\n')):
+            sock.sendto(request("REGISTER", "sip:127.0.0.1", port, n, extra), dest)
+        time.sleep(0.07)
+        got = await _replies(sock, 1.0)
+        assert got["shed6@t"] == [503] and 503 not in got["shed7@t"]
+
+        # Not loaded: nothing is shed.
+        sock.sendto(request("OPTIONS", "sip:127.0.0.1", port, 8), dest)
+        got = await _replies(sock, 0.5)
+        assert got["shed8@t"] == [200]
+    finally:
+        sock.close()
+
+
+def test_overload_response_copies_what_a_response_needs() -> None:
+    data = request("REGISTER", "sip:example.com", 5060, 9).replace(b"Via:", b"v:").replace(b"Call-ID:", b"i:")
+    resp = parse_message(overload_response(data, 17) or b"")
+    assert isinstance(resp, Response)
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "17"
+    assert resp.call_id == "shed9@t" and resp.cseq.method == "REGISTER" and resp.to.tag
+    assert resp.top_via.branch == "z9hG4bKshed9"
+    # the same request (a retransmission) gets the same To tag
+    again = parse_message(overload_response(data, 3) or b"")
+    assert isinstance(again, Response) and again.to.tag == resp.to.tag
+    # not cheaply readable (folded header): left to the normal path
+    assert overload_response(data.replace(b"CSeq: 1", b"CSeq:\r\n 1"), 5) is None
