@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import SwitchProcess, http_get_json, sip_options_udp
+from harness.softswitch import SwitchProcess, http_get_json, sip_options_udp
 
 pytestmark = pytest.mark.e2e
 
