@@ -186,7 +186,12 @@ async def start(settings: Settings) -> Services:
     from .services.b2bua.manager import install_calls
     from .services.rating.service import RatingService
 
-    services.rating = await RatingService.open(sf, tz=settings.billing_timezone)
+    services.rating = await RatingService.open(
+        sf,
+        tz=settings.billing_timezone,
+        margin_ore=settings.credit_cut_margin_ore,
+        suspender=lambda: getattr(services, "policy", None),  # the credit limit suspends through it
+    )
     services.calls = await install_calls(services)
     return services
 

@@ -151,6 +151,8 @@ class Call:
         "_on_end",
         "_no_answer",
         "_max_duration",
+        "_cut_cause",
+        "budget",
         "_redirects",
         "_last_failure",
         "attempts",
@@ -186,6 +188,9 @@ class Call:
         self._on_end = on_end
         self._no_answer: Handle | None = None
         self._max_duration: Handle | None = None
+        self._cut_cause = Cause.MAX_DURATION
+        self.budget: Callable[[Call], None] | None = None
+        """Told when the call is answered (the credit limit), which may then call ``limit_duration``."""
         self._redirects = 0
         self._last_failure: tuple[int, Target] | None = None
         self.attempts = 0
@@ -252,6 +257,24 @@ class Call:
         if self._config.max_duration > 0 and not self.emergency:
             self._max_duration = self._clock.call_later(self._config.max_duration, self._on_max_duration)
         self.a.send(ev)
+        if self.budget is not None and not self.emergency:
+            try:
+                self.budget(self)
+            except Exception:  # noqa: BLE001 - the call goes on with its ordinary limit
+                log.exception("%r: the credit limit check failed", self)
+
+    def limit_duration(self, seconds: float, cause: Cause) -> None:
+        """End the connected call ``seconds`` from now with ``cause`` (earlier than the
+        maximum duration only); again later to move that moment. Never an emergency call."""
+        if self.emergency or self.state is not CallState.CONNECTED or self.record.answer_mono is None:
+            return
+        self._cancel_timer("_max_duration")
+        delay, self._cut_cause = max(0.0, seconds), cause
+        if self._config.max_duration > 0:
+            left = self._config.max_duration - (self._clock.now() - self.record.answer_mono)
+            if left <= delay:
+                delay, self._cut_cause = max(0.0, left), Cause.MAX_DURATION
+        self._max_duration = self._clock.call_later(delay, self._on_max_duration)
 
     def _b_failed(self, side: Side, ev: Event) -> None:
         assert isinstance(ev, Fail) and self.target is not None
@@ -321,11 +344,12 @@ class Call:
     def _on_max_duration(self) -> None:
         self._max_duration = None
         if self.state is CallState.CONNECTED:
-            log.info("%r: maximum call duration reached", self)
-            self.a.send(Disconnect(cause=Cause.MAX_DURATION))
+            cause = self._cut_cause
+            log.info("%r: %s", self, "maximum call duration reached" if cause is Cause.MAX_DURATION else cause.value)
+            self.a.send(Disconnect(cause=cause))
             if self.b is not None:
-                self.b.send(Disconnect(cause=Cause.MAX_DURATION))
-            self._end(Cause.MAX_DURATION, 200)
+                self.b.send(Disconnect(cause=cause))
+            self._end(cause, 200)
 
     # -- termination from outside ------------------------------------------------------------
     def shutdown(self, cause: Cause = Cause.SHUTDOWN) -> None:

@@ -269,6 +269,8 @@ class CallManager:
             loop_token=secrets.token_hex(8),
         )
         self.calls: set[Call] = set()
+        #: Told of each answered call (the credit limit: ``switch.services.rating.credit``).
+        self.call_budget: Callable[[Call], None] | None = None
         self.stats = ManagerStats()
         self._closing = False
         self._previous: dict[str, Callable[[RequestReceived], None] | None] = {}
@@ -469,6 +471,7 @@ class CallManager:
             reroute=partial(self._reroute, caller, number),
             emergency=isinstance(decision, Emergency),
         )
+        call.budget = self.call_budget
         leg.attach(call)
         self.calls.add(call)
         self.stats.calls += 1
@@ -674,6 +677,8 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
         settings=CallSettings.from_settings(settings),
         policy=policy,
     )
+    if rating is not None:
+        manager.call_budget = rating.credit.on_answer
     manager.install()
     manager.start_background()
     return manager

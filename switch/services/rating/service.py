@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from switch.store.engine import SessionFactory
-from switch.store.repo_billing import add_totals, load_line_accounts, load_tariff_documents
+from switch.store.repo_billing import add_totals, load_line_accounts, load_tariff_documents, period_totals
 
+from .credit import CreditControl, Suspender
 from .periods import MonthlyPeriods
 from .rater import Rating, TariffBook
 from .tariff import tariff_from_document
@@ -63,6 +64,9 @@ class RatingService:
         self.periods = periods or MonthlyPeriods()
         self.country_code = country_code
         self.accounts: dict[int, Account] = {}
+        #: customer id → credit limit (øre) or None, rebuilt with the accounts
+        self.customer_limits: dict[int, int | None] = {}
+        self.credit: CreditControl | None = None
         self.listeners: list[TotalsListener] = []
         self._sf = session_factory
         self._unsaved: dict[tuple[int, datetime], list[int]] = {}
@@ -72,26 +76,51 @@ class RatingService:
         self.unpriced = 0
 
     @classmethod
-    async def open(cls, sf: SessionFactory, *, tz: str = "Europe/Oslo", country_code: str = "47",
-                   reload_interval: float = 30.0) -> RatingService:
-        """Load tariffs (importing the bundled price list into an empty database) and accounts; keep them fresh."""
+    async def open(
+        cls,
+        sf: SessionFactory,
+        *,
+        tz: str = "Europe/Oslo",
+        country_code: str = "47",
+        reload_interval: float = 30.0,
+        margin_ore: int = 5000,
+        suspender: Callable[[], Suspender | None] = lambda: None,
+    ) -> RatingService:
+        """Load tariffs (importing the bundled price list into an empty database), accounts and this
+        period's totals; start the credit limit; keep them fresh."""
         from .admin import ensure_bundled_tariffs
 
         await ensure_bundled_tariffs(sf)
         service = cls(TariffBook(), periods=MonthlyPeriods(tz), country_code=country_code, session_factory=sf)
+        service.credit = CreditControl(service, margin_ore=margin_ore, suspender=suspender)
+        service.listeners.append(service.credit)
         await service.reload()
+        service.credit.load_totals(await period_totals(sf, service.credit.period))
         if reload_interval > 0:
             service._task = asyncio.get_running_loop().create_task(service._reload_loop(reload_interval))
         return service
 
     async def _reload_loop(self, interval: float) -> None:
+        adopted = False
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.reload()
                 await self.flush_totals()
+                await self.reload()
+                credit = self.credit
+                if credit is not None and self._sf is not None:
+                    credit.tick()
+                    # Re-read the totals: a ``softswitch rerate`` in another process may have changed them.
+                    totals = await period_totals(self._sf, credit.period)
+                    for (cid, period), (ore, _calls) in self._unsaved.items():
+                        if period == credit.period:
+                            totals[cid] = totals.get(cid, 0) + ore
+                    credit.load_totals(totals)
+                    if not adopted and credit.suspender() is not None:
+                        await credit.adopt_existing()
+                        adopted = True
             except Exception:  # noqa: BLE001 - keep rating with what we have
-                log.exception("reloading tariffs and billing accounts failed")
+                log.exception("reloading tariffs, billing accounts and totals failed")
 
     async def close(self) -> None:
         """Stop reloading; write totals still owed (call after the CDR writer has closed)."""
@@ -103,10 +132,15 @@ class RatingService:
                 pass
             self._task = None
         await self.flush_totals()
+        if self.credit is not None:
+            await self.credit.close()
 
     # -- loading ---------------------------------------------------------------------
     def set_accounts(self, accounts: Mapping[int, Account]) -> None:
         self.accounts = dict(accounts)
+        self.customer_limits = {a.customer_id: a.credit_limit_ore for a in self.accounts.values()}
+        if self.credit is not None:
+            self.credit.accounts_changed()
 
     async def reload(self) -> None:
         """Tariffs and line → customer accounts from the database."""
@@ -118,9 +152,9 @@ class RatingService:
     async def reload_accounts(self) -> None:
         assert self._sf is not None
         loaded = await load_line_accounts(self._sf)
-        self.accounts = {
+        self.set_accounts({
             line_id: Account(a.customer_id, a.kind, a.credit_limit_ore) for line_id, a in loaded.items()
-        }
+        })
         self._accounts_loaded_at = time.monotonic()
 
     # -- rating ------------------------------------------------------------------------
