@@ -223,7 +223,10 @@ class SwitchProcess:
     def command(self) -> list[str]:
         return [
             *softswitch_cmd(), "--database", self.db_url, "--key-file", str(self.key_file),
-            "run", "--sip", self.sip_target, "--http", f"{LOOPBACK}:{self.http_port}", *self.extra_args,
+            # Announcements off unless a test turns them on (extra_args "--announcements", "on"): the
+            # refusal tests check SIP responses and would each wait seconds for a prompt to end.
+            "run", "--sip", self.sip_target, "--http", f"{LOOPBACK}:{self.http_port}", "--announcements", "off",
+            *self.extra_args,
         ]
 
     def log_text(self, tail: int = 200_000) -> str:

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--udp-buffer", type=int, default=None, metavar="BYTES",
                      help="UDP socket receive/send buffer (default 524288, see switch/transport/udp.py): the longest queue, hence the longest "
                      "delay, a burst can build before the kernel drops")
+    _announcement_flags(run)
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
 
@@ -69,7 +70,59 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--name", default="", help="label for the token")
 
     sub.add_parser("migrate", help="create or upgrade the database schema")
+
+    prompt = sub.add_parser("prompt", help="replace an announcement with a recording (docs/announcements.md)")
+    prompt.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR", "prompts"),
+                        help="where recordings go (the switch's --prompt-dir; env SOFTSWITCH_PROMPT_DIR)")
+    ps = prompt.add_subparsers(dest="prompt_command", required=True)
+    pi = ps.add_parser("install", help="install FILE.wav as prompt KEY in LANG (nb/en); heard on the next call")
+    pi.add_argument("key")
+    pi.add_argument("language", choices=["nb", "en"])
+    pi.add_argument("file")
+    pr = ps.add_parser("remove", help="go back to the shipped prompt")
+    pr.add_argument("key")
+    pr.add_argument("language", choices=["nb", "en"])
+    ps.add_parser("list", help="every prompt key, its support code, and whether a recording replaces it")
     return p
+
+
+def _announcement_flags(run: argparse.ArgumentParser) -> None:
+    """``softswitch run`` flags of the announcement player (docs/announcements.md)."""
+    run.add_argument("--announcements", choices=["on", "off"], default="on",
+                     help="off: refused calls get the bare SIP status, no spoken prompt (default on)")
+    run.add_argument("--rtp-ports", default="20000-20999", metavar="LOW-HIGH",
+                     help="UDP ports for announcements (even ones are used; default 20000-20999)")
+    run.add_argument("--rtp-address", default="", metavar="IP",
+                     help="address RTP is sent from and named in the SDP (default: the first --sip host)")
+    run.add_argument("--max-announcements", type=int, default=300, metavar="N",
+                     help="announcements playing at once; past it refusals are plain (default 300)")
+    run.add_argument("--plain-causes", default="busy,no_answer", metavar="CAUSES",
+                     help="causes answered without a prompt (default busy,no_answer: the adapter's own tone; "
+                     "'' announces them too)")
+    run.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR", "prompts"),
+                     help="operator recordings that replace shipped prompts (env SOFTSWITCH_PROMPT_DIR)")
+
+
+def _announcement_settings(s: Settings, args: argparse.Namespace) -> None:
+    from switch.media.ports import parse_range
+    from switch.services.b2bua.causes import Cause
+
+    s.announcements = args.announcements == "on"
+    try:
+        s.rtp_ports = parse_range(args.rtp_ports)
+    except ValueError as exc:
+        raise SystemExit(f"--rtp-ports: {exc}") from None
+    if args.max_announcements < 0:
+        raise SystemExit("--max-announcements must be 0 or more")
+    s.max_announcements = args.max_announcements
+    s.rtp_address = args.rtp_address
+    plain = tuple(c.strip() for c in args.plain_causes.split(",") if c.strip())
+    known = {c.value for c in Cause}
+    unknown = [c for c in plain if c not in known]
+    if unknown:
+        raise SystemExit(f"--plain-causes: unknown cause {', '.join(unknown)} (see switch/services/b2bua/causes.py)")
+    s.plain_causes = plain
+    s.prompt_dir = args.prompt_dir
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -102,6 +155,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             s.max_call_duration = args.max_call_duration
         if args.md5_only_agents is not None:
             s.md5_only_agents = args.md5_only_agents
+        _announcement_settings(s, args)
     elif args.command == "import":
         s.realm = args.realm
     return s
@@ -131,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(app.create_token(settings, args.role, args.customer, args.name))
     if args.command == "migrate":
         return asyncio.run(app.migrate_only(settings))
+    if args.command == "prompt":
+        from switch.media.install import prompt_command
+
+        return prompt_command(args)
     return 2  # pragma: no cover
 
 

@@ -97,6 +97,18 @@ class Settings:
     #: credit limit: a call in progress is cut when the customer's period total would pass
     #: the limit by more than this (øre); the call that crosses the limit suspends the customer
     credit_cut_margin_ore: int = 5000
+    # announcements (docs/announcements.md)
+    announcements: bool = True
+    #: RTP ports for prompts (even ones are used; RTCP would take the odd one after)
+    rtp_ports: tuple[int, int] = (20000, 20999)
+    #: address the RTP sockets bind to and the SDP answer names ("": the first SIP address)
+    rtp_address: str = ""
+    #: prompts playing at once; past it a refusal is the plain final response (bench/bench_announce.py)
+    max_announcements: int = 300
+    #: causes answered with the bare status although they have a prompt (the adapter plays its tone)
+    plain_causes: tuple[str, ...] = ("busy", "no_answer")
+    #: operator recordings replacing shipped prompts (``softswitch prompt install``)
+    prompt_dir: str = "prompts"
     user_agent: str = "softswitch"  # no version: it only helps scanners pick exploits
     #: HTTPS for provisioning when both are set.
     tls_cert: str | None = None

@@ -26,6 +26,7 @@ _FIELDS = (
     "call_id", "direction", "calling_number", "dialled", "normalised", "number_class", "route_prefix",
     "trunk_name", "forwarded_from", "setup_at", "answer_at", "end_at", "duration_s", "final_code", "cause",
     "price_ore", "zone", "tariff_version",
+    "support_code",
 )
 #: API names of columns whose stored name differs.
 _COLUMN = {"price_ore": "charge_ore"}

@@ -88,6 +88,7 @@ class CdrDraft:
         "end_mono",
         "final_code",
         "cause",
+        "support_code",
     )
 
     def __init__(
@@ -124,6 +125,8 @@ class CdrDraft:
         self.end_mono: float | None = None
         self.final_code: int | None = None
         self.cause: str | None = None
+        self.support_code: str | None = None
+        """What the announcement said at its end ("kode 2 1" → "21"), for support to match."""
 
     @property
     def duration_s(self) -> int:
@@ -166,6 +169,7 @@ def cdr_row(d: CdrDraft) -> dict[str, Any]:
         "duration_s": d.duration_s,
         "final_code": d.final_code,
         "cause": _clip(d.cause, 64),
+        "support_code": _clip(d.support_code, 8),
     }
 
 

@@ -652,6 +652,9 @@ class CallRecord(Base):
     final_code: Mapped[int | None] = mapped_column(Integer)
     #: Our cause name (the one the announcement and the call history show).
     cause: Mapped[str | None] = mapped_column(String(64))
+    #: The support code the refusal's announcement ended with ("kode 2 1" → "21"), so support
+    #: can match what the customer heard (switch/media/prompts/catalogue.csv).
+    support_code: Mapped[str | None] = mapped_column(String(8))
     #: The price billed to the calling line's customer, whole øre (API: ``price_ore``);
     #: None when nobody is billed (a carrier's call to us) or no tariff zone matched.
     charge_ore: Mapped[int | None] = mapped_column(Integer)

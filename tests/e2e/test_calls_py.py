@@ -297,13 +297,16 @@ async def start_switch(tmp_path: Path) -> AsyncIterator[StartSwitch]:
                UA("127.0.0.3", sw, "carrier"), UA("127.0.0.4", sw, "psap"), UA("127.0.0.9", sw, "stranger")]
         for ua in uas:
             await ua.start()
+        # Announcements off unless a test turns them on: these tests check SIP responses
+        # (tests/e2e/test_announcements.py plays prompts).
+        options: dict[str, Any] = {"announcements": False, **overrides}
         settings = Settings(
             sip_listen=[sw],
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}",
             key=generate_key().encode(),
             qualify_interval=0.0,
             rate_limit=0.0,
-            **overrides,
+            **options,
         )
         services = await app.start(settings)
         doc = importer.parse_import_document(_doc(uas[2], uas[3], uas[4]), source="test")

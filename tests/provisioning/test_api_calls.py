@@ -31,7 +31,7 @@ async def _add_calls(db_url: str, number_e164: str) -> None:
                         "calling_line_id": line_id, "calling_number": number_e164, "dialled": "004612345678",
                         "normalised": "+4612345678", "number_class": "international", "setup_at": t0 + timedelta(minutes=i),
                         "answer_at": None, "end_at": t0 + timedelta(minutes=i, seconds=5), "duration_s": 0,
-                        "final_code": 403, "cause": "BARRED", "charge_ore": 0, "zone": "nordic", "tariff_version": 1,
+                        "final_code": 403, "cause": "BARRED", "charge_ore": 0, "zone": "nordic", "tariff_version": 1, "support_code": "21",
                     }
                     for i in range(3)
                 ],
@@ -63,6 +63,7 @@ def test_line_call_history(switch, api_token, imported_adapter, db_url) -> None:
     assert [c["call_id"] for c in data["calls"]] == ["c2", "c1"]
     assert data["calls"][0]["cause"] == "BARRED" and data["calls"][0]["final_code"] == 403
     assert (data["calls"][0]["price_ore"], data["calls"][0]["zone"], data["calls"][0]["tariff_version"]) == (0, "nordic", 1)
+    assert data["calls"][0]["support_code"] == "21"  # what the announcement said (docs/announcements.md)
     status, ctype, body = _get(f"{base}/api/v1/lines/{number}/calls?format=csv", api_token)
     assert status == 200 and ctype.startswith("text/csv")
     assert body.splitlines()[0].startswith("call_id,direction,calling_number")

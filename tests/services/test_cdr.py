@@ -62,6 +62,7 @@ def test_row_has_every_column_and_rounds_duration_up() -> None:
         "duration_s": 31,
         "final_code": 200,
         "cause": "normal",
+        "support_code": None,
     }
 
 

@@ -17,9 +17,9 @@ stranger cannot make the switch send media.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from switch.media.catalogue import Selection
 from switch.media.library import PromptLibrary
@@ -27,7 +27,7 @@ from switch.media.library import PromptLibrary
 from .causes import Cause
 from .events import Fail
 
-__all__ = ["Announcer", "AnnounceSettings", "Player", "Playing", "NEVER_ANNOUNCED", "DEFAULT_PLAIN"]
+__all__ = ["Announcer", "AnnounceSettings", "Player", "Playing", "NEVER_ANNOUNCED", "DEFAULT_PLAIN", "build_announcer"]
 
 #: Nobody is listening, or the caller's adapter must see the bare status.
 NEVER_ANNOUNCED = frozenset(
@@ -36,7 +36,7 @@ NEVER_ANNOUNCED = frozenset(
         Cause.CALLER_AUTH_FAILED, Cause.FORBIDDEN_SOURCE,
     }
 )
-#: Plain unless the operator says otherwise (``--announce-causes``): the adapter's own busy tone is clearer.
+#: Plain unless the operator says otherwise (``--plain-causes``): the adapter's own busy tone is clearer.
 DEFAULT_PLAIN = frozenset({Cause.BUSY.value, Cause.NO_ANSWER.value})
 
 
@@ -107,3 +107,27 @@ class Announcer:
     def close(self) -> None:
         if self.player is not None:
             self.player.close()
+
+
+def build_announcer(settings: Any, sip_addresses: Mapping[str, tuple[str, int]]) -> Announcer:
+    """The announcer ``softswitch run`` uses: shipped prompts, the operator's recordings, a UDP player.
+
+    RTP binds to ``--rtp-address``, else the first SIP listening host; the SDP
+    names the same address unless it is a wildcard, then our SIP (Via) address.
+    """
+    from pathlib import Path
+
+    from switch.media.ports import PortPool
+    from switch.media.udp import AnnouncementPlayer
+
+    library = PromptLibrary(overrides=Path(settings.prompt_dir))
+    announce = AnnounceSettings(enabled=bool(settings.announcements), plain=frozenset(settings.plain_causes))
+    if not settings.announcements or settings.max_announcements <= 0:
+        return Announcer(library, None, announce)
+    host = settings.rtp_address or settings.sip_listen[0][0]
+    advertise = host
+    if host in ("0.0.0.0", "::"):
+        advertise = (sip_addresses.get("udp") or (host, 0))[0]
+    low, high = settings.rtp_ports
+    player = AnnouncementPlayer(PortPool(low, high, settings.max_announcements), host, advertise)
+    return Announcer(library, player, announce)

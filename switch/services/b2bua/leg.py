@@ -63,6 +63,7 @@ from .causes import Cause
 from .events import Ack, Disconnect, Event, Info, Reply, Update
 
 if TYPE_CHECKING:
+    from .announce import Announcer
     from .call import Call, Clock, Handle
     from .uas_leg import UasLeg
 
@@ -124,6 +125,7 @@ class LegEnv:
         "ack_timeout",
         "setup_timeout",
         "loop_token",
+        "announcer",
     )
 
     def __init__(
@@ -137,6 +139,7 @@ class LegEnv:
         ack_timeout: float = 32.0,
         setup_timeout: float = 4.0,
         loop_token: str = "",
+        announcer: Announcer | None = None,
     ) -> None:
         self.port = port
         self.clock = clock
@@ -156,6 +159,8 @@ class LegEnv:
         self.setup_timeout = setup_timeout
         """No response at all to a B-leg INVITE within this time: that target is dead, fail over."""
         self.loop_token = loop_token
+        self.announcer = announcer
+        """Plays the refusal prompt before an A-leg's final response (None: plain responses only)."""
 
     def contact(self, transport: str) -> str:
         """Our Contact for a dialog on ``transport`` (where the peer sends in-dialog requests)."""

@@ -65,6 +65,7 @@ from ..routing import (
     decide,
 )
 from ..trunks import TrunkInfo, TrunkService
+from .announce import Announcer, build_announcer
 from .call import Call, CallConfig, Target
 from .causes import Cause
 from .events import Try
@@ -246,6 +247,7 @@ class CallManager:
         settings: CallSettings,
         policy: PolicyCheck | None = None,
         wall: Callable[[], float] = time.time,
+        announcer: Announcer | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.auth = auth
@@ -267,6 +269,7 @@ class CallManager:
             ack_timeout=settings.ack_timeout,
             setup_timeout=settings.setup_timeout,
             loop_token=secrets.token_hex(8),
+            announcer=announcer,
         )
         self.calls: set[Call] = set()
         #: Told of each answered call (the credit limit: ``switch.services.rating.credit``).
@@ -324,6 +327,8 @@ class CallManager:
             await asyncio.sleep(0.05)
         for call in list(self.calls):
             call.shutdown(Cause.SHUTDOWN)
+        if self.env.announcer is not None:
+            self.env.announcer.close()  # prompts still playing: their final responses go out now
         # Give the BYE / CANCEL transactions a moment to complete.
         deadline = loop.time() + 2.0
         while self.env.dialogs and loop.time() < deadline:
@@ -443,6 +448,7 @@ class CallManager:
         decision = decide(caller, number, self.snapshot())
 
         leg = UasLeg(self.env, ev)
+        leg.language = _language(caller, decision)
         record = CdrDraft(
             call_id=req.call_id,
             direction=_direction(caller, decision),
@@ -633,6 +639,15 @@ def _trunk_targets(trunks: tuple[TrunkInfo, ...], number: str, route_id: int | N
     ]
 
 
+def _language(caller: Caller, decision: RouteDecision) -> str:
+    """Of the caller's announcements: the calling line's (its customer's by default); from a trunk, the called line's."""
+    if isinstance(caller, FromLine):
+        return caller.line.language
+    if isinstance(decision, OnNet):
+        return decision.line.language
+    return "nb"
+
+
 def _direction(caller: Caller, decision: RouteDecision) -> CallDirection:
     if isinstance(caller, FromTrunk):
         return CallDirection.INCOMING
@@ -676,6 +691,7 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
         cdr=cdr,
         settings=CallSettings.from_settings(settings),
         policy=policy,
+        announcer=build_announcer(settings, services.endpoint.layer.config.via_addresses),
     )
     if rating is not None:
         manager.call_budget = rating.credit.on_answer

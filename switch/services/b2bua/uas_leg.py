@@ -21,6 +21,7 @@ from .events import Ack, Answer, Disconnect, Event, Fail, Progress, Ring
 from .leg import ALLOW, SDP, LegBase, LegEnv, LegState, OriginKeeper
 
 if TYPE_CHECKING:
+    from .announce import Playing
     from .call import Call, Handle
 
 __all__ = ["UasLeg"]
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class UasLeg(LegBase):
     """The caller's side: answers the initial INVITE with what the B side does."""
 
-    __slots__ = ("invite", "tid", "local_tag", "_ack_timer", "_origin")
+    __slots__ = ("invite", "tid", "local_tag", "_ack_timer", "_origin", "language", "_announcement", "_pending")
 
     def __init__(self, env: LegEnv, ev: RequestReceived) -> None:
         super().__init__(env, None, ev.source)
@@ -41,6 +42,10 @@ class UasLeg(LegBase):
         self.local_tag: str | None = None
         self._ack_timer: Handle | None = None
         self._origin = OriginKeeper()
+        self.language = "nb"
+        """Of the announcements this caller hears (set by the manager: the line's, else Norwegian)."""
+        self._announcement: Playing | None = None
+        self._pending: Fail | None = None
         env.server_tids[ev.tid] = self
 
     def attach(self, call: Call) -> None:
@@ -93,7 +98,42 @@ class UasLeg(LegBase):
             self._ack_timer = self.env.clock.call_later(self.env.ack_timeout, self._no_ack)
             self.env.port.reply(self.tid, resp)
         elif isinstance(event, Fail):
-            self._fail(event.code, event.reason, event.cause, event.retry_after)
+            if not self._announce(event):
+                self._fail(event.code, event.reason, event.cause, event.retry_after)
+
+    def _announce(self, event: Fail) -> bool:
+        """183 + the prompt as early media, the final response once it has played (docs/announcements.md)."""
+        announcer = self.env.announcer
+        if announcer is None or self.state is not LegState.CALLING or self._announcement is not None:
+            return False
+        code = announcer.support_code(event)
+        if code is not None and self.call is not None:
+            self.call.record.support_code = code
+        ctype = self.invite.headers.get("Content-Type") or ""
+        if not self.invite.body or ctype.split(";", 1)[0].strip().lower() != SDP:
+            return False
+        playing = announcer.begin(
+            offer=self.invite.body, source_host=self.peer.host, fail=event, language=self.language, on_end=self._announced
+        )
+        if playing is None:
+            return False
+        self._announcement = playing
+        self._pending = event
+        resp = self._respond(183, body=playing.answer, content_type=SDP)
+        self._dialog_from(resp)
+        self.state = LegState.EARLY
+        self.env.port.reply(self.tid, resp)
+        return True
+
+    def _announced(self) -> None:
+        """The prompt has played (or the switch is stopping): now the final response."""
+        self._announcement = None
+        event, self._pending = self._pending, None
+        if event is not None:
+            try:
+                self._fail(event.code, event.reason, event.cause, event.retry_after)
+            except Exception:  # noqa: BLE001
+                self._internal_error("final response after the announcement")
 
     def _fail(self, code: int, reason: str | None, cause: Cause, retry_after: int | None = None) -> None:
         if self.state not in (LegState.CALLING, LegState.EARLY):
@@ -171,5 +211,9 @@ class UasLeg(LegBase):
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        if self._announcement is not None:  # CANCEL or an early BYE while the prompt plays
+            playing, self._announcement = self._announcement, None
+            self._pending = None
+            playing.stop()
         self.env.server_tids.pop(self.tid, None)
         super()._terminate()
