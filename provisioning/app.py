@@ -16,7 +16,7 @@ from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata
-from .api import adapters, calls, provisioning
+from .api import adapters, billing, calls, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -55,6 +55,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_routes(adapters.routes)
     app.router.add_routes(calls.routes)
+    app.router.add_routes(billing.routes)
     app.router.add_routes(provisioning.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,12 +19,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .base import utcnow
 from .engine import SessionFactory
-from .models import BillingTotal, CallRecord, Customer, Line, Tariff
+from .models import BillingTotal, CallRecord, Customer, CustomerState, Line, Tariff
 
 __all__ = [
+    "DirectoryEntry",
+    "InactiveLine",
+    "InvoiceLine",
     "LineAccount",
     "TariffConflict",
     "add_totals",
+    "customer_line_ids",
+    "customer_ref",
+    "directory_listing",
+    "inactive_lines",
+    "invoice_summary",
+    "stream_invoice_lines",
     "document_sha256",
     "load_line_accounts",
     "load_tariff_documents",
@@ -184,3 +193,181 @@ async def recompute_totals(
                     await session.execute(stmt)
                     result[(customer_id, start)] = (ore, calls)
     return result
+
+
+# ----------------------------------------------------------------- invoices and reports
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """One billed call on an invoice specification."""
+
+    setup_at: datetime
+    line_number: str
+    dialled: str
+    normalised: str | None
+    zone: str | None
+    duration_s: int
+    price_ore: int
+    forwarded_from: str | None
+    tariff_version: int | None
+
+
+async def customer_ref(sf: SessionFactory, external_id: str) -> tuple[int, str] | None:
+    """(id, name) of the customer with this customer number."""
+    async with sf() as session:
+        row = (
+            await session.execute(select(Customer.id, Customer.name).where(Customer.external_id == external_id))
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+
+async def customer_line_ids(sf: SessionFactory, customer_id: int, number: str | None = None) -> list[int]:
+    """The customer's lines (or the one with ``number``), for selecting its calls."""
+    from .models import Number
+
+    async with sf() as session:
+        stmt = select(Line.id).where(Line.customer_id == customer_id)
+        if number is not None:
+            stmt = stmt.join(Number, Line.number_id == Number.id).where(Number.e164 == number)
+        return [int(i) for i in (await session.execute(stmt)).scalars()]
+
+
+def _billed(line_ids: list[int], start: datetime, end: datetime) -> Any:
+    return and_(
+        CallRecord.calling_line_id.in_(line_ids),
+        CallRecord.setup_at >= start,
+        CallRecord.setup_at < end,
+        CallRecord.duration_s > 0,
+        CallRecord.charge_ore.is_not(None),
+    )
+
+
+async def stream_invoice_lines(
+    sf: SessionFactory, line_ids: list[int], start: datetime, end: datetime, chunk: int = 500
+) -> AsyncIterator[InvoiceLine]:
+    """The billed (answered) calls of these lines in [start, end), oldest first, streamed from the database."""
+    if not line_ids:
+        return
+    stmt = (
+        select(
+            CallRecord.setup_at, CallRecord.calling_number, CallRecord.dialled, CallRecord.normalised,
+            CallRecord.zone, CallRecord.duration_s, CallRecord.charge_ore, CallRecord.forwarded_from,
+            CallRecord.tariff_version,
+        )
+        .where(_billed(line_ids, start, end))
+        .order_by(CallRecord.setup_at, CallRecord.id)
+        .execution_options(yield_per=chunk)
+    )
+    async with sf() as session:
+        result = await session.stream(stmt)
+        async for r in result:
+            yield InvoiceLine(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6] or 0), r[7], r[8])
+
+
+async def invoice_summary(
+    sf: SessionFactory, line_ids: list[int], start: datetime, end: datetime
+) -> list[tuple[str | None, int, int, int]]:
+    """Per zone: (zone, calls, seconds, øre), by amount, largest first."""
+    if not line_ids:
+        return []
+    async with sf() as session:
+        rows = await session.execute(
+            select(CallRecord.zone, func.count(), func.sum(CallRecord.duration_s), func.sum(CallRecord.charge_ore))
+            .where(_billed(line_ids, start, end))
+            .group_by(CallRecord.zone)
+        )
+        out = [(z, int(n or 0), int(s or 0), int(o or 0)) for z, n, s, o in rows]
+    return sorted(out, key=lambda r: (-r[3], r[0] or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class InactiveLine:
+    number: str | None
+    customer: str
+    customer_name: str
+    line_created_at: datetime
+    last_outgoing_at: datetime | None
+    last_answered_at: datetime | None
+
+
+async def inactive_lines(sf: SessionFactory, cutoff: datetime) -> list[InactiveLine]:
+    """Lines older than ``cutoff`` with no outgoing call and no answered incoming call since it.
+
+    The terms of service let the operator terminate a line unused for six
+    months; this lists the candidates with what was last seen, for a person
+    to decide.
+    """
+    from .models import Number
+
+    out_q = (
+        select(CallRecord.calling_line_id.label("line_id"), func.max(CallRecord.setup_at).label("at"))
+        .where(CallRecord.calling_line_id.is_not(None))
+        .group_by(CallRecord.calling_line_id)
+        .subquery()
+    )
+    in_q = (
+        select(CallRecord.called_line_id.label("line_id"), func.max(CallRecord.setup_at).label("at"))
+        .where(CallRecord.called_line_id.is_not(None), CallRecord.answer_at.is_not(None))
+        .group_by(CallRecord.called_line_id)
+        .subquery()
+    )
+    stmt = (
+        select(Number.e164, Customer.external_id, Customer.name, Line.created_at, out_q.c.at, in_q.c.at)
+        .select_from(Line)
+        .join(Customer, Line.customer_id == Customer.id)
+        .outerjoin(Number, Line.number_id == Number.id)
+        .outerjoin(out_q, out_q.c.line_id == Line.id)
+        .outerjoin(in_q, in_q.c.line_id == Line.id)
+        .where(Line.created_at < cutoff, Customer.state == CustomerState.ACTIVE)
+        .order_by(Customer.external_id, Number.e164)
+    )
+    from .base import UtcDateTime
+
+    conv = UtcDateTime()
+    async with sf() as session:
+        rows = (await session.execute(stmt)).all()
+        dialect = session.get_bind().dialect
+    result: list[InactiveLine] = []
+    for e164, ext, name, created, last_out, last_in in rows:
+        # max() over a column loses its type on SQLite (a string comes back): convert like the column does.
+        last_out = _as_dt(last_out, conv, dialect)
+        last_in = _as_dt(last_in, conv, dialect)
+        if (last_out is not None and last_out >= cutoff) or (last_in is not None and last_in >= cutoff):
+            continue
+        result.append(InactiveLine(e164, ext, name, created, last_out, last_in))
+    return result
+
+
+def _as_dt(value: Any, conv: Any, dialect: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    out: datetime | None = conv.process_result_value(value, dialect)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    number: str
+    name: str
+    address: str | None
+
+
+async def directory_listing(sf: SessionFactory) -> list[DirectoryEntry]:
+    """Listed numbers in use with their subscriber's name (unlisted ones excluded), by number.
+
+    The store has no postal address for customers yet, so ``address`` is
+    None until one is recorded.
+    """
+    from .models import Number
+
+    async with sf() as session:
+        rows = await session.execute(
+            select(Number.e164, Customer.name)
+            .join(Customer, Number.customer_id == Customer.id)
+            .where(Number.unlisted.is_(False), Customer.state == CustomerState.ACTIVE)
+            .order_by(Number.e164)
+        )
+        return [DirectoryEntry(e164, name, None) for e164, name in rows]

@@ -1,0 +1,239 @@
+"""Operator and customer API: invoice specification, period summary, termination candidates, directory export.
+
+The invoice specification is streamed straight from the database into the
+response (JSON or CSV), so a business customer's year of calls is never
+held in memory. A customer token sees its own customer only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from switch.services.rating.periods import MonthlyPeriods
+from switch.store.repo_billing import (
+    customer_line_ids,
+    customer_ref,
+    directory_listing,
+    inactive_lines,
+    invoice_summary,
+    stream_invoice_lines,
+)
+from switch.store.repo_lines import normalise_number
+
+from ..auth import PRINCIPAL, require
+from ..errors import problem
+from ..keys import SERVICES
+
+routes = web.RouteTableDef()
+
+_PERIOD_RE = re.compile(r"(\d{4})-(\d{2})")
+_INVOICE_FIELDS = ("time", "line", "dialled", "zone", "duration_s", "price_ore", "forwarded_from")
+
+
+def _periods(request: web.Request) -> MonthlyPeriods:
+    return MonthlyPeriods(request.app[SERVICES].settings.billing_timezone)
+
+
+def _period(request: web.Request) -> tuple[str, datetime, datetime] | web.Response:
+    """``period=YYYY-MM`` (a calendar month in the billing time zone), default the current one."""
+    periods = _periods(request)
+    raw = request.query.get("period")
+    if raw is None:
+        start, end = periods.bounds(datetime.now(UTC).timestamp())
+    else:
+        m = _PERIOD_RE.fullmatch(raw)
+        if m is None or not 1 <= int(m.group(2)) <= 12 or not 2000 <= int(m.group(1)) <= 2999:
+            return problem(400, f"period must be a month as YYYY-MM (e.g. 2026-11), got {raw!r}")
+        local = datetime(int(m.group(1)), int(m.group(2)), 15, 12, tzinfo=periods.tz)
+        start, end = periods.bounds(local.timestamp())
+    label = start.astimezone(periods.tz).strftime("%Y-%m")
+    return label, start, end
+
+
+async def _scope(request: web.Request) -> tuple[int, str, str, list[int]] | web.Response:
+    """(customer id, customer number, name, line ids) the request may see."""
+    external = request.match_info["customer"]
+    principal = request[PRINCIPAL]
+    if principal.role == "customer" and principal.customer != external:
+        return problem(403, "a customer token can only read its own customer's invoice")
+    sf = request.app[SERVICES].session_factory
+    found = await customer_ref(sf, external)
+    if found is None:
+        return problem(404, f"no customer with number {external!r}")
+    customer_id, name = found
+    number = None
+    raw_line = request.query.get("line")
+    if raw_line is not None:
+        try:
+            number = normalise_number(raw_line)
+        except ValueError:
+            return problem(400, f"line must be a telephone number (8-digit national or E.164), got {raw_line!r}")
+    line_ids = await customer_line_ids(sf, customer_id, number)
+    if number is not None and not line_ids:
+        return problem(404, f"customer {external} has no line with the number {number}")
+    return customer_id, external, name, line_ids
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@routes.get("/api/v1/customers/{customer}/invoice")
+@require("operator", "customer")
+async def invoice(request: web.Request) -> web.StreamResponse:
+    """Every billed call of the customer (or ``line=``) in ``period=YYYY-MM``, oldest first; ``format=csv``."""
+    period = _period(request)
+    if isinstance(period, web.Response):
+        return period
+    scope = await _scope(request)
+    if isinstance(scope, web.Response):
+        return scope
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        return problem(400, f"format must be json or csv, got {fmt!r}")
+    label, start, end = period
+    _cid, external, name, line_ids = scope
+    sf = request.app[SERVICES].session_factory
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json",
+            **({"Content-Disposition": f'attachment; filename="invoice-{external}-{label}.csv"'} if fmt == "csv" else {}),
+        }
+    )
+    await resp.prepare(request)
+    calls = stream_invoice_lines(sf, line_ids, start, end)
+    if fmt == "csv":
+        await _write_csv(resp, calls)
+    else:
+        await _write_json(resp, calls, {"customer": external, "name": name, "period": label,
+                                        "from": _iso(start), "to": _iso(end)})
+    await resp.write_eof()
+    return resp
+
+
+async def _write_csv(resp: web.StreamResponse, calls: AsyncIterator[object]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(_INVOICE_FIELDS)
+    n = 0
+    async for c in calls:
+        w.writerow(_row(c))
+        n += 1
+        if n % 200 == 0:
+            await resp.write(buf.getvalue().encode())
+            buf.seek(0)
+            buf.truncate()
+    await resp.write(buf.getvalue().encode())
+
+
+def _row(c: object) -> list[object]:
+    d = _call(c)
+    return ["" if d[f] is None else d[f] for f in _INVOICE_FIELDS]
+
+
+def _call(c: object) -> dict[str, object]:
+    from switch.store.repo_billing import InvoiceLine
+
+    assert isinstance(c, InvoiceLine)
+    return {
+        "time": _iso(c.setup_at),
+        "line": c.line_number,
+        "dialled": c.dialled,
+        "zone": c.zone,
+        "duration_s": c.duration_s,
+        "price_ore": c.price_ore,
+        "forwarded_from": c.forwarded_from,
+    }
+
+
+async def _write_json(resp: web.StreamResponse, calls: AsyncIterator[object], head: dict[str, object]) -> None:
+    total_ore = count = 0
+    await resp.write(json.dumps(head)[:-1].encode() + b', "calls": [')
+    chunk: list[str] = []
+    async for c in calls:
+        d = _call(c)
+        total_ore += int(d["price_ore"])  # type: ignore[call-overload]
+        chunk.append(json.dumps(d, ensure_ascii=False))
+        count += 1
+        if len(chunk) >= 200:
+            await resp.write(((", " if count > len(chunk) else "") + ", ".join(chunk)).encode())
+            chunk = []
+    if chunk:
+        await resp.write(((", " if count > len(chunk) else "") + ", ".join(chunk)).encode())
+    await resp.write(f'], "count": {count}, "total_ore": {total_ore}}}'.encode())
+
+
+@routes.get("/api/v1/customers/{customer}/invoice/summary")
+@require("operator", "customer")
+async def invoice_period_summary(request: web.Request) -> web.StreamResponse:
+    """Per zone: calls, minutes and amount in ``period=YYYY-MM``, with the totals."""
+    period = _period(request)
+    if isinstance(period, web.Response):
+        return period
+    scope = await _scope(request)
+    if isinstance(scope, web.Response):
+        return scope
+    label, start, end = period
+    _cid, external, name, line_ids = scope
+    rows = await invoice_summary(request.app[SERVICES].session_factory, line_ids, start, end)
+    zones = [
+        {"zone": z, "calls": n, "seconds": s, "minutes": round(s / 60, 2), "amount_ore": o} for z, n, s, o in rows
+    ]
+    return web.json_response({
+        "customer": external, "name": name, "period": label, "from": _iso(start), "to": _iso(end),
+        "zones": zones,
+        "calls": sum(r[1] for r in rows),
+        "minutes": round(sum(r[2] for r in rows) / 60, 2),
+        "amount_ore": sum(r[3] for r in rows),
+    })
+
+
+@routes.get("/api/v1/reports/inactive-lines")
+@require("operator")
+async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
+    """Termination candidates: lines with no outgoing and no answered call for ``months=`` (default 6)."""
+    raw = request.query.get("months", "6")
+    if not raw.isdigit() or not 1 <= int(raw) <= 120:
+        return problem(400, f"months must be a whole number from 1 to 120, got {raw!r}")
+    cutoff = datetime.now(UTC) - timedelta(days=round(int(raw) * 365.25 / 12))
+    found = await inactive_lines(request.app[SERVICES].session_factory, cutoff)
+    items = [
+        {
+            "number": r.number, "customer": r.customer, "customer_name": r.customer_name,
+            "line_created_at": _iso(r.line_created_at),
+            "last_outgoing_at": None if r.last_outgoing_at is None else _iso(r.last_outgoing_at),
+            "last_answered_at": None if r.last_answered_at is None else _iso(r.last_answered_at),
+        }
+        for r in found
+    ]
+    if request.query.get("format") == "csv":
+        fields = ("number", "customer", "customer_name", "line_created_at", "last_outgoing_at", "last_answered_at")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(fields)
+        for item in items:
+            w.writerow(["" if item[f] is None else item[f] for f in fields])
+        return web.Response(text=buf.getvalue(), content_type="text/csv",
+                            headers={"Content-Disposition": 'attachment; filename="inactive-lines.csv"'})
+    return web.json_response({"months": int(raw), "cutoff": _iso(cutoff), "lines": items})
+
+
+@routes.get("/api/v1/reports/directory")
+@require("operator")
+async def report_directory(request: web.Request) -> web.StreamResponse:
+    """The directory listing export (CSV): listed numbers with name and address where known."""
+    entries = await directory_listing(request.app[SERVICES].session_factory)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(("number", "name", "address"))
+    for e in entries:
+        w.writerow((e.number, e.name, e.address or ""))
+    return web.Response(text=buf.getvalue(), content_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="directory.csv"'})

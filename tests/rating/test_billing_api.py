@@ -1,0 +1,208 @@
+"""Invoice specification, period summary and reports over real HTTP, on SQLite and PostgreSQL.
+
+The CDRs go through the switch's own writer, so they are rated as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select, update
+
+from harness.ports import free_port
+from provisioning.app import create_app
+from switch import app as switch_app
+from switch.app import Services
+from switch.services.cdr import CdrDraft
+from switch.settings import Settings
+from switch.store import models as m
+from switch.store import repo_tokens
+from switch.store.crypto import generate_key
+from switch.store.import_validation import parse_import_document
+from switch.store.importer import import_document
+from switch.store.models import TokenRole
+from tests.conftest_db import MigratedDb
+
+DOC = {
+    "customers": [
+        {"id": "C1001", "name": "Kari Nordmann", "adapters": [
+            {"mac": "00:0E:08:AB:CD:01", "model": "spa112", "lines": [
+                {"port": 1, "number": "22000001", "password": "Tel1-secret-01"},
+                {"port": 2, "number": "22000002", "password": "Tel2-secret-02", "unlisted": True}]}]},
+        {"id": "C1002", "name": "Ola Nordmann", "adapters": [
+            {"mac": "C0:74:AD:AB:CD:02", "model": "ht802", "lines": [
+                {"port": 1, "number": "22000003", "password": "Tel3-secret-03"}]}]},
+    ]
+}
+NOV = datetime(2026, 11, 10, 12, 0, tzinfo=UTC).timestamp()
+
+
+@dataclass
+class Api:
+    client: TestClient  # type: ignore[type-arg]
+    services: Services
+    operator: str
+    kari: str
+
+    async def get(self, path: str, token: str | None = None) -> tuple[int, str, str]:
+        async with self.client.get(path, headers={"Authorization": f"Bearer {token or self.operator}"}) as r:
+            return r.status, r.headers.get("Content-Type", ""), await r.text()
+
+
+@pytest.fixture
+async def api(migrated_db: MigratedDb) -> AsyncIterator[Api]:
+    settings = Settings(sip_listen=[("127.0.0.1", free_port("both"))], http_listen=("127.0.0.1", 0),
+                        database_url=migrated_db.url, key=generate_key().encode(), qualify_interval=0.0,
+                        key_file="/nonexistent/never-read.key", cdr_spill_file=None)
+    services = await switch_app.start(settings)
+    try:
+        await import_document(services.session_factory, parse_import_document(DOC), services.secret_box,
+                              settings.effective_realm())
+        await services.lines.reload()
+        operator, _ = await repo_tokens.create_token(services.session_factory, TokenRole.OPERATOR, label="test")
+        kari, _ = await repo_tokens.create_token(services.session_factory, TokenRole.CUSTOMER, customer_ref="C1001")
+        client = TestClient(TestServer(create_app(services), host="127.0.0.1"))
+        await client.start_server()
+        try:
+            yield Api(client, services, operator, kari)
+        finally:
+            await client.close()
+    finally:
+        await switch_app.stop(services)
+
+
+async def _line_ids(services: Services) -> dict[str, int]:
+    async with services.session_factory() as s:
+        rows = await s.execute(select(m.Number.e164, m.Line.id).join(m.Line, m.Line.number_id == m.Number.id))
+        return dict(rows.all())
+
+
+async def _calls(api: Api) -> None:
+    ids = await _line_ids(api.services)
+
+    def d(n: int, line: str, number: str, cls: str, seconds: float | None, at: float = NOV,
+          forwarded_from: str | None = None) -> CdrDraft:
+        rec = CdrDraft(call_id=f"c{n}", direction=m.CallDirection.OUTGOING, calling_number=line, dialled=number,
+                       setup_at=at + n * 60, calling_line_id=ids[line], normalised=number, number_class=cls)
+        rec.forwarded_from = forwarded_from
+        if seconds is None:
+            rec.end_at, rec.end_mono, rec.final_code, rec.cause = at + n * 60 + 5, 5.0, 486, "busy"
+        else:
+            rec.answer_at, rec.answer_mono = at + n * 60 + 2, 2.0
+            rec.end_at, rec.end_mono, rec.final_code, rec.cause = at + n * 60 + 2 + seconds, 2.0 + seconds, 200, "normal"
+        return rec
+
+    writer = api.services.calls.cdr
+    for rec in (
+        d(1, "+4722000001", "+46812345678", "international", 61),       # 241
+        d(2, "+4722000001", "+46812345678", "international", 60),       # 238
+        d(3, "+4722000002", "1881", "service", 60),                     # 2853
+        d(4, "+4722000001", "+4791234567", "mobile", 120),              # 0, included
+        d(5, "+4722000001", "+46812345678", "international", None),     # busy: not on the invoice
+        d(6, "+4722000002", "+12125550123", "international", 30, forwarded_from="+4722000002"),  # 59 + 80
+        d(7, "+4722000003", "+46812345678", "international", 61),       # Ola's
+        d(8, "+4722000001", "+46812345678", "international", 61, at=NOV + 30 * 86400),  # December
+    ):
+        writer.submit(rec)
+    # the writer commits in batches: wait until all eight are there
+    for _ in range(200):
+        async with api.services.session_factory() as s:
+            if len((await s.execute(select(m.CallRecord.id))).all()) == 8:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("CDRs not written")
+
+
+async def test_invoice_json_csv_and_summary(api: Api) -> None:
+    await _calls(api)
+    status, ctype, body = await api.get("/api/v1/customers/C1001/invoice?period=2026-11")
+    assert status == 200 and ctype.startswith("application/json"), body
+    data = json.loads(body)
+    assert (data["customer"], data["period"], data["count"]) == ("C1001", "2026-11", 5)
+    assert data["from"] == "2026-10-31T23:00:00+00:00" and data["to"] == "2026-11-30T23:00:00+00:00"
+    assert [(c["dialled"], c["zone"], c["duration_s"], c["price_ore"]) for c in data["calls"]] == [
+        ("+46812345678", "nordic", 61, 241),
+        ("+46812345678", "nordic", 60, 238),
+        ("1881", "service_1881", 60, 2853),
+        ("+4791234567", "norway_mobile", 120, 0),
+        ("+12125550123", "usa_canada", 30, 59 + 80),
+    ]
+    assert data["calls"][4]["forwarded_from"] == "+4722000002" and data["calls"][0]["line"] == "+4722000001"
+    assert data["total_ore"] == 241 + 238 + 2853 + 139
+    status, ctype, body = await api.get("/api/v1/customers/C1001/invoice?period=2026-11&format=csv&line=22000002")
+    assert status == 200 and ctype.startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert [(r["dialled"], r["price_ore"], r["forwarded_from"]) for r in rows] == [
+        ("1881", "2853", ""), ("+12125550123", "139", "+4722000002")]
+    status, _, body = await api.get("/api/v1/customers/C1001/invoice/summary?period=2026-11")
+    summary = json.loads(body)
+    assert (summary["calls"], summary["amount_ore"], summary["minutes"]) == (5, 3471, round(331 / 60, 2))
+    assert summary["zones"][0] == {"zone": "service_1881", "calls": 1, "seconds": 60, "minutes": 1.0, "amount_ore": 2853}
+    assert {z["zone"]: z["calls"] for z in summary["zones"]} == {
+        "service_1881": 1, "nordic": 2, "usa_canada": 1, "norway_mobile": 1}
+    status, _, body = await api.get("/api/v1/customers/C1001/invoice?period=2026-12")
+    assert json.loads(body)["count"] == 1
+
+
+async def test_a_customer_token_sees_only_its_own_invoice(api: Api) -> None:
+    await _calls(api)
+    status, _, body = await api.get("/api/v1/customers/C1001/invoice?period=2026-11", api.kari)
+    assert status == 200 and json.loads(body)["count"] == 5
+    status, _, body = await api.get("/api/v1/customers/C1002/invoice?period=2026-11", api.kari)
+    assert status == 403 and "own customer" in body
+    status, _, body = await api.get("/api/v1/reports/directory", api.kari)
+    assert status == 403
+
+
+@pytest.mark.parametrize(("query", "status", "words"), [
+    ("period=2026-13", 400, "YYYY-MM"),
+    ("period=last", 400, "YYYY-MM"),
+    ("format=xml", 400, "json or csv"),
+    ("line=abc", 400, "telephone number"),
+    ("line=22000003", 404, "no line with the number"),
+])
+async def test_bad_invoice_requests_say_what_is_wrong(api: Api, query: str, status: int, words: str) -> None:
+    got, _, body = await api.get(f"/api/v1/customers/C1001/invoice?{query}")
+    assert got == status and words in body
+
+
+async def test_unknown_customer_is_404(api: Api) -> None:
+    status, _, body = await api.get("/api/v1/customers/C9999/invoice/summary")
+    assert status == 404 and "C9999" in body
+
+
+async def test_inactive_lines_report(api: Api) -> None:
+    await _calls(api)
+    old = datetime.now(UTC) - timedelta(days=400)
+    async with api.services.session_factory() as s, s.begin():
+        await s.execute(update(m.Line).values(created_at=old))
+    # All lines are old; lines 1 and 3 made calls recently. Line 2's calls move back past the cutoff.
+    ids = await _line_ids(api.services)
+    async with api.services.session_factory() as s, s.begin():
+        await s.execute(update(m.CallRecord).where(m.CallRecord.calling_line_id == ids["+4722000002"])
+                        .values(setup_at=old))
+    status, _, body = await api.get("/api/v1/reports/inactive-lines?months=6")
+    assert status == 200
+    lines = json.loads(body)["lines"]
+    assert [(x["number"], x["customer"]) for x in lines] == [("+4722000002", "C1001")]
+    assert lines[0]["last_outgoing_at"] == old.isoformat(timespec="seconds") and lines[0]["last_answered_at"] is None
+    status, ctype, body = await api.get("/api/v1/reports/inactive-lines?months=6&format=csv")
+    assert ctype.startswith("text/csv") and body.splitlines()[1].startswith("+4722000002,C1001,Kari Nordmann,")
+    status, _, body = await api.get("/api/v1/reports/inactive-lines?months=0")
+    assert status == 400 and "months" in body
+
+
+async def test_directory_export_leaves_unlisted_numbers_out(api: Api) -> None:
+    status, ctype, body = await api.get("/api/v1/reports/directory")
+    assert status == 200 and ctype.startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows == [["number", "name", "address"], ["+4722000001", "Kari Nordmann", ""],
+                    ["+4722000003", "Ola Nordmann", ""]]
+
