@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp import web
 from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
-from . import ata
+from . import ata, ui
 from .api import adapters, billing, calls, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
@@ -58,7 +59,31 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(billing.routes)
     app.router.add_routes(provisioning.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
+    ui.setup(app, _ui_deps(services))  # /ui/ (operators) and /min-side/ (customers)
     return app
+
+
+def _ui_deps(services: Services) -> ui.UiDeps:
+    """What the web pages use of the running switch (see provisioning/ui/deps.py)."""
+    from .ui.deps import BindingView
+
+    def bindings(line_id: int) -> list[BindingView]:
+        now = time.time()
+        return [
+            BindingView(b.contact, f"{b.received_host}:{b.received_port}", b.transport, b.remaining(now), b.user_agent)
+            for b in services.location.bindings(line_id)
+        ]
+
+    calls = services.calls
+    return ui.UiDeps(
+        session_factory=services.session_factory,
+        lamps=services.status.status,
+        bindings=bindings,
+        calls_in_progress=(lambda: len(calls.calls)) if calls is not None else (lambda: 0),
+        registered_lines=lambda: len(services.location.all_lines()),
+        policy=getattr(services, "policy", None),
+        secure_cookies=bool(services.settings.tls_cert and services.settings.tls_key),
+    )
 
 
 async def start_http(services: Services) -> web.AppRunner:

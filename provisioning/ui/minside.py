@@ -1,0 +1,280 @@
+"""The customer's own page ("Min side"): forwarding, outgoing barring, calls, password.
+
+A customer sees and changes only its own lines: every line in a URL is looked
+up *within* the logged-in customer, and another customer's number is a 404
+(the page does not tell whether it exists). Changes go through the same
+policy service, with the same validation and messages, as the operator API,
+and are audited as ``customer:<customer number>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+from aiohttp import web
+
+from switch.store import repo_users
+from switch.store.models import BarringCategory, ForwardKind
+
+from . import queries
+from .deps import UI_DEPS, UiDeps
+from .i18n import translate
+from .web import (
+    SESSION_KEY,
+    check_csrf,
+    clear_session_cookie,
+    current_session,
+    language,
+    login_csrf_token,
+    set_login_csrf_cookie,
+    render,
+    require_customer,
+    safe_next,
+    set_session_cookie,
+)
+
+routes = web.RouteTableDef()
+
+KINDS = [k.value for k in ForwardKind]
+CATEGORIES = [c.value for c in BarringCategory]
+
+
+def _page(request: web.Request, template: str, status: int = 200, **ctx: object) -> web.Response:
+    return render(request, template, audience="customer", status=status, **ctx)
+
+
+@routes.get("/min-side")
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/min-side/")
+
+
+def _login_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+    token = login_csrf_token(request)
+    resp = _page(request, "login.html", status=status, login_csrf=token, error=error,
+                 next=safe_next(request.query.get("next", "/min-side/"), "customer"), action="/min-side/login",
+                 user_label="customer_number")
+    set_login_csrf_cookie(request, resp, token)
+    return resp
+
+
+@routes.get("/min-side/login")
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await current_session(request, "customer") is not None:
+        raise web.HTTPFound("/min-side/")
+    return _login_page(request, None)
+
+
+@routes.post("/min-side/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    form = await request.post()
+    lang = language(request)
+    if not await check_csrf(request, form):
+        return _login_page(request, translate(lang, "csrf_failed"), status=403)
+    ref = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))
+    source = request.remote or "?"
+    now = time.time()
+    key = "customer:" + ref
+    until = deps.login_throttle.blocked_until(source, key, now)
+    if until is not None:
+        resp = _login_page(request, translate(lang, "login_throttled", seconds=int(until - now) + 1), status=429)
+        resp.headers["Retry-After"] = str(int(until - now) + 1)
+        return resp
+    login = await repo_users.authenticate_customer(deps.session_factory, ref, password)
+    if login is None:
+        deps.login_throttle.record_failure(source, key, now)
+        return _login_page(request, translate(lang, "login_failed"), status=401)
+    deps.login_throttle.record_success(source, key, now)
+    secret, _ = await repo_users.create_session(
+        deps.session_factory, customer=login, remote_addr=source, user_agent=request.headers.get("User-Agent", "")
+    )
+    resp = web.HTTPFound(safe_next(str(form.get("next", "/min-side/")), "customer"))
+    set_session_cookie(request, resp, "customer", secret)
+    raise resp
+
+
+@routes.post("/min-side/logout")
+@require_customer
+async def logout(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    await repo_users.revoke_session(deps.session_factory, request[SESSION_KEY].session_id)
+    resp = web.HTTPFound("/min-side/login")
+    clear_session_cookie(request, resp, "customer")
+    raise resp
+
+
+def _customer_id(request: web.Request) -> int:
+    c = request[SESSION_KEY].customer
+    assert c is not None
+    return c.customer_id
+
+
+async def _own_lines(request: web.Request) -> list[queries.LineRow]:
+    deps: UiDeps = request.app[UI_DEPS]
+    c = request[SESSION_KEY].customer
+    assert c is not None
+    detail = await queries.customer_detail(deps.session_factory, c.external_id)
+    return [] if detail is None else detail.lines
+
+
+async def _own_line(request: web.Request) -> queries.LineRow | None:
+    number = request.match_info["number"]
+    for li in await _own_lines(request):
+        if li.number == number or li.number == "+47" + number:
+            return li
+    return None
+
+
+def _line_settings(deps: UiDeps, li: queries.LineRow) -> dict[str, object]:
+    forwards: dict[str, object] = {}
+    barring: set[str] = set()
+    customer_barring: set[str] = set()
+    policy = deps.policy
+    if policy is not None:
+        for rule in policy.forwarding(li.line_id):
+            forwards[str(rule.kind)] = rule
+        lp = policy.state.lines.get(li.line_id)
+        if lp is not None:
+            barring = {str(c) for c in lp.barring}
+            cp = policy.state.customers.get(lp.customer_id)
+            if cp is not None:
+                customer_barring = {str(c) for c in cp.barring}
+    return {"forwards": forwards, "barring": barring, "customer_barring": customer_barring}
+
+
+async def _index(request: web.Request, notice: str | None = None, error: str | None = None,
+                 status: int = 200) -> web.Response:
+    deps: UiDeps = request.app[UI_DEPS]
+    lines = await _own_lines(request)
+    settings = {li.line_id: _line_settings(deps, li) for li in lines}
+    return _page(request, "minside.html", status=status, lines=lines, settings=settings, kinds=KINDS,
+                 categories=CATEGORIES, notice=notice, error=error, has_policy=deps.policy is not None)
+
+
+@routes.get("/min-side/")
+@require_customer
+async def index(request: web.Request) -> web.StreamResponse:
+    return await _index(request)
+
+
+def _actor(request: web.Request) -> str:
+    c = request[SESSION_KEY].customer
+    assert c is not None
+    return f"customer:{c.external_id}"
+
+
+@routes.post("/min-side/lines/{number}/forwarding/{kind}")
+@require_customer
+async def set_forwarding(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    li = await _own_line(request)
+    kind = request.match_info["kind"]
+    if li is None or kind not in KINDS or deps.policy is None:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    from switch.services.policy.validate import PolicyValidationError
+
+    if form.get("action") == "delete":
+        await deps.policy.clear_forwarding(li.line_id, ForwardKind(kind), _actor(request))
+        return await _index(request, notice=translate(language(request), "forwarding") + ": ✓")
+    raw_timeout = str(form.get("timeout_s", "")).strip()
+    timeout: int | None = None
+    if raw_timeout:
+        if not raw_timeout.isdigit():
+            return await _index(request, error="timeout_s: must be a whole number of seconds", status=400)
+        timeout = int(raw_timeout)
+    try:
+        await deps.policy.set_forwarding(li.line_id, ForwardKind(kind), str(form.get("target", "")).strip(),
+                                         timeout if kind == "no_answer" else None, _actor(request))
+    except PolicyValidationError as err:
+        return await _index(request, error=f"{err.field}: {err.message}", status=400)
+    return await _index(request, notice=translate(language(request), "forwarding") + ": ✓")
+
+
+@routes.post("/min-side/lines/{number}/barring")
+@require_customer
+async def set_barring(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    li = await _own_line(request)
+    if li is None or deps.policy is None:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    chosen = [str(v) for v in form.getall("category", [])]
+    unknown = [c for c in chosen if c not in CATEGORIES]
+    if unknown:
+        return await _index(request, error=f"categories: unknown {', '.join(unknown)}", status=400)
+    await deps.policy.set_line_barring(li.line_id, frozenset(BarringCategory(c) for c in chosen), _actor(request))
+    return await _index(request, notice=translate(language(request), "barring") + ": ✓")
+
+
+@routes.get("/min-side/calls")
+@require_customer
+async def calls(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    lines = await _own_lines(request)
+    per_line = {li.number: await queries.line_calls(deps.session_factory, li.line_id, limit=200) for li in lines}
+    return _page(request, "minside_calls.html", per_line=per_line)
+
+
+@routes.get("/min-side/calls.csv")
+@require_customer
+async def calls_csv(request: web.Request) -> web.StreamResponse:
+    """Streamed: a row at a time, however long the list."""
+    deps: UiDeps = request.app[UI_DEPS]
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="samtaler.csv"',
+        "Cache-Control": "no-store",
+    })
+    await resp.prepare(request)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["line", "time", "direction", "from", "dialled", "duration_s", "price_ore", "cause", "forwarded_from"])
+    for li in await _own_lines(request):
+        for c in await queries.line_calls(deps.session_factory, li.line_id, limit=10_000):
+            w.writerow([li.number, c.setup_at.isoformat(timespec="seconds"), c.direction, c.calling_number,
+                        c.dialled, c.duration_s, "" if c.price_ore is None else c.price_ore, c.cause or "",
+                        c.forwarded_from or ""])
+            if buf.tell() > 16_384:
+                await resp.write(buf.getvalue().encode())
+                buf.seek(0)
+                buf.truncate()
+    await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    return resp
+
+
+@routes.get("/min-side/password")
+@require_customer
+async def password_form(request: web.Request) -> web.StreamResponse:
+    changed = request.query.get("changed") == "1"
+    return _page(request, "minside_password.html", error=None,
+                 notice=translate(language(request), "password_changed") if changed else None)
+
+
+@routes.post("/min-side/password")
+@require_customer
+async def password_change(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    form = await request.post()
+    c = request[SESSION_KEY].customer
+    assert c is not None
+    current = str(form.get("current", ""))
+    new = str(form.get("new", ""))
+    if await repo_users.authenticate_customer(deps.session_factory, c.external_id, current) is None:
+        return _page(request, "minside_password.html", status=400, notice=None,
+                     error=translate(language(request), "login_failed"))
+    if new != str(form.get("repeat", "")):
+        return _page(request, "minside_password.html", status=400, notice=None, error="repeat: ≠")
+    try:
+        await repo_users.set_customer_password(deps.session_factory, c.external_id, new)
+    except ValueError as err:
+        return _page(request, "minside_password.html", status=400, notice=None, error=f"new: {err}")
+    await repo_users.revoke_sessions_of(deps.session_factory, customer_id=c.customer_id)
+    secret, _ = await repo_users.create_session(deps.session_factory, customer=c, remote_addr=request.remote or "")
+    resp = web.HTTPFound("/min-side/password?changed=1")  # a fresh page: the new session has its own CSRF token
+    set_session_cookie(request, resp, "customer", secret)
+    raise resp

@@ -1,0 +1,236 @@
+"""The operator web UI: login, dashboard, search, customer, adapter and line pages."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from switch.store import repo_users
+from switch.store.repo_adapters import format_mac, normalise_mac
+
+from . import queries
+from .deps import UI_DEPS, UiDeps
+from .lamps import LAMP_ORDER, lamp_view, needs_attention
+from .web import (
+    SESSION_KEY,
+    check_csrf,
+    clear_session_cookie,
+    current_session,
+    language,
+    login_csrf_token,
+    set_login_csrf_cookie,
+    render,
+    require_operator,
+    safe_next,
+    set_session_cookie,
+)
+from .i18n import translate
+
+routes = web.RouteTableDef()
+
+_ANY = ("admin", "support", "readonly")
+_WRITE = ("admin", "support")
+
+
+@routes.get("/ui")
+async def ui_root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/ui/")
+
+
+@routes.get("/ui/login")
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await current_session(request, "operator") is not None:
+        raise web.HTTPFound(safe_next(request.query.get("next", "/ui/"), "operator"))
+    return _login_page(request, error=None)
+
+
+def _login_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+    token = login_csrf_token(request)
+    resp = render(request, "login.html", status=status, login_csrf=token, error=error,
+                  next=safe_next(request.query.get("next", "/ui/"), "operator"), action="/ui/login",
+                  user_label="username")
+    set_login_csrf_cookie(request, resp, token)
+    return resp
+
+
+@routes.post("/ui/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    form = await request.post()
+    lang = language(request)
+    if not await check_csrf(request, form):
+        return _login_page(request, translate(lang, "csrf_failed"), status=403)
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))
+    source = request.remote or "?"
+    now = time.time()
+    throttle = deps.login_throttle
+    until = throttle.blocked_until(source, username, now)
+    if until is not None:
+        resp = _login_page(request, translate(lang, "login_throttled", seconds=int(until - now) + 1), status=429)
+        resp.headers["Retry-After"] = str(int(until - now) + 1)
+        return resp
+    user = await repo_users.authenticate_user(deps.session_factory, username, password)
+    if user is None:
+        throttle.record_failure(source, username, now)
+        return _login_page(request, translate(lang, "login_failed"), status=401)
+    throttle.record_success(source, username, now)
+    secret, _info = await repo_users.create_session(
+        deps.session_factory, user=user, remote_addr=source, user_agent=request.headers.get("User-Agent", "")
+    )
+    resp = web.HTTPFound(safe_next(str(form.get("next", "/ui/")), "operator"))
+    set_session_cookie(request, resp, "operator", secret)
+    raise resp
+
+
+@routes.post("/ui/logout")
+@require_operator()
+async def logout(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    await repo_users.revoke_session(deps.session_factory, request[SESSION_KEY].session_id)
+    resp = web.HTTPFound("/ui/login")
+    clear_session_cookie(request, resp, "operator")
+    raise resp
+
+
+@routes.get("/ui/lang/{lang}")
+async def set_language(request: web.Request) -> web.StreamResponse:
+    lang = request.match_info["lang"]
+    target = request.query.get("next", "/ui/")
+    audience = "customer" if target.startswith("/min-side/") else "operator"
+    resp = web.HTTPFound(safe_next(target, audience))
+    if lang in ("nb", "en"):
+        resp.set_cookie("ss_lang", lang, samesite="Lax", max_age=365 * 86400, path="/")
+    raise resp
+
+
+@routes.get("/ui/")
+@require_operator(*_ANY)
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    counts = await queries.dashboard_counts(deps.session_factory)
+    per_minute = await queries.calls_per_minute(deps.session_factory)
+    attention = []
+    for adapter_id, mac in await queries.adapters(deps.session_factory):
+        lamps = deps.lamps(adapter_id)
+        bad = needs_attention(lamps)
+        if bad:
+            attention.append({"mac": mac, "display_mac": format_mac(mac), "lamps": bad})
+    alerts = list(getattr(deps.policy, "alerts", lambda: [])()) if deps.policy is not None else []
+    return render(
+        request, "dashboard.html", counts=counts, registered=deps.registered_lines(),
+        in_progress=deps.calls_in_progress(), per_minute=per_minute, peak=max(per_minute + [1]),
+        attention=attention[:100], attention_total=len(attention), alerts=alerts[:20],
+    )
+
+
+@routes.get("/ui/search")
+@require_operator(*_ANY)
+async def search(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    q = request.query.get("q", "").strip()[:100]
+    result = await queries.search(deps.session_factory, q)
+    # One unambiguous hit: go straight there, as support staff expect.
+    hits = len(result.customers) + len(result.adapters) + len(result.lines)
+    if hits == 1:
+        if result.customers:
+            raise web.HTTPFound(f"/ui/customers/{result.customers[0].external_id}")
+        if result.adapters:
+            raise web.HTTPFound(f"/ui/adapters/{result.adapters[0].mac}")
+        raise web.HTTPFound(f"/ui/lines/{result.lines[0].number}")
+    return render(request, "search.html", q=q, result=result, format_mac=format_mac)
+
+
+@routes.get("/ui/customers/{ref}")
+@require_operator(*_ANY)
+async def customer(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    ref = request.match_info["ref"][:64]
+    detail = await queries.customer_detail(deps.session_factory, ref)
+    lang = language(request)
+    if detail is None:
+        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=ref))
+    lamp_rows = {a.adapter_id: [lamp_view(n, deps.lamps(a.adapter_id).get(n)) for n in LAMP_ORDER] for a in detail.adapters}
+    registered = {li.line_id: bool(deps.bindings(li.line_id)) for li in detail.lines}
+    return render(request, "customer.html", d=detail, lamp_rows=lamp_rows, registered=registered, format_mac=format_mac)
+
+
+def _mac(request: web.Request) -> str | None:
+    try:
+        return normalise_mac(request.match_info["mac"])
+    except ValueError:
+        return None
+
+
+@routes.get("/ui/adapters/{mac}")
+@require_operator(*_ANY)
+async def adapter(request: web.Request) -> web.StreamResponse:
+    return await _adapter_page(request, "adapter.html")
+
+
+@routes.get("/ui/adapters/{mac}/lamps")
+@require_operator(*_ANY)
+async def adapter_lamps(request: web.Request) -> web.StreamResponse:
+    """The lamps alone: htmx swaps them in every few seconds."""
+    return await _adapter_page(request, "_lamps.html")
+
+
+async def _adapter_page(request: web.Request, template: str, notice: str | None = None) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    lang = language(request)
+    mac = _mac(request)
+    found = await queries.adapter_detail(deps.session_factory, mac) if mac else None
+    if found is None:
+        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=request.match_info["mac"][:40]))
+    a, lines, events = found
+    lamps = deps.lamps(a.adapter_id)
+    views = [lamp_view(n, lamps.get(n)) for n in LAMP_ORDER]
+    contacts = {li.line_id: list(deps.bindings(li.line_id)) for li in lines}
+    timeline = [
+        {
+            "lamp": str(getattr(e.lamp, "value", e.lamp)),
+            "from": None if e.old_state is None else str(getattr(e.old_state, "value", e.old_state)),
+            "to": str(getattr(e.new_state, "value", e.new_state)),
+            "reason": e.reason,
+            "at": e.at,
+        }
+        for e in events
+    ]
+    return render(request, template, a=a, display_mac=format_mac(a.mac), lamps=views, lines=lines,
+                  contacts=contacts, timeline=timeline, notice=notice, can_write=_can_write(request),
+                  can_resync=deps.resync is not None)
+
+
+def _can_write(request: web.Request) -> bool:
+    user = request[SESSION_KEY].user
+    return user is not None and user.role.value in _WRITE
+
+
+@routes.post("/ui/adapters/{mac}/resync")
+@require_operator(*_WRITE)
+async def adapter_resync(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    mac = _mac(request)
+    if mac is None or deps.resync is None:
+        raise web.HTTPNotFound()
+    try:
+        result = await deps.resync(mac)
+    except LookupError as err:
+        result = str(err)
+    return await _adapter_page(request, "adapter.html", notice=translate(language(request), "resync_sent", result=result))
+
+
+@routes.get("/ui/lines/{number}")
+@require_operator(*_ANY)
+async def line(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    lang = language(request)
+    raw = request.match_info["number"][:32]
+    number = raw if raw.startswith("+") else (f"+47{raw}" if raw.isdigit() and len(raw) == 8 else raw)
+    li = await queries.line_by_number(deps.session_factory, number)
+    if li is None:
+        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=raw))
+    calls = await queries.line_calls(deps.session_factory, li.line_id)
+    return render(request, "line.html", li=li, calls=calls, contacts=list(deps.bindings(li.line_id)),
+                  format_mac=format_mac)

@@ -1,0 +1,161 @@
+"""The web pages over HTTP (no browser): login, CSRF, throttling, roles, pages, Min side isolation."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from provisioning.ui.i18n import TEXTS, pick_language, translate
+from switch.store import models as m
+from switch.store import repo_users
+
+from .conftest import Ui, csrf_of
+
+
+async def test_pages_need_a_login_and_come_back_after_it(ui_app: Ui) -> None:
+    c = ui_app.client
+    resp = await c.get("/ui/customers/C1001", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/login?next=/ui/customers/C1001"
+    page = await c.get("/ui/login?next=/ui/customers/C1001")
+    html = await page.text()
+    assert 'name="next" value="/ui/customers/C1001"' in html
+    resp = await c.post("/ui/login", data={"csrf": csrf_of(html), "username": "admin",
+                                           "password": ui_app.admin_password, "next": "/ui/customers/C1001"},
+                        allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/customers/C1001"
+    cookie = resp.cookies["ss_ui"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/ui/"
+    page = await c.get("/ui/customers/C1001")
+    assert page.status == 200 and "Kari Nordmann" in await page.text()
+
+
+async def test_login_refuses_a_form_without_its_csrf_token_and_an_open_redirect(ui_app: Ui) -> None:
+    c = ui_app.client
+    resp = await c.post("/ui/login", data={"csrf": "forged", "username": "admin", "password": ui_app.admin_password})
+    assert resp.status == 403
+    page = await c.get("/ui/login")
+    resp = await c.post("/ui/login", data={"csrf": csrf_of(await page.text()), "username": "admin",
+                                           "password": ui_app.admin_password, "next": "//evil.example/"},
+                        allow_redirects=False)
+    assert resp.headers["Location"] == "/ui/"
+
+
+async def test_wrong_passwords_are_throttled_with_retry_after_and_do_not_reveal_users(ui_app: Ui) -> None:
+    c = ui_app.client
+    statuses = []
+    for _ in range(8):
+        statuses.append(await ui_app.login("admin", "wrong-password"))
+    # A burst of about five failures blocks the (source, user) pair (switch.transport.ratelimit).
+    assert statuses[:5] == [401] * 5 and 429 in statuses[5:], statuses
+    page = await c.get("/ui/login")
+    resp = await c.post("/ui/login", data={"csrf": csrf_of(await page.text()), "username": "admin",
+                                           "password": ui_app.admin_password})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    # An unknown user gets the same answer as a wrong password.
+    page = await c.get("/ui/login")
+    unknown = await c.post("/ui/login", data={"csrf": csrf_of(await page.text()), "username": "nobody",
+                                              "password": "x" * 12})
+    assert unknown.status == 401
+    assert translate("nb", "login_failed") in await unknown.text()
+
+
+async def test_every_form_post_needs_the_session_csrf_token(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    resp = await ui_app.client.post("/ui/logout", data={"csrf": "nope"}, allow_redirects=False)
+    assert resp.status == 403 and translate("nb", "csrf_failed") in await resp.text()
+    page = await ui_app.client.get("/ui/")
+    resp = await ui_app.client.post("/ui/logout", data={"csrf": csrf_of(await page.text())}, allow_redirects=False)
+    assert resp.status == 302
+    # The session is revoked server-side, not just forgotten by the browser.
+    async with ui_app.db.session_factory() as session:
+        row = (await session.execute(select(m.WebSession))).scalar_one()
+    assert row.revoked_at is not None
+
+
+async def test_search_by_number_mac_name_and_customer_number(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    for q, where in [("22000001", "/ui/lines/+4722000001"), ("+47 22 00 00 03", "/ui/lines/+4722000003"),
+                     ("000E08ABCD01", "/ui/adapters/000e08abcd01"), ("00:0e:08:ab:cd:02", "/ui/adapters/000e08abcd02"),
+                     ("c2002", "/ui/customers/C2002"), ("Nordmann", "/ui/customers/C1001")]:
+        resp = await c.get("/ui/search", params={"q": q}, allow_redirects=False)
+        assert resp.status == 302 and resp.headers["Location"] == where, q
+    many = await c.get("/ui/search", params={"q": "2200000"})
+    html = await many.text()
+    assert all(n in html for n in ("+4722000001", "+4722000002", "+4722000003"))
+    none = await c.get("/ui/search", params={"q": "Ingen slik"})
+    assert "Ingen treff" in await none.text()
+
+
+async def test_adapter_page_draws_the_four_lamps_with_words_and_reasons(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    html = await (await ui_app.client.get("/ui/adapters/000E08ABCD01")).text()
+    lamps = dict(re.findall(r'data-lamp="(\w+)" data-state="(\w+)"', html))
+    assert lamps == {"pwr": "ok", "wan": "warning", "tel1": "ok", "tel2": "off"}
+    assert 'data-lamp="wan" data-state="warning" data-colour="red" data-pattern="blinking"' in html
+    assert "rød, blinker" in html and "wrong password" in html and "no answer to 3 pings" in html
+    part = await ui_app.client.get("/ui/adapters/000E08ABCD01/lamps")
+    assert (await part.text()).count('class="lamp"') == 4
+    assert (await ui_app.client.get("/ui/adapters/not-a-mac")).status == 404
+
+
+async def test_dashboard_lists_adapters_with_a_red_or_unlit_lamp(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    html = await (await ui_app.client.get("/ui/")).text()
+    assert 'id="registered">1<' in html and "00:0e:08:ab:cd:01" in html
+
+
+async def test_readonly_user_sees_pages_but_has_no_resync_button(ui_app: Ui) -> None:
+    assert await ui_app.login("reader", "reader-password-1") == 302
+    page = await ui_app.client.get("/ui/adapters/000E08ABCD01")
+    assert page.status == 200 and "/resync" not in await page.text()
+
+
+async def test_english_on_request(ui_app: Ui) -> None:
+    resp = await ui_app.client.get("/ui/login", headers={"Accept-Language": "en-GB,en;q=0.8"})
+    assert "Log in" in await resp.text()
+    await ui_app.client.get("/ui/lang/nb?next=/ui/login")
+    resp = await ui_app.client.get("/ui/login", headers={"Accept-Language": "en-GB"})
+    assert "Logg inn" in await resp.text()
+
+
+def test_every_text_has_both_languages_and_language_choice() -> None:
+    assert all(nb and en for nb, en in TEXTS.values())
+    assert pick_language(None, "nn-NO,en;q=0.5") == "nb"
+    assert pick_language("en", "nb") == "en"
+    assert pick_language(None, None) == "nb"
+
+
+async def test_min_side_shows_only_the_customers_own_lines(ui_app: Ui) -> None:
+    sf = ui_app.db.session_factory
+    pw1 = await repo_users.set_customer_password(sf, "C1001")
+    await repo_users.set_customer_password(sf, "C2002", "other-customer-pw")
+    assert await ui_app.login("C1001", pw1, path="/min-side/login") == 302
+    c = ui_app.client
+    html = await (await c.get("/min-side/")).text()
+    assert "+4722000001" in html and "+4722000002" in html and "+4722000003" not in html
+    csrf = csrf_of(html)
+    # Another customer's line: 404, as if it did not exist.
+    for path in ("/min-side/lines/+4722000003/barring", "/min-side/lines/22000003/forwarding/unconditional"):
+        resp = await c.post(path, data={"csrf": csrf, "target": "22000001"})
+        assert resp.status == 404
+    # The operator pages do not accept a customer session.
+    resp = await c.get("/ui/", allow_redirects=False)
+    assert resp.status == 302
+
+
+async def test_min_side_password_change(ui_app: Ui) -> None:
+    sf = ui_app.db.session_factory
+    pw = await repo_users.set_customer_password(sf, "C1001")
+    assert await ui_app.login("C1001", pw, path="/min-side/login") == 302
+    c = ui_app.client
+    csrf = csrf_of(await (await c.get("/min-side/password")).text())
+    bad = await c.post("/min-side/password", data={"csrf": csrf, "current": "wrong", "new": "n" * 12, "repeat": "n" * 12})
+    assert bad.status == 400
+    ok = await c.post("/min-side/password", data={"csrf": csrf, "current": pw, "new": "new-password-1",
+                                                  "repeat": "new-password-1"}, allow_redirects=False)
+    assert ok.status == 302
+    assert await repo_users.authenticate_customer(sf, "C1001", "new-password-1") is not None
+    page = await c.get("/min-side/password?changed=1")
+    assert "Passordet er byttet" in await page.text()
