@@ -17,7 +17,7 @@ from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata, ui
-from .api import adapters, billing, calls, provisioning
+from .api import adapters, billing, calls, metrics, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -57,6 +57,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(adapters.routes)
     app.router.add_routes(calls.routes)
     app.router.add_routes(billing.routes)
+    app.router.add_routes(metrics.routes)
     app.router.add_routes(provisioning.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     ui.setup(app, _ui_deps(services))  # /ui/ (operators) and /min-side/ (customers)
@@ -88,6 +89,7 @@ def _ui_deps(services: Services) -> ui.UiDeps:
 
 async def start_http(services: Services) -> web.AppRunner:
     app = create_app(services)
+    await metrics.start_metrics_http(services, app)  # before the app is frozen: it stops with it
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = services.settings.http_listen

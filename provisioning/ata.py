@@ -439,6 +439,8 @@ async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret
     )
     state.last_origin[adapter.adapter_id] = origin
     services.status.config_fetched(adapter.adapter_id)
+    if services.metrics is not None:
+        services.metrics.fetched()
     log.info("provisioning: served %s (%d bytes) to %s", adapter.mac, len(body), request.remote)
     # Exact Content-Length, no chunking (old SPA firmware); never cached: it holds passwords.
     return web.Response(

@@ -63,6 +63,7 @@ class Services:
     lamp_writer: Any = None
     calls: Any = None  # switch.services.b2bua.manager.CallManager
     rating: Any = None  # switch.services.rating.service.RatingService
+    metrics: Any = None  # switch.services.metrics.Metrics
 
 
 def derive(key: bytes, purpose: str) -> bytes:
@@ -193,7 +194,21 @@ async def start(settings: Settings) -> Services:
         suspender=lambda: getattr(services, "policy", None),  # the credit limit suspends through it
     )
     services.calls = await install_calls(services)
+    _install_metrics(services)
     return services
+
+
+def _install_metrics(services: Services) -> None:
+    """``/metrics``: hooks where the events happen, the rest read at scrape time (switch.services.metrics)."""
+    from .services.metrics import Metrics
+
+    metrics = services.metrics = Metrics()
+    services.registrar.observers.append(metrics.register_outcome)
+    services.registrar.latency_hook = metrics.register_latency.observe
+    services.qualifier.on_result = metrics.wrap_qualify(services.qualifier.on_result)
+    if services.calls is not None:
+        services.calls.end_hooks.append(metrics.call_ended)
+    metrics.watch(services)
 
 
 async def stop(services: Services) -> None:

@@ -97,6 +97,10 @@ class Settings:
     #: credit limit: a call in progress is cut when the customer's period total would pass
     #: the limit by more than this (øre); the call that crosses the limit suspends the customer
     credit_cut_margin_ore: int = 5000
+    #: /metrics: a bearer token of its own (else an operator API token is needed) ...
+    metrics_token: str | None = None
+    #: ... or a listener of its own serving only /metrics, without a token
+    metrics_listen: tuple[str, int] | None = None
     # announcements (docs/announcements.md)
     announcements: bool = True
     #: RTP ports for prompts (even ones are used; RTCP would take the odd one after)

@@ -83,6 +83,7 @@ class CdrDraft:
         "forwarded_from",
         "setup_at",
         "answer_at",
+        "ring_at",
         "end_at",
         "answer_mono",
         "end_mono",
@@ -119,6 +120,8 @@ class CdrDraft:
         self.forwarded_from: str | None = None
         self.setup_at = setup_at
         self.answer_at: float | None = None
+        self.ring_at: float | None = None
+        """First 180/183 (wall): the post-dial delay metric; not stored."""
         self.end_at: float | None = None
         self.answer_mono: float | None = None
         """Monotonic answer time: durations must not jump with the wall clock."""
@@ -243,6 +246,10 @@ class CdrWriter:
         # _write_batch handles every failure itself; an exception here is a shutdown.
         if exc is not None:
             log.debug("CDR batch ended with %r", exc)
+
+    def commit_stats(self) -> dict[str, float]:
+        """The group committer's figures plus the rows waiting for the database (``/metrics``)."""
+        return self._committer.stats() | {"pending": len(self._pending)}
 
     @property
     def pending(self) -> int:

@@ -69,6 +69,8 @@ class Registrar:
         self.registered = 0
         #: called after every REGISTER outcome: (line or None, source host, status)
         self.observers: list[Callable[[LineInfo | None, str, int], None]] = []
+        #: called with the seconds from an authenticated REGISTER to its stored binding's 200 (``/metrics``)
+        self.latency_hook: Callable[[float], None] | None = None
 
     _date_cache: tuple[int, str] = (0, "")
 
@@ -203,7 +205,10 @@ class Registrar:
             if exc is not None:
                 self._answer(tid, req, 500, "Binding Not Stored")
                 return
-            self._ok(tid, req, bindings, self.clock(), line)
+            done = self.clock()
+            self._ok(tid, req, bindings, done, line)
+            if self.latency_hook is not None:
+                self.latency_hook(done - now)
 
         self.location.replace(line.line_id, bindings, committed)
 

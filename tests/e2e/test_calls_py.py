@@ -366,6 +366,17 @@ async def test_on_net_call_ring_answer_hangup_and_cdr(start_switch: StartSwitch)
     assert cdr.call_id == call.invite.call_id
     # rated as it was written: a private line's Norwegian call is included in the subscription
     assert (cdr.charge_ore, cdr.zone, cdr.tariff_version) == (0, "norway_fixed", 1)
+    # /metrics saw both registrations, the ringing and the answer, and the call's end
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+               for fam in text_string_to_metric_families(net.services.metrics.render().decode()) for x in fam.samples}
+    assert samples[("softswitch_register_outcomes_total", (("status", "200"),))] >= 2
+    assert samples[("softswitch_register_latency_seconds_count", ())] >= 2
+    assert samples[("softswitch_post_dial_delay_seconds_count", ())] == 1
+    assert samples[("softswitch_call_setup_seconds_count", ())] == 1
+    assert samples[("softswitch_calls_ended_total", (("cause", "normal"),))] == 1
+    assert samples[("softswitch_calls_in_progress", ())] == 0
 
 
 async def test_callee_busy_unregistered_and_unknown_numbers_are_distinct(start_switch: StartSwitch) -> None:

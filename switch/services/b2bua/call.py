@@ -245,6 +245,8 @@ class Call:
 
     def _early(self, side: Side, ev: Event) -> None:
         self.state = CallState.EARLY
+        if self.record.ring_at is None:
+            self.record.ring_at = self._clock.wall()
         self.a.send(ev)
 
     def _answered(self, side: Side, ev: Event) -> None:

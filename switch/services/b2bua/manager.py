@@ -274,6 +274,8 @@ class CallManager:
         self.calls: set[Call] = set()
         #: Told of each answered call (the credit limit: ``switch.services.rating.credit``).
         self.call_budget: Callable[[Call], None] | None = None
+        #: Told of each ended call before its CDR is queued (``/metrics``).
+        self.end_hooks: list[Callable[[Call], None]] = []
         self.stats = ManagerStats()
         self._closing = False
         self._previous: dict[str, Callable[[RequestReceived], None] | None] = {}
@@ -582,6 +584,8 @@ class CallManager:
             stats.answered += 1
         cause = rec.cause or "?"
         stats.by_cause[cause] = stats.by_cause.get(cause, 0) + 1
+        for hook in self.end_hooks:
+            hook(call)
         if self.cdr is not None:
             self.cdr.submit(rec)
 
