@@ -22,6 +22,8 @@ if [ $want_test = 1 ]; then
   have_cmd espeak-ng || need+=(espeak-ng)
   have_cmd sox || need+=(sox)
   have_cmd ip || need+=(iproute2)
+  # The web UI's browser tests drive Debian's Chromium (never a downloaded browser).
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   # A PostgreSQL server: the tests run on it as well as on SQLite.
   if ! have_cmd pg_ctl && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then need+=(postgresql); fi
 fi

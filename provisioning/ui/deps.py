@@ -53,6 +53,8 @@ class UiDeps:
     registered_lines: Callable[[], int] = lambda: 0
     #: MAC (12 hex digits) → a sentence saying what was done; None when resync is not wired
     resync: Callable[[str], Awaitable[str]] | None = None
+    #: MAC → what to type into the adapter's own web page when staging it by hand (URLs, credentials)
+    staging: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
     #: the call-policy service (forwarding, barring, suspensions); None in tests without it
     policy: Any = None
     secure_cookies: bool = False

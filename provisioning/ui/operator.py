@@ -199,7 +199,7 @@ async def _adapter_page(request: web.Request, template: str, notice: str | None 
     ]
     return render(request, template, a=a, display_mac=format_mac(a.mac), lamps=views, lines=lines,
                   contacts=contacts, timeline=timeline, notice=notice, can_write=_can_write(request),
-                  can_resync=deps.resync is not None)
+                  can_resync=deps.resync is not None, can_stage=deps.staging is not None)
 
 
 def _can_write(request: web.Request) -> bool:
