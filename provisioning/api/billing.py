@@ -17,12 +17,16 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from switch.services.rating.periods import MonthlyPeriods
+from switch.store.models import SuspensionReason
 from switch.store.repo_billing import (
+    credit_limit_of,
     customer_line_ids,
     customer_ref,
     directory_listing,
     inactive_lines,
     invoice_summary,
+    period_totals,
+    set_credit_limit,
     stream_invoice_lines,
 )
 from switch.store.repo_lines import normalise_number
@@ -237,3 +241,76 @@ async def report_directory(request: web.Request) -> web.StreamResponse:
         w.writerow((e.number, e.name, e.address or ""))
     return web.Response(text=buf.getvalue(), content_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="directory.csv"'})
+
+
+async def _credit_json(request: web.Request, customer_id: int, external: str) -> dict[str, object]:
+    services = request.app[SERVICES]
+    sf = services.session_factory
+    limit = await credit_limit_of(sf, customer_id)
+    periods = _periods(request)
+    now = datetime.now(UTC).timestamp()
+    start, end = periods.bounds(now)
+    rating = getattr(services, "rating", None)
+    credit = None if rating is None else rating.credit
+    if credit is not None and credit.period == start:
+        total = int(credit.totals.get(customer_id, 0))
+    else:
+        total = (await period_totals(sf, start)).get(customer_id, 0)
+    policy = getattr(services, "policy", None)
+    suspended = None
+    if policy is not None:
+        suspended = any(s.reason is SuspensionReason.CREDIT_LIMIT for s in policy.active_suspensions(customer_id))
+    return {
+        "customer": external,
+        "credit_limit_ore": limit,
+        "period": start.astimezone(periods.tz).strftime("%Y-%m"),
+        "period_total_ore": total,
+        "remaining_ore": None if limit is None else max(0, limit - total),
+        "suspended_for_credit_limit": suspended,
+        "cut_margin_ore": services.settings.credit_cut_margin_ore,
+    }
+
+
+@routes.get("/api/v1/customers/{customer}/credit")
+@require("operator", "customer")
+async def credit_state(request: web.Request) -> web.StreamResponse:
+    """The credit limit, this month's rated total and whether the limit suspended the customer."""
+    external = request.match_info["customer"]
+    principal = request[PRINCIPAL]
+    if principal.role == "customer" and principal.customer != external:
+        return problem(403, "a customer token can only read its own customer")
+    found = await customer_ref(request.app[SERVICES].session_factory, external)
+    if found is None:
+        return problem(404, f"no customer with number {external!r}")
+    return web.json_response(await _credit_json(request, found[0], external))
+
+
+@routes.put("/api/v1/customers/{customer}/credit-limit")
+@require("operator")
+async def put_credit_limit(request: web.Request) -> web.StreamResponse:
+    """Body ``{"credit_limit_ore": N}`` (whole øre, ≥ 0) or ``{"credit_limit_ore": null}`` to remove it.
+
+    Raising the limit above the month's total (or removing it) lifts a
+    credit-limit suspension at once in this process (within 30 s elsewhere).
+    """
+    external = request.match_info["customer"]
+    services = request.app[SERVICES]
+    found = await customer_ref(services.session_factory, external)
+    if found is None:
+        return problem(404, f"no customer with number {external!r}")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return problem(400, "the body must be JSON such as {\"credit_limit_ore\": 50000}")
+    if not isinstance(body, dict) or set(body) != {"credit_limit_ore"}:
+        return problem(400, "the body must be exactly {\"credit_limit_ore\": <whole øre or null>}")
+    limit = body["credit_limit_ore"]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
+        return problem(400, f"credit_limit_ore must be a whole number of øre from 0 to 1000000000, or null; got {limit!r}")
+    principal = request[PRINCIPAL]
+    actor = f"token:{principal.token_id}" if principal.token_id is not None else "operator"
+    await set_credit_limit(services.session_factory, found[0], limit, actor)
+    rating = getattr(services, "rating", None)
+    if rating is not None:
+        await rating.reload_accounts()
+    return web.json_response(await _credit_json(request, found[0], external))

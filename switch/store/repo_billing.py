@@ -28,6 +28,8 @@ __all__ = [
     "LineAccount",
     "TariffConflict",
     "add_totals",
+    "credit_limit_of",
+    "set_credit_limit",
     "customer_line_ids",
     "customer_ref",
     "directory_listing",
@@ -371,3 +373,25 @@ async def directory_listing(sf: SessionFactory) -> list[DirectoryEntry]:
             .order_by(Number.e164)
         )
         return [DirectoryEntry(e164, name, None) for e164, name in rows]
+
+
+async def set_credit_limit(sf: SessionFactory, customer_id: int, limit_ore: int | None, actor: str) -> int | None:
+    """Set (None: remove) a customer's credit limit with an audit event; returns the old limit."""
+    from .repo_audit import add_audit_event
+
+    async with sf() as session:
+        async with session.begin():
+            customer = await session.get(Customer, customer_id)
+            if customer is None:
+                raise LookupError(customer_id)
+            old = customer.credit_limit_ore
+            customer.credit_limit_ore = limit_ore
+            add_audit_event(session, actor=actor, action="customer.credit_limit", subject_type="customer",
+                            subject_id=customer.external_id, customer_id=customer_id,
+                            details={"old_ore": old, "new_ore": limit_ore})
+    return old
+
+
+async def credit_limit_of(sf: SessionFactory, customer_id: int) -> int | None:
+    async with sf() as session:
+        return (await session.execute(select(Customer.credit_limit_ore).where(Customer.id == customer_id))).scalar()

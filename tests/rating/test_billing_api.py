@@ -9,9 +9,11 @@ import asyncio
 import csv
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
@@ -206,3 +208,49 @@ async def test_directory_export_leaves_unlisted_numbers_out(api: Api) -> None:
     assert rows == [["number", "name", "address"], ["+4722000001", "Kari Nordmann", ""],
                     ["+4722000003", "Ola Nordmann", ""]]
 
+
+
+async def _send(api: Api, method: str, path: str, body: object, token: str | None = None) -> tuple[int, Any]:
+    async with api.client.request(method, path, json=body,
+                                  headers={"Authorization": f"Bearer {token or api.operator}"}) as r:
+        return r.status, await r.json()
+
+
+async def test_credit_limit_is_set_shown_and_checked(api: Api) -> None:
+    status, body = await _send(api, "PUT", "/api/v1/customers/C1001/credit-limit", {"credit_limit_ore": 50000})
+    assert status == 200 and body["credit_limit_ore"] == 50000 and body["period_total_ore"] == 0
+    ids = await _line_ids(api.services)
+    now = time.time()
+    rec = CdrDraft(call_id="now", direction=m.CallDirection.OUTGOING, calling_number="+4722000001",
+                   dialled="+46812345678", setup_at=now - 70, calling_line_id=ids["+4722000001"],
+                   normalised="+46812345678", number_class="international")
+    rec.answer_at, rec.answer_mono, rec.end_at, rec.end_mono = now - 61, 0.0, now, 61.0
+    rec.final_code, rec.cause = 200, "normal"
+    api.services.calls.cdr.submit(rec)
+    for _ in range(200):
+        status, body = await _send(api, "GET", "/api/v1/customers/C1001/credit", None, api.kari)
+        if body["period_total_ore"]:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 200 and (body["period_total_ore"], body["remaining_ore"]) == (241, 50000 - 241)
+    status, body = await _send(api, "PUT", "/api/v1/customers/C1001/credit-limit", {"credit_limit_ore": None})
+    assert status == 200 and body["credit_limit_ore"] is None and body["remaining_ore"] is None
+    async with api.services.session_factory() as s:
+        events = (await s.execute(select(m.AuditEvent).where(m.AuditEvent.action == "customer.credit_limit"))).scalars()
+        assert [e.details for e in events] == [{"old_ore": None, "new_ore": 50000}, {"old_ore": 50000, "new_ore": None}]
+
+
+@pytest.mark.parametrize("body", [{"credit_limit_ore": -1}, {"credit_limit_ore": "500"}, {"credit_limit_ore": 1.5},
+                                  {"limit": 5}, [500]])
+async def test_bad_credit_limits_are_refused_and_change_nothing(api: Api, body: object) -> None:
+    status, answer = await _send(api, "PUT", "/api/v1/customers/C1001/credit-limit", body)
+    assert status == 400 and "credit_limit_ore" in answer["error"]
+    status, answer = await _send(api, "GET", "/api/v1/customers/C1001/credit", None)
+    assert answer["credit_limit_ore"] is None
+
+
+async def test_customers_cannot_set_their_own_limit(api: Api) -> None:
+    status, _ = await _send(api, "PUT", "/api/v1/customers/C1001/credit-limit", {"credit_limit_ore": 10**9}, api.kari)
+    assert status == 403
+    status, _ = await _send(api, "GET", "/api/v1/customers/C1002/credit", None, api.kari)
+    assert status == 403
