@@ -25,16 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switch import _core_loader, gcstats
 from switch.sip.timers import TimerConfig
-from switch.store import migrate
+from switch.store import lamp_history, migrate, repo_bindings
 from switch.store.crypto import SecretBox, load_or_create_key
 from switch.store.engine import SessionFactory, make_engine, make_session_factory, normalise_url
+from switch.store.hot_store import HotStore, make_hot_store
+from switch.store.repo_lines import lines_fingerprint as stored_lines_fingerprint
 from switch.store.repo_lines import load_credentials
 from switch.transport.endpoint import Endpoint
 
-from .services import lamp_history, persistence
-from .services.adapter_status import AdapterStatusService
+from .services.adapter_status import AdapterStatusService, lamp_rows
 from .services.auth import Authenticator
-from .services.hot_store import HotStore, make_hot_store
 from .services.lines import LineDirectory, LineInfo
 from .services.location import LocationService
 from .services.qualify import Qualifier
@@ -102,7 +102,7 @@ async def start(settings: Settings) -> Services:
         ]
 
     async def lines_fingerprint() -> object:
-        return await persistence.lines_fingerprint(sf)
+        return await stored_lines_fingerprint(sf)
 
     lines = LineDirectory(load_lines, lines_fingerprint)
     await lines.reload()
@@ -110,7 +110,7 @@ async def start(settings: Settings) -> Services:
     hot = make_hot_store(settings.database_url)
     await hot.open()
     location = LocationService(hot.replace_bindings, commit_window=settings.commit_window)
-    location.start(await persistence.load_bindings(sf))
+    location.start(await repo_bindings.load_bindings(sf))
     key = settings.key or load_or_create_key(settings.key_file)
 
     endpoint = Endpoint(
@@ -175,11 +175,10 @@ async def start(settings: Settings) -> Services:
         started_at=time.time(),
         hot_store=hot,
     )
-    await lamp_history.restore(services.session_factory, status)
-    for reach_key, reach in await persistence.load_reachability(sf):
-        status.restore_reach(reach_key, reach)
+    status.restore_lamps(await lamp_history.load_lamps(sf), await lamp_history.load_config_fetch_times(sf))
+    status.restore_qualify(await repo_bindings.load_qualify_stats(sf))
     writer = lamp_history.LampWriter(hot)
-    status.persist = writer.submit
+    status.persist = lambda changes: writer.submit(lamp_rows(changes, time.time()))
     services.lamp_writer = writer
     status.start()
     await endpoint.start(settings.sip_listen)
@@ -227,7 +226,7 @@ async def stop(services: Services) -> None:
 
 async def save_reachability(services: Services) -> None:
     """Write the ping histories that changed since the last call."""
-    await services.hot_store.write_qualify(persistence.qualify_rows(services.status.take_dirty_reach()))
+    await services.hot_store.write_qualify(services.status.take_dirty_qualify_rows())
 
 
 async def _housekeeping(services: Services) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import select
 
 from switch.store import models as m
-from switch.store import repo_adapters
+from switch.store import lamp_history, repo_adapters
 from switch.store.repo_adapters import normalise_mac
 
 from ..ata import config_status, origin_of
@@ -96,25 +97,17 @@ async def lamp_events(request: web.Request) -> web.Response:
     if not raw.isdigit() or not 1 <= int(raw) <= 500:
         return problem(400, f"limit must be an integer from 1 to 500, got {raw!r}")
     services = request.app[SERVICES]
-    async with services.session_factory() as session:
-        rows = (
-            await session.execute(
-                select(m.LampEvent)
-                .where(m.LampEvent.adapter_id == adapter.id)
-                .order_by(m.LampEvent.at.desc(), m.LampEvent.id.desc())
-                .limit(int(raw))
-            )
-        ).scalars().all()
+    rows = await lamp_history.list_lamp_events(services.session_factory, adapter.id, limit=int(raw))
     return web.json_response(
         {
             "mac": adapter.mac,
             "events": [
                 {
-                    "lamp": str(getattr(r.lamp, "value", r.lamp)).lower(),
-                    "from": None if r.old_state is None else str(getattr(r.old_state, "value", r.old_state)),
-                    "to": str(getattr(r.new_state, "value", r.new_state)),
+                    "lamp": r.lamp.lower(),
+                    "from": r.old_state,
+                    "to": r.new_state,
                     "reason": r.reason,
-                    "at": r.at.isoformat(timespec="seconds"),
+                    "at": datetime.fromtimestamp(r.at, tz=UTC).isoformat(timespec="seconds"),
                 }
                 for r in rows
             ],

@@ -13,6 +13,11 @@ see the real lamps, so we compute what they would show from evidence:
 Each lamp has a state (ok / warning / off), a reason support can act on, and
 when the state last changed. Every change is handed to ``persist`` as an event
 so support sees the history; the current state is served from memory.
+
+The database keeps the store's records (``switch.store.rows``): ``lamp_rows``
+turns lamp changes into them, ``restore_lamps`` reads them back, and
+``Reachability.row``/``Reachability.from_row`` convert a ping history -- the
+one place each conversion happens.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from switch.store.lamp_history import LampChangeRows
+from switch.store.models import LampName
+from switch.store.rows import Binding, LampEventRow, LampRow, QualifyRow
+
 from .lines import LineDirectory, LineInfo
-from .location import Binding, LocationService
+from .location import LocationService
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,45 @@ class Reachability:
             self.last_rtt = rtt
             self.avg_rtt = rtt if self.avg_rtt is None else self.avg_rtt + RTT_ALPHA * (rtt - self.avg_rtt)
 
+    def row(self, key: ReachKey) -> QualifyRow:
+        """The ``qualify_stats`` record of this history (the database keeps milliseconds)."""
+        line_id, contact = key
+        return QualifyRow(
+            line_id=line_id,
+            contact=contact,
+            sent=self.sent,
+            lost=self.lost,
+            consecutive_lost=self.consecutive_lost,
+            first_lost_at=self.first_lost_at,
+            last_sent_at=self.last_sent_at,
+            last_reply_at=self.last_reply_at,
+            last_rtt_ms=_ms(self.last_rtt),
+            avg_rtt_ms=_ms(self.avg_rtt),
+            history_ms=[_ms(x) for x in self.history],
+        )
+
+    @classmethod
+    def from_row(cls, q: QualifyRow) -> Reachability:
+        return cls(
+            sent=q.sent,
+            lost=q.lost,
+            consecutive_lost=q.consecutive_lost,
+            first_lost_at=q.first_lost_at,
+            last_sent_at=q.last_sent_at,
+            last_reply_at=q.last_reply_at,
+            last_rtt=_s(q.last_rtt_ms),
+            avg_rtt=_s(q.avg_rtt_ms),
+            history=[_s(x) for x in q.history_ms],
+        )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _s(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
+
 
 @dataclass(slots=True)
 class LineEvidence:
@@ -118,6 +166,25 @@ def _ago(seconds: float) -> str:
 
 
 LampChange = tuple[int, str, Lamp | None, Lamp]  # adapter id, lamp, old, new
+
+#: our lamp names -> as stored
+_STORED_LAMP = {"pwr": LampName.PWR.value, "wan": LampName.WAN.value, "tel1": LampName.TEL1.value, "tel2": LampName.TEL2.value}
+_OUR_LAMP = {v: k for k, v in _STORED_LAMP.items()}
+
+
+def lamp_rows(changes: list[LampChange], now: float) -> list[LampChangeRows]:
+    """The store's records of lamp changes: each lamp's new state, and its event (at ``now``
+    unless the state itself changed, whose event is dated by the new ``since``)."""
+    out: list[LampChangeRows] = []
+    for adapter_id, name, old, new in changes:
+        lamp, reason = _STORED_LAMP[name], new.reason[:200]
+        at = new.since if old is None or old.state != new.state else now
+        out.append((
+            LampRow(adapter_id=adapter_id, lamp=lamp, state=new.state, reason=reason, since=new.since),
+            LampEventRow(adapter_id=adapter_id, lamp=lamp, old_state=old.state if old else None,
+                         new_state=new.state, reason=reason, at=at),
+        ))
+    return out
 
 
 class AdapterStatusService:
@@ -155,14 +222,33 @@ class AdapterStatusService:
         ev.lamps.update(lamps)
         ev.last_fetch_at = max(ev.last_fetch_at, last_fetch_at)
 
+    def restore_lamps(self, rows: list[LampRow], last_fetch: dict[int, float]) -> None:
+        """Seed every adapter's lamps and last config fetch from the database at start-up."""
+        per: dict[int, dict[str, Lamp]] = {}
+        for r in rows:
+            name = _OUR_LAMP.get(r.lamp)
+            if name is not None:
+                per.setdefault(r.adapter_id, {})[name] = Lamp(r.state, r.reason, r.since)
+        for adapter_id in set(per) | set(last_fetch):
+            self.restore(adapter_id, per.get(adapter_id, {}), last_fetch.get(adapter_id, 0.0))
+
     def restore_reach(self, key: ReachKey, r: Reachability) -> None:
         """Seed one binding's qualify history from the database at start-up."""
         self.reach[key] = r
+
+    def restore_qualify(self, rows: list[QualifyRow]) -> None:
+        """Seed the qualify histories from their stored records at start-up."""
+        for q in rows:
+            self.reach[(q.line_id, q.contact)] = Reachability.from_row(q)
 
     def take_dirty_reach(self) -> list[tuple[ReachKey, Reachability]]:
         """The histories changed since the last call (still current), for writing out."""
         dirty, self._dirty_reach = self._dirty_reach, set()
         return [(k, self.reach[k]) for k in dirty if k in self.reach]
+
+    def take_dirty_qualify_rows(self) -> list[QualifyRow]:
+        """``take_dirty_reach`` as the store's records, ready for ``HotStore.write_qualify``."""
+        return [r.row(k) for k, r in self.take_dirty_reach()]
 
     def start(self) -> None:
         for b in self.location.all_bindings():

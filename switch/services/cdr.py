@@ -35,15 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
-from switch.store.engine import SessionFactory
-from switch.store.models import CallDirection, CallRecord
+from switch.store.groupcommit import GroupCommitter
+from switch.store.models import CallDirection
 
-from .groupcommit import GroupCommitter
-
-__all__ = ["CdrDraft", "CdrWriter", "cdr_row", "insert_rows"]
+__all__ = ["CdrDraft", "CdrWriter", "cdr_row"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ _ROW_ERRORS: tuple[type[BaseException], ...] = (
     IntegrityError, DataError, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.DataError,
     sqlite3.InterfaceError,
 )
-try:  # asyncpg's row-level errors, for the raw-driver writer (switch.services.hot_store)
+try:  # asyncpg's row-level errors, for the raw-driver writer (switch.store.hot_store)
     import asyncpg
 
     _ROW_ERRORS += (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
@@ -186,15 +183,12 @@ def _json_row(row: dict[str, Any]) -> str:
     return json.dumps({k: (v.isoformat() if isinstance(v, datetime) else str(v) if hasattr(v, "value") else v) for k, v in row.items()})
 
 
-async def insert_rows(session_factory: SessionFactory, rows: list[dict[str, Any]]) -> None:
-    """One transaction, one executemany INSERT."""
-    async with session_factory() as session:
-        async with session.begin():
-            await session.execute(insert(CallRecord), rows)
-
-
 class CdrWriter:
-    """Group-committed, failure-isolated CDR inserts (see the module docstring)."""
+    """Group-committed, failure-isolated CDR inserts (see the module docstring).
+
+    ``write`` is the raw-driver insert (``HotStore.insert_call_records``; an ORM insert
+    per batch cost ~3 ms a call), optionally wrapped by rating's totals.
+    """
 
     def __init__(
         self,
@@ -219,13 +213,6 @@ class CdrWriter:
         self._retry_task: asyncio.Task[None] | None = None
         self.written = 0
         self.spilled = 0
-
-    @classmethod
-    def for_database(cls, session_factory: SessionFactory, **kwargs: Any) -> CdrWriter:
-        async def write(rows: list[dict[str, Any]]) -> None:
-            await insert_rows(session_factory, rows)
-
-        return cls(write, **kwargs)
 
     def start(self) -> None:
         self._committer.start()

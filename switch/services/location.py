@@ -4,7 +4,9 @@ The in-memory map answers every lookup (registrar, B2BUA, lamps, qualify).
 Every change goes to the database through the group committer *before* the
 caller is told it succeeded, so a crash loses no binding a 200 promised.
 At start-up the map is loaded from the database, so a restart (even after
-``kill -9``) forgets nothing.
+``kill -9``) forgets nothing. ``Binding`` and ``LineChange`` are defined with the
+table they are stored in (``switch.store.rows``); they are this service's
+vocabulary too, so they are importable from here.
 """
 
 from __future__ import annotations
@@ -12,47 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 
-from .groupcommit import Done, GroupCommitter
+from switch.store.groupcommit import Done, GroupCommitter
+from switch.store.rows import Binding, LineChange
+
+__all__ = ["Binding", "LineChange", "Listener", "LocationService"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    line_id: int
-    contact: str  # the Contact URI as registered (no header params)
-    expires_at: float  # wall clock (epoch seconds)
-    call_id: str
-    cseq: int
-    received_host: str
-    received_port: int
-    transport: str  # udp | tcp
-    user_agent: str = ""
-    instance: str = ""  # RFC 5626 +sip.instance
-    reg_id: int = 0
-    q: float = 1.0
-    registered_at: float = 0.0
-    #: last REGISTER (or keep-alive) from this contact: the PWR lamp's evidence after a restart
-    last_seen: float = 0.0
-    conn: int | None = None  # TCP connection id (not persisted)
-
-    @property
-    def key(self) -> str:
-        """Identity of a binding within a line: the instance if given, else the contact."""
-        return self.instance or self.contact
-
-    def remaining(self, now: float) -> int:
-        return max(0, int(self.expires_at - now + 0.5))
-
-
-@dataclass(slots=True)
-class LineChange:
-    """The whole new binding set of one line (last write in a batch wins)."""
-
-    line_id: int
-    bindings: list[Binding] = field(default_factory=list)
 
 
 Listener = Callable[[int, list[Binding], list[Binding]], None]

@@ -1,16 +1,11 @@
-"""Adapters: lookup by MAC, config-fetch records, lamp state with its history, and
-unknown adapters waiting to be assigned.
-
-Lamps are what support asks a customer to read ("is Tel1 lit?"); the store keeps,
-per lamp, the state the real lamp would show *and why*, and an event row each time
-that changes, so support can see when a line went dark.
+"""Adapters: lookup by MAC, config-fetch records, and unknown adapters waiting to be
+assigned. (Their lamps and the lamp history are in ``lamp_history``.)
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,31 +15,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from switch.store.adapter_models import ADAPTER_MODELS, MODELS
 from switch.store.crypto import CTX_ADAPTER_SECRET, SecretBox
 from switch.store.engine import SessionFactory, write_session
-from switch.store.models import Adapter, AdapterLamp, ConfigFetch, LampEvent, LampName, LampState, UnclaimedAdapter
+from switch.store.models import Adapter, ConfigFetch, UnclaimedAdapter
 
 __all__ = [
     "AdapterInfo",
     "ConfigFetchInfo",
-    "LampEventInfo",
-    "LampStatus",
-    "LampUpdate",
     "UnclaimedInfo",
     "assign_unclaimed",
     "create_adapter",
     "format_mac",
     "get_adapter",
     "get_adapter_by_mac",
-    "get_lamps",
     "get_provisioning_secret",
     "list_config_fetches",
-    "list_lamp_events",
     "list_unclaimed",
     "new_provisioning_secret",
     "normalise_mac",
     "record_config_fetch",
     "record_unclaimed",
-    "set_lamp",
-    "set_lamps",
 ]
 
 _MAC_FORMS = (
@@ -93,33 +81,6 @@ class ConfigFetchInfo:
     remote_addr: str
     user_agent: str | None
     config_hash: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LampUpdate:
-    adapter_id: int
-    lamp: LampName
-    state: LampState
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LampStatus:
-    lamp: LampName
-    state: LampState
-    reason: str
-    since: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LampEventInfo:
-    adapter_id: int
-    lamp: LampName
-    old_state: LampState | None
-    new_state: LampState
-    reason: str
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,92 +230,6 @@ async def list_config_fetches(
                 fetched_at=f.fetched_at, remote_addr=f.remote_addr, user_agent=f.user_agent, config_hash=f.config_hash
             )
             for f in rows
-        ]
-
-
-# --------------------------------------------------------------------------- lamps
-
-
-async def set_lamps(session_factory: SessionFactory, updates: Sequence[LampUpdate]) -> list[LampEventInfo]:
-    """Apply lamp updates in order, in one transaction; an update that changes the
-    state or the reason writes an event row. Returns the events written.
-
-    ``since`` moves only when the *state* changes: "off since 09:12" stays true when
-    the reason is refined from "no registration" to "wrong password".
-    """
-    if not updates:
-        return []
-    events: list[LampEventInfo] = []
-    async with write_session(session_factory) as session:
-        adapter_ids = {u.adapter_id for u in updates}
-        current = {
-            (row.adapter_id, row.lamp): row
-            for row in (
-                await session.execute(select(AdapterLamp).where(AdapterLamp.adapter_id.in_(adapter_ids)))
-            ).scalars()
-        }
-        for u in updates:
-            row = current.get((u.adapter_id, u.lamp))
-            if row is not None and row.state == u.state and row.reason == u.reason:
-                continue
-            old_state = row.state if row is not None else None
-            if row is None:
-                row = AdapterLamp(adapter_id=u.adapter_id, lamp=u.lamp, state=u.state, reason=u.reason, since=u.at)
-                session.add(row)
-                current[(u.adapter_id, u.lamp)] = row
-            else:
-                if row.state != u.state:
-                    row.since = u.at
-                row.state, row.reason = u.state, u.reason
-            session.add(
-                LampEvent(
-                    adapter_id=u.adapter_id, lamp=u.lamp, old_state=old_state, new_state=u.state, reason=u.reason, at=u.at
-                )
-            )
-            events.append(
-                LampEventInfo(
-                    adapter_id=u.adapter_id, lamp=u.lamp, old_state=old_state, new_state=u.state, reason=u.reason, at=u.at
-                )
-            )
-    return events
-
-
-async def set_lamp(
-    session_factory: SessionFactory,
-    adapter_id: int,
-    lamp: LampName,
-    state: LampState,
-    reason: str,
-    at: datetime,
-) -> LampEventInfo | None:
-    """One lamp; returns the event written, or None when nothing changed."""
-    events = await set_lamps(
-        session_factory, [LampUpdate(adapter_id=adapter_id, lamp=lamp, state=state, reason=reason, at=at)]
-    )
-    return events[0] if events else None
-
-
-async def get_lamps(session_factory: SessionFactory, adapter_id: int) -> dict[LampName, LampStatus]:
-    """Lamps with a known state; a lamp never set is absent (the caller shows "off")."""
-    async with session_factory() as session:
-        rows = (await session.execute(select(AdapterLamp).where(AdapterLamp.adapter_id == adapter_id))).scalars()
-        return {r.lamp: LampStatus(lamp=r.lamp, state=r.state, reason=r.reason, since=r.since) for r in rows}
-
-
-async def list_lamp_events(
-    session_factory: SessionFactory, adapter_id: int, *, lamp: LampName | None = None, limit: int = 100
-) -> list[LampEventInfo]:
-    """Newest first."""
-    stmt = select(LampEvent).where(LampEvent.adapter_id == adapter_id)
-    if lamp is not None:
-        stmt = stmt.where(LampEvent.lamp == lamp)
-    stmt = stmt.order_by(LampEvent.at.desc(), LampEvent.id.desc()).limit(limit)
-    async with session_factory() as session:
-        return [
-            LampEventInfo(
-                adapter_id=e.adapter_id, lamp=e.lamp, old_state=e.old_state, new_state=e.new_state, reason=e.reason, at=e.at
-            )
-            for e in (await session.execute(stmt)).scalars()
         ]
 
 

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from switch.store.crypto import CTX_LINE_SECRET, SecretBox
@@ -30,6 +30,7 @@ __all__ = [
     "default_auth_user",
     "get_line_by_auth_user",
     "get_line_by_number",
+    "lines_fingerprint",
     "load_adapter_lines",
     "load_credentials",
     "normalise_number",
@@ -38,6 +39,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+async def lines_fingerprint(session_factory: SessionFactory) -> tuple[object, ...]:
+    """Changes whenever a line is added, removed or updated (password, number, flags)."""
+    async with session_factory() as session:
+        row = (await session.execute(select(func.count(Line.id), func.max(Line.updated_at), func.max(Line.id)))).one()
+    return tuple(row)
 
 
 def compute_ha1(algorithm: str, user: str, realm: str, password: str) -> str:

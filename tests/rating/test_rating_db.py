@@ -10,7 +10,7 @@ import yaml
 from sqlalchemy import select, update
 
 from switch.services.cdr import CdrDraft, CdrWriter
-from switch.services.hot_store import make_hot_store
+from switch.store.hot_store import make_hot_store
 from switch.services.rating.admin import ensure_bundled_tariffs, import_tariff, load_book, rerate
 from switch.services.rating.periods import MonthlyPeriods
 from switch.services.rating.service import RatingService

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from switch.services.groupcommit import GroupCommitter
+from switch.store.groupcommit import GroupCommitter
 from switch.services.location import Binding, LineChange, LocationService
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switch.services.hot_store import _naive, _utc
+from switch.store.hot_store import _naive, _utc
 
 
 def _reference(epoch: float) -> str:

@@ -1,4 +1,4 @@
-"""Adapters (MAC, config fetches, lamps, unclaimed) and API tokens."""
+"""Adapters (MAC, config fetches, unclaimed) and API tokens. (Lamps: test_hot_store.py.)"""
 
 from __future__ import annotations
 
@@ -10,24 +10,19 @@ from sqlalchemy import select
 from switch.store import models as m
 from switch.store.crypto import SecretBox
 from switch.store.engine import write_session
-from switch.store.models import LampName, LampState, TokenRole
+from switch.store.models import TokenRole
 from switch.store.repo_adapters import (
-    LampUpdate,
     assign_unclaimed,
     create_adapter,
     format_mac,
     get_adapter,
     get_adapter_by_mac,
-    get_lamps,
     get_provisioning_secret,
     list_config_fetches,
-    list_lamp_events,
     list_unclaimed,
     normalise_mac,
     record_config_fetch,
     record_unclaimed,
-    set_lamp,
-    set_lamps,
 )
 from switch.store.repo_tokens import TOKEN_PREFIX, create_token, hash_token, revoke_token, verify_token
 from tests.conftest_db import MigratedDb
@@ -115,39 +110,6 @@ async def test_config_fetches_are_recorded_and_pruned(migrated_db: MigratedDb, s
     assert (after.firmware_seen, after.last_config_fetch_at) == ("1.0.41.2", T0 + timedelta(minutes=4))
     with pytest.raises(LookupError):
         await record_config_fetch(sf, 999_999, at=T0, remote_addr="x", user_agent=None, config_hash="0")
-
-
-async def test_lamp_state_and_events(migrated_db: MigratedDb, secret_box: SecretBox) -> None:
-    sf = migrated_db.session_factory
-    aid = (await create_adapter(sf, "000e08abcd01", "spa112", secret_box)).adapter_id
-    t = [T0 + timedelta(minutes=i) for i in range(6)]
-    ev = await set_lamp(sf, aid, LampName.TEL1, LampState.OK, "registered", t[0])
-    assert ev is not None and (ev.old_state, ev.new_state) == (None, LampState.OK)
-    assert await set_lamp(sf, aid, LampName.TEL1, LampState.OK, "registered", t[1]) is None  # no change, no event
-    await set_lamp(sf, aid, LampName.TEL1, LampState.OFF, "registration expired", t[2])
-    # Same state, better reason: an event, but "since" stays at the state change.
-    await set_lamp(sf, aid, LampName.TEL1, LampState.OFF, "wrong password", t[3])
-    events = await set_lamps(
-        sf,
-        [
-            LampUpdate(adapter_id=aid, lamp=LampName.PWR, state=LampState.OK, reason="config fetched", at=t[4]),
-            LampUpdate(adapter_id=aid, lamp=LampName.WAN, state=LampState.WARNING, reason="ping loss 40%", at=t[4]),
-            LampUpdate(adapter_id=aid, lamp=LampName.WAN, state=LampState.WARNING, reason="ping loss 40%", at=t[5]),
-        ],
-    )
-    assert [(e.lamp, e.new_state) for e in events] == [(LampName.PWR, LampState.OK), (LampName.WAN, LampState.WARNING)]
-    lamps = await get_lamps(sf, aid)
-    assert set(lamps) == {LampName.PWR, LampName.WAN, LampName.TEL1}
-    tel1 = lamps[LampName.TEL1]
-    assert (tel1.state, tel1.reason, tel1.since) == (LampState.OFF, "wrong password", t[2])
-    history = await list_lamp_events(sf, aid, lamp=LampName.TEL1)
-    assert [(e.old_state, e.new_state, e.reason, e.at) for e in history] == [
-        (LampState.OFF, LampState.OFF, "wrong password", t[3]),
-        (LampState.OK, LampState.OFF, "registration expired", t[2]),
-        (None, LampState.OK, "registered", t[0]),
-    ]
-    assert len(await list_lamp_events(sf, aid)) == 5
-    assert len(await list_lamp_events(sf, aid, limit=2)) == 2
 
 
 async def test_unclaimed_adapters(migrated_db: MigratedDb, secret_box: SecretBox) -> None:

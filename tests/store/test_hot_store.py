@@ -1,4 +1,4 @@
-"""The registrar's hot-path writes (``switch.services.hot_store``) on SQLite and PostgreSQL.
+"""The registrar's hot-path writes (``switch.store.hot_store``) on SQLite and PostgreSQL.
 
 A refresh updates its row in place, so the binding keeps its id and its ping
 history (``qualify_stats``); a contact the line no longer has is deleted, and
@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from switch.services.adapter_status import Reachability
-from switch.services.hot_store import HotStore, QualifyRow, make_hot_store
-from switch.services.location import Binding, LineChange
-from switch.services.persistence import load_bindings, load_reachability, qualify_rows
+from switch.services.adapter_status import Lamp, Reachability, lamp_rows
 from switch.store import models as m
 from switch.store.crypto import SecretBox
-from switch.store.repo_bindings import load_qualify_stats
+from switch.store.engine import SessionFactory
+from switch.store.hot_store import HotStore, make_hot_store
+from switch.store.lamp_history import LampWriter, list_lamp_events, load_lamps
+from switch.store.repo_adapters import create_adapter
+from switch.store.repo_bindings import load_bindings, load_qualify_stats
+from switch.store.rows import Binding, LineChange, QualifyRow
 from tests.conftest_db import MigratedDb
 
 from .conftest import REALM
@@ -89,6 +91,14 @@ async def test_many_lines_in_one_batch(store: HotStore, migrated_db: MigratedDb,
     assert {cseq for _, cseq, _ in found.values()} == {2}
 
 
+def qualify_rows(items: list[tuple[tuple[int, str], Reachability]]) -> list[QualifyRow]:
+    return [r.row(key) for key, r in items]
+
+
+async def load_reachability(sf: SessionFactory) -> dict[tuple[int, str], Reachability]:
+    return {(q.line_id, q.contact): Reachability.from_row(q) for q in await load_qualify_stats(sf)}
+
+
 def history(*rtts: float | None) -> Reachability:
     r = Reachability()
     for i, rtt in enumerate(rtts):
@@ -117,7 +127,7 @@ async def test_ping_history_survives_refresh_and_goes_with_its_binding(
     # A row for a binding that is gone by the time it is written is skipped, not an error.
     await store.write_qualify(qualify_rows([((a, "sip:gone@x"), history(0.001))]))
 
-    restored = dict(await load_reachability(sf))
+    restored = await load_reachability(sf)
     assert set(restored) == {(a, "sip:a@x"), (b, "sip:b@x")}
     assert same(restored[(a, "sip:a@x")], answering) and same(restored[(b, "sip:b@x")], silent)
     assert restored[(b, "sip:b@x")].first_lost_at == pytest.approx(NOW + 30, abs=1e-5)
@@ -128,8 +138,8 @@ async def test_ping_history_survives_refresh_and_goes_with_its_binding(
     await store.write_qualify(qualify_rows([((a, "sip:a@x"), answering)]))
     await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x", cseq=2)])])
     stats = {(q.line_id, q.contact): q for q in await load_qualify_stats(sf)}
-    assert stats[(a, "sip:a@x")].sent == 4 and stats[(a, "sip:a@x")].history == (20.0, None, 40.0, 30.0)
-    assert stats[(a, "sip:a@x")].first_lost_at is None
+    assert stats[(a, "sip:a@x")].sent == 4 and stats[(a, "sip:a@x")].history_ms == [20.0, None, 40.0, 30.0]
+    assert stats[(a, "sip:a@x")].first_lost_at == 0.0  # never (stored as NULL)
 
     # Unregistered: the history goes with the row.
     await store.replace_bindings([LineChange(a, [])])
@@ -155,4 +165,35 @@ async def test_many_ping_histories_are_written_in_several_transactions(
     await store.write_qualify(qualify_rows([((a, c), history(0.001 * (i % 7 + 1))) for i, c in enumerate(contacts)]))
     stats = {q.contact: q for q in await load_qualify_stats(migrated_db.session_factory)}
     assert set(stats) == set(contacts)
-    assert stats["sip:a1099@x"].history == (0.001 * (1099 % 7 + 1) * 1000,)
+    assert stats["sip:a1099@x"].history_ms == [0.001 * (1099 % 7 + 1) * 1000]
+
+
+async def test_lamps_and_their_history_read_back_as_written(
+    store: HotStore, migrated_db: MigratedDb, secret_box: SecretBox
+) -> None:
+    """Lamp changes as the status service hands them over, through the batching writer."""
+    sf = migrated_db.session_factory
+    aid = (await create_adapter(sf, "000e08abcd01", "spa112", secret_box)).adapter_id
+    t = [NOW + 60 * i for i in range(6)]
+    ok, expired = Lamp("ok", "registered", t[0]), Lamp("off", "registration expired", t[2])
+    writer = LampWriter(store, window=0.0)
+    writer.submit(lamp_rows([(aid, "tel1", None, ok)], now=t[0]))
+    writer.submit(lamp_rows([(aid, "tel1", ok, expired)], now=t[2]))
+    # Same state, better reason: an event at the time of the new reason, "since" stays at the state change.
+    writer.submit(lamp_rows([(aid, "tel1", expired, Lamp("off", "wrong password", t[2]))], now=t[3]))
+    writer.submit(lamp_rows([(aid, "pwr", None, Lamp("ok", "config fetched", t[4])),
+                             (aid, "wan", None, Lamp("warning", "ping loss 40%", t[4]))], now=t[4]))
+    await writer.close()
+
+    states = {r.lamp: r for r in await load_lamps(sf)}
+    assert set(states) == {"PWR", "WAN", "Tel1"}
+    tel1 = states["Tel1"]
+    assert (tel1.adapter_id, tel1.state, tel1.reason) == (aid, "off", "wrong password")
+    assert tel1.since == pytest.approx(t[2], abs=1e-5)
+    history = await list_lamp_events(sf, aid, lamp="Tel1")
+    assert [(e.old_state, e.new_state, e.reason) for e in history] == [
+        ("off", "off", "wrong password"), ("ok", "off", "registration expired"), (None, "ok", "registered"),
+    ]
+    assert [e.at for e in history] == pytest.approx([t[3], t[2], t[0]], abs=1e-5)
+    assert len(await list_lamp_events(sf, aid)) == 5
+    assert len(await list_lamp_events(sf, aid, limit=2)) == 2

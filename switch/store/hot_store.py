@@ -33,36 +33,14 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
 from switch.store.engine import normalise_url
+from switch.store.rows import Binding, LampEventRow, LampRow, LineChange, QualifyRow
 
-from .location import Binding, LineChange
-
-__all__ = ["HotStore", "make_hot_store", "LampRow", "QualifyRow"]
-
-#: (adapter id, lamp name as stored: PWR/WAN/Tel1/Tel2, old state or None, new state, reason, since epoch, at epoch)
-LampRow = tuple[int, str, str | None, str, str, float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class QualifyRow:
-    """One binding's ping history as stored in ``qualify_stats`` (times in epoch s, 0 = never)."""
-
-    line_id: int
-    contact: str
-    sent: int
-    lost: int
-    consecutive_lost: int
-    first_lost_at: float
-    last_sent_at: float
-    last_reply_at: float
-    last_rtt_ms: float | None
-    avg_rtt_ms: float | None
-    history_ms: list[float | None]
+__all__ = ["HotStore", "PostgresHotStore", "SqliteHotStore", "make_hot_store"]
 
 _COLUMNS = (
     "line_id", "contact_uri", "received_host", "received_port", "transport", "expires_at", "call_id",
@@ -86,7 +64,7 @@ class HotStore(Protocol):
 
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None: ...
 
-    async def write_lamps(self, rows: Sequence[LampRow]) -> None: ...
+    async def write_lamps(self, states: Sequence[LampRow], events: Sequence[LampEventRow]) -> None: ...
 
     async def write_qualify(self, rows: Sequence[QualifyRow]) -> None: ...
 
@@ -166,8 +144,11 @@ def _row(b: Binding, naive: bool) -> tuple[Any, ...]:
 
 
 class SqliteHotStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self._path = path
+        #: how long a write waits for another connection's lock before it fails (and is retried
+        #: or refused by its caller): the registrar answers 500, the CDR writer keeps the rows
+        self._busy_ms = int(busy_timeout * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binding-writer")
         self._conn: sqlite3.Connection | None = None
         self._insert_head = f"INSERT INTO bindings ({', '.join(_COLUMNS)})"
@@ -175,7 +156,7 @@ class SqliteHotStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -249,28 +230,29 @@ class SqliteHotStore:
         for i in range(0, len(rows), 500):
             await loop.run_in_executor(self._executor, self._write_qualify, list(rows[i : i + 500]))
 
-    def _write_lamps(self, rows: Sequence[LampRow]) -> None:
+    def _write_lamps(self, states: list[LampRow], events: list[LampEventRow]) -> None:
         conn = self._connect()
-        latest = {(r[0], r[1]): r for r in rows}
+        latest = {(r.adapter_id, r.lamp): r for r in states}
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
                 "INSERT INTO adapter_lamps (adapter_id, lamp, state, reason, since) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (adapter_id, lamp) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
                 "since = excluded.since",
-                [(a, lamp, new, reason, _naive(since)) for (a, lamp, _o, new, reason, since, _at) in latest.values()],
+                [(r.adapter_id, r.lamp, r.state, r.reason, _naive(r.since)) for r in latest.values()],
             )
             conn.executemany(
                 "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(a, lamp, old, new, reason, _naive(at)) for (a, lamp, old, new, reason, _s, at) in rows],
+                [(e.adapter_id, e.lamp, e.old_state, e.new_state, e.reason, _naive(e.at)) for e in events],
             )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    async def write_lamps(self, rows: Sequence[LampRow]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_lamps, list(rows))
+    async def write_lamps(self, states: Sequence[LampRow], events: Sequence[LampEventRow]) -> None:
+        """Upsert the lamps' current states (the last one per lamp wins) and append their events."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_lamps, list(states), list(events))
 
     def _insert_cdrs(self, rows: list[dict[str, Any]]) -> None:
         conn = self._connect()
@@ -322,21 +304,22 @@ class PostgresHotStore:
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=2)
         return self._pool
 
-    async def write_lamps(self, rows: Sequence[LampRow]) -> None:
+    async def write_lamps(self, states: Sequence[LampRow], events: Sequence[LampEventRow]) -> None:
+        """Upsert the lamps' current states (the last one per lamp wins) and append their events."""
         pool = await self._acquire_pool()
-        latest = {(r[0], r[1]): r for r in rows}
+        latest = {(r.adapter_id, r.lamp): r for r in states}
         async with pool.acquire() as conn:
             async with conn.transaction():
                 await conn.executemany(
                     "INSERT INTO adapter_lamps (adapter_id, lamp, state, reason, since) VALUES ($1, $2, $3, $4, $5) "
                     "ON CONFLICT (adapter_id, lamp) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
                     "since = excluded.since",
-                    [(a, lamp, new, reason, _utc(since)) for (a, lamp, _o, new, reason, since, _at) in latest.values()],
+                    [(r.adapter_id, r.lamp, r.state, r.reason, _utc(r.since)) for r in latest.values()],
                 )
                 await conn.executemany(
                     "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) "
                     "VALUES ($1, $2, $3, $4, $5, $6)",
-                    [(a, lamp, old, new, reason, _utc(at)) for (a, lamp, old, new, reason, _s, at) in rows],
+                    [(e.adapter_id, e.lamp, e.old_state, e.new_state, e.reason, _utc(e.at)) for e in events],
                 )
 
     async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -391,11 +374,12 @@ class PostgresHotStore:
             self._pool = None
 
 
-def make_hot_store(url: str) -> SqliteHotStore | PostgresHotStore:
+def make_hot_store(url: str, *, busy_timeout: float = 10.0) -> SqliteHotStore | PostgresHotStore:
+    """The writer for ``url``; ``busy_timeout`` (SQLite) is how long a write waits for a lock."""
     u = make_url(normalise_url(url))
     if u.get_backend_name() == "sqlite":
         if not u.database or u.database == ":memory:":
             raise ValueError("the registrar needs a file database (bindings must survive restarts)")
-        return SqliteHotStore(u.database)
+        return SqliteHotStore(u.database, busy_timeout=busy_timeout)
     dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
     return PostgresHotStore(dsn)
