@@ -8,13 +8,14 @@ without sharing a connection pool with anything.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-__all__ = ["count_rows", "run_sql", "unix_socket_url"]
+__all__ = ["count_rows", "run_sql", "unix_socket_url", "wait_for_rows"]
 
 
 def run_sql(db_url: str, statement: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -25,6 +26,37 @@ def run_sql(db_url: str, statement: str, params: dict[str, Any] | None = None) -
             async with engine.begin() as conn:
                 res = await conn.execute(text(statement), params or {})
                 return [dict(r._mapping) for r in res] if res.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def wait_for_rows(db_url: str, statement: str, count: int, *, params: dict[str, Any] | None = None,
+                  timeout: float = 5.0, settle: float = 0.0) -> list[dict[str, Any]]:
+    """The rows of a SELECT once there are at least ``count`` (or whatever is there after ``timeout`` s).
+
+    For what the switch writes a moment later (CDRs are committed in batches when calls end).
+    ``settle``: wait that long after reaching ``count`` and read again, to see extra rows (a call
+    multiplied by a loop) that a bare "at least" would miss.
+    """
+    async def go() -> list[dict[str, Any]]:
+        engine = create_async_engine(db_url)
+
+        async def read() -> list[dict[str, Any]]:
+            async with engine.connect() as conn:
+                return [dict(r._mapping) for r in await conn.execute(text(statement), params or {})]
+
+        try:
+            deadline = time.monotonic() + timeout
+            rows = await read()
+            while len(rows) < count and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                rows = await read()
+            if settle:
+                await asyncio.sleep(settle)
+                rows = await read()
+            return rows
         finally:
             await engine.dispose()
 

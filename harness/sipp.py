@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness import LOOPBACK, ROOT
+from harness.netns import NetNamespace
 from harness.ports import free_port
 from harness.procs import stop_process
 
@@ -31,9 +32,15 @@ __all__ = [
     "SippResult",
     "SippServer",
     "SippTransport",
+    "finals",
+    "flow",
+    "header",
+    "method_of",
+    "requests",
     "run_sipp",
     "scenario_path",
     "sipp_available",
+    "status_of",
     "write_injection_csv",
 ]
 
@@ -253,7 +260,8 @@ class SippServer:
 
     ``-set once 1`` (``once=True``) makes the ``uas_*`` scenarios stop SIPp by themselves after the
     first INVITE's call, so ``wait()`` returns as soon as the callee's side of the call is over.
-    A benchmark's callee runs with ``once=False`` and load tuning in ``extra``.
+    A benchmark's callee runs with ``once=False`` and load tuning in ``extra``. With ``netns``
+    it runs (and is probed) inside that network namespace, beside baresip and a switch there.
     """
 
     scenario: str
@@ -264,6 +272,7 @@ class SippServer:
     once: bool = True
     timeout: float = 60.0
     trace_msg: bool = True
+    netns: NetNamespace | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     command: list[str] = field(default_factory=list, init=False)
 
@@ -289,7 +298,7 @@ class SippServer:
             raise FileNotFoundError(_MISSING)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.command = [
-            sipp, "-sf", str(scenario_path(self.scenario)), "-i", self.ip, "-p", str(self.port), "-t", "u1",
+            *(self.netns.prefix() if self.netns else ()), sipp, "-sf", str(scenario_path(self.scenario)), "-i", self.ip, "-p", str(self.port), "-t", "u1",
             "-nostdin", "-timeout", f"{int(max(1, self.timeout))}s",
             "-trace_err", "-error_file", str(self.error_log), "-trace_stat", "-stf", str(self.stat_file), "-fd", "1",
         ]
@@ -305,19 +314,24 @@ class SippServer:
         self._wait_bound()
         return self
 
+    def _bindable(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((self.ip, self.port))
+            except OSError:
+                return False
+        return True
+
     def _wait_bound(self, timeout: float = 5.0) -> None:
-        """SIPp is listening once its port can no longer be bound."""
+        """SIPp is listening once its port can no longer be bound (checked where SIPp runs)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 out, err = self.proc.communicate()
                 raise RuntimeError(f"SIPp UAS exited at once ({self.proc.returncode}): {err.decode()[-2000:]}")
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    s.bind((self.ip, self.port))
-                except OSError:
-                    return
+            if not (self.netns.call(self._bindable) if self.netns else self._bindable()):
+                return
             time.sleep(0.02)
         raise RuntimeError(f"SIPp UAS did not bind {self.ip}:{self.port}")
 
@@ -345,3 +359,42 @@ class SippServer:
 
 
 # ============================================================================ messages
+
+
+# ------------------------------------------------- reading what SIPp received (SippResult.received())
+
+
+def status_of(msg: str) -> int | None:
+    m = re.match(r"SIP/2\.0 (\d{3}) ", msg)
+    return int(m.group(1)) if m else None
+
+
+def method_of(msg: str) -> str | None:
+    m = re.match(r"([A-Z]+) \S+ SIP/2\.0", msg)
+    return m.group(1) if m else None
+
+
+def header(msg: str, name: str) -> str | None:
+    """The first ``name`` header's value (full names only: the switch sends no compact forms)."""
+    m = re.search(rf"(?im)^{re.escape(name)}\s*:\s*(.*?)\s*$", msg)
+    return m.group(1) if m else None
+
+
+def flow(msgs: list[str]) -> list[str]:
+    """What a SIPp instance received, as ``["407", "100", "180", "200", "BYE"]``."""
+    return [str(status_of(m)) if status_of(m) else (method_of(m) or "?") for m in msgs]
+
+
+def requests(msgs: list[str], method: str) -> list[str]:
+    return [m for m in msgs if method_of(m) == method]
+
+
+def finals(msgs: list[str]) -> list[str]:
+    """Final responses to the last INVITE (the one after the 407, if any), retransmissions included."""
+    out: list[tuple[int, str]] = []
+    for m in msgs:
+        cseq = re.search(r"(?im)^cseq:\s*(\d+)\s+INVITE\s*$", m)
+        if cseq and (status_of(m) or 0) >= 200:
+            out.append((int(cseq.group(1)), m))
+    last = max((n for n, _ in out), default=0)
+    return [m for n, m in out if n == last]

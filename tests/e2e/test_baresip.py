@@ -32,9 +32,11 @@ import pytest
 
 from harness.audio import envelope_correlation, make_speech_wav, make_tone_wav, sox_stat
 from harness.baresip import Baresip, tool_missing
-from harness.db import run_sql, unix_socket_url
+from harness.db import unix_socket_url, wait_for_rows
 from harness.netns import NetNamespace, NetnsSwitch, can_make_namespaces
-from tests.conftest import AdapterData, SwitchHome, attach_log
+from harness.sipp import SippServer, header, requests
+from harness.softswitch import import_file
+from tests.conftest import ADAPTER, AdapterData, SwitchHome, attach_log
 
 pytestmark = pytest.mark.e2e
 
@@ -170,11 +172,7 @@ def test_call_between_two_baresip_lines(
         "SELECT cr.*, la.auth_user AS calling_auth, lb.auth_user AS called_auth FROM call_records cr"
         " LEFT JOIN lines la ON la.id = cr.calling_line_id LEFT JOIN lines lb ON lb.id = cr.called_line_id"
     )
-    deadline = time.monotonic() + 5
-    rows = run_sql(switch_home.db_url, sql)
-    while not rows and time.monotonic() < deadline:
-        time.sleep(0.1)
-        rows = run_sql(switch_home.db_url, sql)
+    rows = wait_for_rows(switch_home.db_url, sql, 1)
     assert len(rows) == 1, rows
     cdr = rows[0]
     assert cdr["call_id"] == est_a["id"], cdr  # the A leg's Call-ID, as the caller knows the call
@@ -223,3 +221,79 @@ def test_baresip_cannot_use_sha256_challenges(
     assert "Register: Function not implemented" in log, log[-4000:]
     assert "Authorization:" not in log  # it never even tried MD5
     assert not re.search(rf"{line_a.number}@\S+\s+OK\b", a.registration())
+
+
+CARRIER = ("127.0.0.3", 5070)  # a SIPp UAS as the carrier, inside the namespace (lo carries all of 127/8)
+CARRIER_RTP = 6000
+MOBILE = "91234567"  # a Norwegian mobile number: off-net, routed to the carrier
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_baresip_calls_a_carrier_and_hears_its_own_words_echoed(
+    request: pytest.FixtureRequest, db_backend: str, switch_home: SwitchHome, netns: NetNamespace, tmp_path: Path,
+) -> None:
+    """A foreign UA on both ends of the switch: baresip (its own SIP stack and digest) calls out
+    through a carrier trunk played by SIPp, which answers and echoes the RTP it gets (``-rtp_echo``).
+    baresip hearing its own sentence proves the SDP went through both legs untouched and the media
+    flowed baresip → carrier → baresip; SIPp's exit status proves the carrier saw one clean
+    INVITE … BYE dialogue, and the call record says what the operator bills."""
+    t0 = time.monotonic()
+    doc = ADAPTER.document()
+    doc["trunks"] = [{"name": "carrier", "host": CARRIER[0], "port": CARRIER[1]}]
+    doc["routes"] = [{"prefix": "+", "trunks": ["carrier"]}]
+    import_file(switch_home.db_url, doc, key_file=switch_home.key_file, cwd=switch_home.dir)
+    line = ADAPTER.lines[0]
+    sw = _start_switch(request, netns, switch_home, db_backend, "--qualify-interval", "0")
+    carrier = SippServer("uas_answer", CARRIER[0], CARRIER[1], tmp_path / "carrier", netns=netns, timeout=60,
+                         extra=["-rtp_echo", "-mi", CARRIER[0], "-mp", str(CARRIER_RTP)])
+    speech = make_speech_wav(tmp_path / "speech.wav", SPEECH)
+    speech_len = sox_stat(speech).length_s
+    a = _phone(request, netns, tmp_path, name="a", user=line.number, password=line.password, index=0, audio=speech)
+    sw.wait_ready()
+    carrier.start()
+    request.addfinalizer(lambda: carrier.stop() if carrier.running() else None)
+    attach_log(request, lambda: ("SIPp carrier messages", carrier.message_log.read_text("utf-8", "replace")
+                                 if carrier.message_log.exists() else ""))
+    a.start()
+    a.connect()
+    a.wait_registered()
+
+    dialled = a.command("dial", f"sip:{MOBILE}@{SWITCH_SIP[0]}")
+    assert dialled["ok"] is True, dialled
+    a.wait_event("CALL_RINGING", timeout=10)  # the carrier's 180, relayed
+    established = a.wait_event("CALL_ESTABLISHED", timeout=5)
+    a.wait_event("CALL_RTPESTAB", timeout=5)  # the echo: RTP came back from the carrier's address
+    closed = a.wait_event("CALL_CLOSED", timeout=speech_len + 10)
+    assert closed["param"] == "end of file", closed  # A's sentence ended: A hung up (BYE)
+    c = carrier.wait(timeout=10)
+    assert c.ok, c.describe()  # INVITE, ACK, BYE, as scripted, and nothing else
+
+    (invite,) = requests(c.received(), "INVITE")
+    assert invite.startswith(f"INVITE sip:+47{MOBILE}@{CARRIER[0]}:{CARRIER[1]} SIP/2.0"), invite.splitlines()[0]
+    assert header(invite, "P-Asserted-Identity") == f"<sip:+47{line.number}@{SWITCH_SIP[0]};user=phone>"
+    assert header(invite, "Authorization") is None and header(invite, "Proxy-Authorization") is None
+    # baresip's own offer, untouched by the B2BUA: its tool line, its address, a port of its range
+    sdp = re.split(r"\r?\n\r?\n", invite, maxsplit=1)[1]
+    assert "a=tool:baresip" in sdp and re.search(r"(?m)^c=IN IP4 127\.0\.0\.2\r?$", sdp), sdp
+    m = re.search(r"(?m)^m=audio (\d+) RTP/AVP 0 101\r?$", sdp)
+    assert m and a.rtp_ports[0] <= int(m.group(1)) <= a.rtp_ports[1], sdp
+
+    a.stop()
+    heard = a.recording("dec")
+    st = sox_stat(heard)
+    corr = envelope_correlation(speech, heard)
+    print(f"\n[{db_backend}] A heard its echo: {st}; envelope correlation {corr:.3f}")
+    assert st.length_s >= speech_len - 1.0 and st.rms > 0.02, st
+    assert corr > 0.8, f"what came back is not A's own sentence (envelope correlation {corr:.2f})"
+
+    (cdr,) = wait_for_rows(switch_home.db_url, "SELECT * FROM call_records", 1)
+    assert cdr["call_id"] == established["id"], cdr
+    assert (cdr["direction"], cdr["calling_number"], cdr["dialled"], cdr["normalised"]) == (
+        "outgoing", f"+47{line.number}", MOBILE, f"+47{MOBILE}"), cdr
+    assert (cdr["number_class"], cdr["trunk_name"], cdr["final_code"], cdr["cause"]) == (
+        "mobile", "carrier", 200, "normal"), cdr
+    talk = closed["_t"] - established["_t"]
+    assert talk - 1 <= cdr["duration_s"] <= talk + 2, (cdr["duration_s"], talk)
+    log = sw.log_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-6000:]
+    print(f"[{db_backend}] carrier call total {time.monotonic() - t0:.1f}s")

@@ -28,7 +28,6 @@ waiting for the switch's 60 s default (``softswitch run`` has no flag to shorten
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import time
@@ -40,9 +39,19 @@ from typing import Any
 import pytest
 
 from harness import LOOPBACK
-from harness.db import run_sql
+from harness.db import run_sql, wait_for_rows
 from harness.ports import free_port_on
-from harness.sipp import SippResult, SippServer, run_sipp, write_injection_csv
+from harness.sipp import (
+    SippResult,
+    SippServer,
+    finals,
+    flow,
+    header,
+    requests,
+    run_sipp,
+    status_of,
+    write_injection_csv,
+)
 from harness.softswitch import SwitchProcess, import_file
 from tests.conftest import ADAPTER, AdapterData, SwitchHome
 
@@ -65,75 +74,12 @@ DEAD_IP = "127.0.0.5"
 STRANGER_IP = "127.0.0.9"
 
 
-# ============================================================================ messages
-
-
-def status_of(msg: str) -> int | None:
-    m = re.match(r"SIP/2\.0 (\d{3}) ", msg)
-    return int(m.group(1)) if m else None
-
-
-def method_of(msg: str) -> str | None:
-    m = re.match(r"([A-Z]+) \S+ SIP/2\.0", msg)
-    return m.group(1) if m else None
-
-
-def header(msg: str, name: str) -> str | None:
-    m = re.search(rf"(?im)^{re.escape(name)}\s*:\s*(.*?)\s*$", msg)
-    return m.group(1) if m else None
-
-
-def flow(msgs: list[str]) -> list[str]:
-    """What a SIPp instance received, as ``["407", "100", "180", "200", "BYE"]``."""
-    return [str(status_of(m)) if status_of(m) else (method_of(m) or "?") for m in msgs]
-
-
-def requests(msgs: list[str], method: str) -> list[str]:
-    return [m for m in msgs if method_of(m) == method]
-
-
-def finals(msgs: list[str]) -> list[str]:
-    """Final responses to the last INVITE (the one after the 407, if any), retransmissions included."""
-    out: list[tuple[int, str]] = []
-    for m in msgs:
-        cseq = re.search(r"(?im)^cseq:\s*(\d+)\s+INVITE\s*$", m)
-        if cseq and (status_of(m) or 0) >= 200:
-            out.append((int(cseq.group(1)), m))
-    last = max((n for n, _ in out), default=0)
-    return [m for n, m in out if n == last]
-
-
 # ============================================================================ CDRs
 
 
 def cdr_rows(db_url: str, count: int, *, timeout: float = 5.0, settle: float = 0.0) -> list[dict[str, Any]]:
-    """``call_records`` once ``count`` rows are there (the CDR writer commits in batches).
-
-    ``settle``: wait that long after reaching ``count`` and read again, to see extra rows
-    (a call multiplied by a loop) that a bare "at least" would miss.
-    """
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def go() -> list[dict[str, Any]]:
-        engine = create_async_engine(db_url)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                async with engine.connect() as conn:
-                    rows = [dict(r._mapping) for r in await conn.execute(text("SELECT * FROM call_records ORDER BY id"))]
-                if len(rows) >= count or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-            if settle:
-                await asyncio.sleep(settle)
-                async with engine.connect() as conn:
-                    rows = [dict(r._mapping) for r in await conn.execute(text("SELECT * FROM call_records ORDER BY id"))]
-            return rows
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    """``call_records`` once ``count`` rows are there (the CDR writer commits in batches)."""
+    return wait_for_rows(db_url, "SELECT * FROM call_records ORDER BY id", count, timeout=timeout, settle=settle)
 
 
 def brief(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -214,8 +160,8 @@ def barred_and_suspended(switch_home: SwitchHome, imported_adapter: AdapterData)
         "INSERT INTO line_barrings (line_id, category, created_at, created_by) VALUES (:l, 'all_outgoing', :t, 'test')",
         {"l": line["id"], "t": now})
     run_sql(switch_home.db_url,
-        "INSERT INTO suspensions (customer_id, line_id, reason, note, created_at, created_by) "
-        "VALUES (:c, :l, 'unpaid', 'e2e', :t, 'test')",
+        "INSERT INTO suspensions (customer_id, line_id, reason, level, note, created_at, created_by) "
+        "VALUES (:c, :l, 'unpaid', 'hard', 'e2e', :t, 'test')",  # hard: not even customer service, but 112
         {"c": line["customer_id"], "l": line["id"], "t": now})
     return int(line["id"])
 
