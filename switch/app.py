@@ -64,6 +64,7 @@ class Services:
     calls: Any = None  # switch.services.b2bua.manager.CallManager
     rating: Any = None  # switch.services.rating.service.RatingService
     metrics: Any = None  # switch.services.metrics.Metrics
+    policy: Any = None  # switch.services.policy.service.PolicyService (set by install_calls)
 
 
 def derive(key: bytes, purpose: str) -> bytes:

@@ -88,6 +88,15 @@ class Settings:
     trunk_setup_timeout: float = 4.0
     trunk_ping_interval: float = 30.0
     trunk_ping_timeout: float = 5.0
+    # call policy (switch/services/policy)
+    #: at most this many forwards per call (incoming Diversion/History-Info entries count)
+    forward_hop_cap: int = 5
+    #: number classes lines may forward to (on-net lines always); see NumberClass
+    forward_classes: str = "fixed,mobile"
+    #: numbers a soft-suspended line may still call (the operator's customer service)
+    customer_service_numbers: tuple[str, ...] = ()
+    #: the operator's local time zone (the fraud guard's night hours)
+    policy_timezone: str = "Europe/Oslo"
     #: CDRs are committed in batches gathered over this window
     cdr_commit_window: float = 0.1
     #: rows the database refuses are appended here (JSON lines) rather than lost

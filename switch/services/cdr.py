@@ -87,6 +87,8 @@ class CdrDraft:
         "final_code",
         "cause",
         "support_code",
+        "decision_trail",
+        "forward_chain",
     )
 
     def __init__(
@@ -127,6 +129,10 @@ class CdrDraft:
         self.cause: str | None = None
         self.support_code: str | None = None
         """What the announcement said at its end ("kode 2 1" → "21"), for support to match."""
+        self.decision_trail: str | None = None
+        """The policy engine's steps, JSON text (``call_records.decision_trail``)."""
+        self.forward_chain: str | None = None
+        """The forwards the call took, JSON text; None when it was not forwarded."""
 
     @property
     def duration_s(self) -> int:
@@ -170,6 +176,8 @@ def cdr_row(d: CdrDraft) -> dict[str, Any]:
         "final_code": d.final_code,
         "cause": _clip(d.cause, 64),
         "support_code": _clip(d.support_code, 8),
+        "decision_trail": d.decision_trail,
+        "forward_chain": d.forward_chain,
     }
 
 

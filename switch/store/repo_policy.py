@@ -145,14 +145,16 @@ async def load_policy(sf: SessionFactory) -> PolicyRows:
 
 async def policy_fingerprint(sf: SessionFactory) -> tuple[Any, ...]:
     """A cheap aggregate over the policy tables: it changes whenever any of them does."""
+    def agg(*cols: Any) -> list[Any]:
+        return [select(c).scalar_subquery() for c in cols]
+
     stmt = select(
-        select(func.count(), func.max(ForwardingRule.updated_at)).select_from(ForwardingRule).subquery(),
-        select(func.count(), func.max(LineBarring.created_at)).select_from(LineBarring).subquery(),
-        select(func.count(), func.max(CustomerBarring.created_at)).select_from(CustomerBarring).subquery(),
-        select(func.count(), func.count(Suspension.lifted_at), func.max(Suspension.id)).select_from(Suspension).subquery(),
-        select(func.count(), func.max(CustomerFraudLimits.updated_at)).select_from(CustomerFraudLimits).subquery(),
-        select(func.count(), func.max(Line.updated_at)).select_from(Line).subquery(),
-        select(func.count()).select_from(Customer).subquery(),
+        *agg(func.count(ForwardingRule.id), func.max(ForwardingRule.updated_at)),
+        *agg(func.count(LineBarring.line_id), func.max(LineBarring.created_at)),
+        *agg(func.count(CustomerBarring.customer_id), func.max(CustomerBarring.created_at)),
+        *agg(func.count(Suspension.id), func.count(Suspension.lifted_at), func.max(Suspension.id)),
+        *agg(func.count(CustomerFraudLimits.customer_id), func.max(CustomerFraudLimits.updated_at)),
+        *agg(func.count(Line.id), func.max(Line.updated_at), func.count(Customer.id)),
     )
     async with sf() as session:
         return tuple((await session.execute(stmt)).one())

@@ -152,7 +152,7 @@ def imported_adapter(switch_home: SwitchHome, net: Net) -> AdapterData:
 def barred_and_suspended(switch_home: SwitchHome, imported_adapter: AdapterData) -> int:
     """The caller's line barred for all outgoing calls and suspended (unpaid bill), before the switch starts.
 
-    There is no API for either yet: the rows go in with SQL, as the models define them.
+    The rows go in with SQL, as the models define them (tests/e2e/test_policy_sipp.py uses the API).
     """
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     (line,) = run_sql(switch_home.db_url, "SELECT id, customer_id FROM lines WHERE auth_user = :u", {"u": CALLER.number})

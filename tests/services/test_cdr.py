@@ -66,6 +66,8 @@ def test_row_has_every_column_and_rounds_duration_up() -> None:
         "final_code": 200,
         "cause": "normal",
         "support_code": None,
+        "decision_trail": None,
+        "forward_chain": None,
     }
 
 

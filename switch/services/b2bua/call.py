@@ -30,6 +30,15 @@ Redirects (3xx) are never followed blindly: the ``reroute`` callback
 routing tables, so a 3xx can never send a call somewhere the caller could
 not have dialled (it re-runs barring), and at most ``max_redirects`` times.
 
+Forwarding (busy, no answer, unreachable) is the policy's decision, asked
+through the ``forward`` hook when its condition happens: a line's adapter
+answers 486/600 (busy) or fails as a whole with 408/480/5xx (unreachable),
+or the ring time of a no-answer forward runs out (``forward_on`` and
+``ring_time`` say which apply to the current target). The hook answers
+new targets (the current B-leg, if any, is cancelled first: never two
+B-legs at once), a refusal, or None to carry on as if nothing were set.
+The caller keeps hearing ringing across the move.
+
 Timers are ``call_later`` handles, not tasks (one per timer, cancelled as
 soon as it is moot): the no-answer timer from the first B-leg INVITE, the
 maximum-duration timer from the answer. Emergency calls get neither a short
@@ -45,6 +54,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from switch.sip.transaction.events import Peer
+from switch.store.models import ForwardKind
 
 from ..cdr import CdrDraft
 from ..lines import LineInfo
@@ -130,6 +140,8 @@ class CallConfig:
 LegFactory = Callable[["Call", Target], Leg]
 Reroute = Callable[["Call", str], list[Target] | None]
 """Given a 3xx Contact URI, new targets reached through the routing tables, or None to refuse."""
+ForwardHook = Callable[["Call", ForwardKind], "list[Target] | tuple[Cause, int] | None"]
+"""A conditional forward fired: new targets, a refusal (cause, status), or None (no such forward)."""
 
 
 class Call:
@@ -156,6 +168,12 @@ class Call:
         "_redirects",
         "_last_failure",
         "attempts",
+        "ctx",
+        "forward_on",
+        "ring_time",
+        "legs",
+        "_forward",
+        "_ring",
         "__weakref__",  # tests prove a finished call is freed by reference counting alone
     )
 
@@ -171,6 +189,7 @@ class Call:
         on_end: Callable[[Call], None],
         reroute: Reroute | None = None,
         emergency: bool = False,
+        forward: ForwardHook | None = None,
     ) -> None:
         self.a = a
         self.b: Leg | None = None
@@ -194,6 +213,16 @@ class Call:
         self._redirects = 0
         self._last_failure: tuple[int, Target] | None = None
         self.attempts = 0
+        self.ctx: object = None
+        """The owner's per-call state (the manager keeps the policy's chain and trail here)."""
+        self.forward_on: frozenset[ForwardKind] = frozenset()
+        """Conditional forwards set for the current target (busy, no_answer, unreachable)."""
+        self.ring_time: float | None = None
+        """Seconds the current target rings before its no-answer forward."""
+        self.legs: list[CdrDraft] = []
+        """Records of earlier legs of a forwarded call (``record`` is the current leg's); they share its outcome."""
+        self._forward = forward
+        self._ring: Handle | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.record.call_id} {self.state.value} attempts={self.attempts}>"
@@ -207,6 +236,7 @@ class Call:
         timeout = self._config.emergency_no_answer_timeout if self.emergency else self._config.no_answer_timeout
         if timeout > 0:
             self._no_answer = self._clock.call_later(timeout, self._on_no_answer)
+        self._arm_ring()
         self._next_target()
 
     def reject(self, cause: Cause, code: int = 0, prompts: tuple[str, ...] = ()) -> None:
@@ -253,9 +283,12 @@ class Call:
         assert isinstance(ev, Answer)
         self.state = CallState.CONNECTED
         self._cancel_timer("_no_answer")
+        self._cancel_timer("_ring")
         rec = self.record
         rec.answer_at = self._clock.wall()
         rec.answer_mono = self._clock.now()
+        for leg in self.legs:
+            leg.answer_at, leg.answer_mono = rec.answer_at, rec.answer_mono
         if self._config.max_duration > 0 and not self.emergency:
             self._max_duration = self._clock.call_later(self._config.max_duration, self._on_max_duration)
         self.a.send(ev)
@@ -293,6 +326,10 @@ class Call:
             log.info("%r: %s answered %d, trying the next target", self, _target_name(target), code)
             self._next_target()
             return
+        if target.line is not None and self.forward_on:
+            kind = _forward_kind(code)
+            if kind is not None and self._try_forward(kind):
+                return
         cause, status = self._final_mapping(code, target)
         self.a.send(Fail(code=status, cause=cause))
         self._end(cause, status)
@@ -335,9 +372,49 @@ class Call:
         self._end(ev.cause, 200)
 
     # -- timers -------------------------------------------------------------------------
+    def _arm_ring(self) -> None:
+        self._cancel_timer("_ring")
+        if ForwardKind.NO_ANSWER in self.forward_on and self.ring_time and not self.emergency:
+            self._ring = self._clock.call_later(self.ring_time, self._on_ring_time)
+
+    def _on_ring_time(self) -> None:
+        self._ring = None
+        if self.state in (CallState.PROCEEDING, CallState.EARLY):
+            self._try_forward(ForwardKind.NO_ANSWER)
+
+    def _try_forward(self, kind: ForwardKind) -> bool:
+        """Ask the policy to forward for ``kind``; True when it took the call over (moved or refused it)."""
+        if self._forward is None or kind not in self.forward_on or self.emergency:
+            return False
+        self.forward_on = frozenset()  # used up: the hook sets the next target's own
+        self.ring_time = None
+        self._cancel_timer("_ring")
+        outcome = self._forward(self, kind)
+        if outcome is None:
+            return False
+        log.info("%r: forwarding (%s)", self, kind.value)
+        self._drop_b(Cause.NO_ANSWER if kind is ForwardKind.NO_ANSWER else Cause.NORMAL)
+        if isinstance(outcome, tuple):
+            cause, status = outcome
+            self.a.send(Fail(code=status or cause.code, cause=cause))
+            self._end(cause, status or cause.code)
+            return True
+        if not outcome:
+            raise ValueError("a forward needs at least one target")
+        self.targets = list(outcome)
+        self._cancel_timer("_no_answer")
+        timeout = self._config.no_answer_timeout
+        if timeout > 0:
+            self._no_answer = self._clock.call_later(timeout, self._on_no_answer)
+        self._arm_ring()
+        self._next_target()
+        return True
+
     def _on_no_answer(self) -> None:
         self._no_answer = None
         if self.state in (CallState.PROCEEDING, CallState.EARLY):
+            if self._try_forward(ForwardKind.NO_ANSWER):
+                return
             log.info("%r: no answer", self)
             self._drop_b(Cause.NO_ANSWER)
             self.a.send(Fail(code=Cause.NO_ANSWER.code, cause=Cause.NO_ANSWER))
@@ -410,17 +487,29 @@ class Call:
         self.state = CallState.ENDED
         self._cancel_timer("_no_answer")
         self._cancel_timer("_max_duration")
+        self._cancel_timer("_ring")
         rec = self.record
         rec.end_at = self._clock.wall()
         rec.end_mono = self._clock.now()
         rec.cause = cause.value
         rec.final_code = code
+        for leg in self.legs:
+            leg.end_at, leg.end_mono, leg.cause, leg.final_code = rec.end_at, rec.end_mono, rec.cause, code
         # Legs finish their SIP clean-up alone; cutting their link back to the call
         # breaks the reference cycle so the call is freed without the cycle collector.
         self.a.detach()
         if self.b is not None:
             self.b.detach()
         self._on_end(self)
+
+
+def _forward_kind(code: int) -> ForwardKind | None:
+    """Which conditional forward a line's final failure triggers: busy, or unreachable (dead contact, 480, 5xx)."""
+    if code in (486, 600):
+        return ForwardKind.BUSY
+    if code in (408, 480) or 500 <= code < 600:
+        return ForwardKind.UNREACHABLE
+    return None
 
 
 def _target_name(t: Target) -> str:

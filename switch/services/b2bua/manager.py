@@ -11,8 +11,10 @@ Order of checks for a new INVITE (what the caller hears first wins):
    A failed digest is a 403, except for 110/112/113 from the exact address
    (IP and port) where the claimed line is registered: a throttled NAT
    address or a broken adapter config must not block an emergency call.
-4. Numbering (``numbering.normalise``) and routing (``routing.decide``):
-   emergency numbers are routed before any policy check.
+4. Numbering (``numbering.normalise``), then the call policy
+   (``policy.engine.decide``: emergency first, suspension, fraud guard,
+   barring, destination with the callee's forwarding, each forwarded leg
+   decided again from the forwarder), which routes with ``routing.decide``.
 5. The Call starts; every outcome, including refusals after authentication,
    ends in exactly one CDR.
 
@@ -30,6 +32,7 @@ call (timers are loop handles).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -44,13 +47,18 @@ from switch.sip.headers import NameAddr
 from switch.sip.message import MAGIC_COOKIE, Request, response_for, stateless_tag
 from switch.sip.transaction.events import CancelReceived, Peer, RequestReceived
 from switch.sip.uri import SipUri, TelUri, parse_uri
-from switch.store.models import CallDirection
+from switch.store.models import CallDirection, ForwardKind
 
 from ..auth import AuthChallenge, AuthOk, Authenticator
 from ..cdr import CdrDraft, CdrWriter
 from ..lines import LineDirectory, LineInfo
 from ..location import LocationService
 from ..numbering import Normalised, NumberClass, normalise
+from ..policy import engine as policy_engine
+from ..policy.diversion import forward_headers, incoming_diversions
+from ..policy.engine import Hop, Instant, Refuse, Route
+from ..policy.model import LiveView, PolicyState
+from ..policy.service import Occupancy, PolicyService
 from ..routing import (
     Caller,
     Emergency,
@@ -89,6 +97,25 @@ _DIALOG_METHODS = ("ACK", "BYE", "UPDATE", "INFO", "PRACK", "OPTIONS", "NOTIFY",
 _NOT_RELAYED_EXTENSIONS = frozenset({"100rel", "timer", "replaces"})
 #: Classes a 3xx may send a call to through the route table without the caller having dialled that class.
 _REDIRECT_OK = frozenset({NumberClass.FIXED, NumberClass.MOBILE, NumberClass.FREEPHONE})
+
+
+_NO_POLICY = PolicyState()
+_NO_LIVE = LiveView()
+
+
+@dataclass(slots=True)
+class PolicyLeg:
+    """The policy's view of one call while it runs (``Call.ctx``): chain, trail, what it holds."""
+
+    caller: Caller
+    dialled: str
+    hops: tuple[Hop, ...] = ()
+    seen: frozenset[str] = frozenset()
+    trail: tuple[str, ...] = ()
+    incoming_hops: int = 0
+    callee: LineInfo | None = None
+    """The on-net line ringing now (its conditional forwards may fire)."""
+    occupancy: Occupancy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +275,7 @@ class CallManager:
         policy: PolicyCheck | None = None,
         wall: Callable[[], float] = time.time,
         announcer: Announcer | None = None,
+        policy_service: PolicyService | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.auth = auth
@@ -257,6 +285,7 @@ class CallManager:
         self.cdr = cdr
         self.settings = settings
         self.policy = policy
+        self.policy_service = policy_service
         self.wall = wall
         self.clock = LoopClock(asyncio.get_running_loop(), wall)
         self.config = CallConfig(no_answer_timeout=settings.no_answer_timeout, max_duration=settings.max_duration)
@@ -323,6 +352,8 @@ class CallManager:
             except asyncio.CancelledError:
                 pass
         await self.trunks.stop()
+        if self.policy_service is not None:
+            await self.policy_service.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
         while self.calls and loop.time() < deadline:
@@ -447,13 +478,32 @@ class CallManager:
         privacy = wants_privacy(req)
         dialled = dialled_of(req)
         number = normalise(dialled, self.settings.country_code)
-        decision = decide(caller, number, self.snapshot())
+        ps = self.policy_service
+        if isinstance(caller, FromTrunk):
+            diverted = incoming_diversions(req.headers, number.e164, self.settings.country_code)
+            seen, incoming_hops = diverted.numbers, diverted.hops
+        else:
+            seen, incoming_hops = (), 0
+        now = ps.now() if ps is not None else Instant(self.wall(), 12)
+        decision = policy_engine.decide(
+            caller, number, self.snapshot(),
+            ps.state if ps is not None else _NO_POLICY, ps.live if ps is not None else _NO_LIVE, now,
+            diverted=seen, incoming_hops=incoming_hops,
+        )
 
         leg = UasLeg(self.env, ev)
-        leg.language = _language(caller, decision)
+        first_hop_at = decision.hops[0] if decision.hops else None
+        first_leg: RouteDecision
+        if first_hop_at is not None:
+            first_leg = _onnet_marker(first_hop_at)
+        elif isinstance(decision, Route):
+            first_leg = decision.route
+        else:
+            first_leg = Reject(decision.cause)
+        leg.language = _language(caller, decision.route if isinstance(decision, Route) else first_leg)
         record = CdrDraft(
             call_id=req.call_id,
-            direction=_direction(caller, decision),
+            direction=_direction(caller, first_leg),
             calling_number=calling_number,
             dialled=dialled,
             setup_at=self.wall(),
@@ -461,6 +511,8 @@ class CallManager:
             normalised=number.e164 or number.national,
             number_class=number.number_class.value,
         )
+        if first_hop_at is not None:
+            record.called_line_id = first_hop_at.line_id
         body = req.body
         trying = Try(
             body=body,
@@ -477,13 +529,143 @@ class CallManager:
             new_leg=partial(self._new_b_leg, presented, privacy),
             on_end=self._ended,
             reroute=partial(self._reroute, caller, number),
-            emergency=isinstance(decision, Emergency),
+            emergency=isinstance(decision, Route) and isinstance(decision.route, Emergency),
+            forward=self._forward if ps is not None else None,
         )
         call.budget = self.call_budget
+        call.ctx = PolicyLeg(caller, number.e164 or number.national or dialled, seen=frozenset(seen),
+                             incoming_hops=incoming_hops)
         leg.attach(call)
         self.calls.add(call)
         self.stats.calls += 1
-        self._route(call, decision)
+        self._apply(call, decision, now)
+
+    def _apply(self, call: Call, decision: Refuse | Route, now: Instant) -> None:
+        """Carry out a policy decision: refuse, or start the targets; keep chain, trail and counters."""
+        pc = call.ctx
+        assert isinstance(pc, PolicyLeg)
+        self._add_hops(call, pc, decision.hops)
+        pc.trail = decision.trail
+        ps = self.policy_service
+        if isinstance(decision, Refuse):
+            if decision.trip is not None and ps is not None:
+                ps.tripped(decision.trip)
+            self._route(call, Reject(decision.cause, decision.code))
+            return
+        pc.seen = decision.seen or pc.seen
+        route = decision.route
+        if ps is not None and not isinstance(route, Emergency):
+            if decision.attempts:
+                ps.record_attempts(decision.attempts, now.epoch)
+            lines: list[int] = []
+            customers: list[int] = []
+            if isinstance(pc.caller, FromLine):
+                lines.append(pc.caller.line.line_id)
+            for lid in [pc.caller.line.line_id] if isinstance(pc.caller, FromLine) else []:
+                cid = ps.customer_of(lid)
+                if cid is not None:
+                    customers.append(cid)
+            for hop in decision.hops:
+                cid = ps.customer_of(hop.line_id)
+                if cid is not None:
+                    customers.append(cid)
+            if isinstance(route, OnNet):
+                lines.append(route.line.line_id)
+                cid = ps.customer_of(route.line.line_id)
+                if cid is not None:
+                    customers.append(cid)
+            if pc.occupancy is None:
+                pc.occupancy = ps.hold(lines, customers)
+            else:
+                ps.add(pc.occupancy, lines, customers)
+        if isinstance(route, OnNet):
+            pc.callee = route.line
+            call.forward_on = decision.forward_on
+            call.ring_time = decision.ring_time
+        else:
+            pc.callee = None
+        self._route(call, route)
+
+    def _add_hops(self, call: Call, pc: PolicyLeg, hops: tuple[Hop, ...]) -> None:
+        """One CDR per forwarded leg: the forwarder's own call to the target (billed to it)."""
+        for hop in hops[len(pc.hops):]:
+            number = normalise(hop.to_number, self.settings.country_code)
+            leg = CdrDraft(
+                call_id=call.record.call_id,
+                direction=CallDirection.ONNET if number.e164 in self.lines.by_number else CallDirection.OUTGOING,
+                calling_number=hop.from_number,
+                dialled=hop.to_number,
+                setup_at=self.wall(),
+                calling_line_id=hop.line_id,
+                normalised=number.e164 or number.national,
+                number_class=number.number_class.value,
+            )
+            leg.forwarded_from = hop.from_number
+            call.legs.append(call.record)
+            call.record = leg
+        pc.hops = hops
+
+    def _forward(self, call: Call, kind: ForwardKind) -> list[Target] | tuple[Cause, int] | None:
+        """The Call's forward hook: the callee's ``kind`` forward, decided again as the callee's own call."""
+        pc = call.ctx
+        ps = self.policy_service
+        if not isinstance(pc, PolicyLeg) or pc.callee is None or ps is None:
+            return None
+        now = ps.now()
+        callee = pc.callee
+        d = policy_engine.decide_forward(
+            callee, kind, pc.hops, tuple(pc.seen), pc.trail, self.snapshot(), ps.state, ps.live, now,
+            incoming_hops=pc.incoming_hops,
+        )
+        if d is None:
+            return None
+        if pc.occupancy is not None:
+            ps.drop_line(pc.occupancy, callee.line_id)  # it stops ringing there
+        targets = self._apply_forward(call, d, now)
+        if isinstance(d, Refuse):
+            return d.cause, d.code
+        return targets or (Cause.UNREGISTERED, 0)
+
+    def _apply_forward(self, call: Call, d: Refuse | Route, now: Instant) -> list[Target]:
+        pc = call.ctx
+        assert isinstance(pc, PolicyLeg)
+        self._add_hops(call, pc, d.hops)
+        pc.trail = d.trail
+        ps = self.policy_service
+        assert ps is not None
+        if isinstance(d, Refuse):
+            if d.trip is not None:
+                ps.tripped(d.trip)
+            return []
+        pc.seen = d.seen or pc.seen
+        route = d.route
+        if d.attempts:
+            ps.record_attempts(d.attempts, now.epoch)
+        customers = [c for c in (ps.customer_of(h.line_id) for h in d.hops) if c is not None]
+        lines: list[int] = []
+        if isinstance(route, OnNet):
+            lines.append(route.line.line_id)
+            cid = ps.customer_of(route.line.line_id)
+            if cid is not None:
+                customers.append(cid)
+        if pc.occupancy is None:
+            pc.occupancy = ps.hold(lines, customers)
+        else:
+            ps.add(pc.occupancy, lines, customers)
+        targets: list[Target]
+        if isinstance(route, OnNet):
+            pc.callee = route.line
+            call.forward_on = d.forward_on
+            call.ring_time = d.ring_time
+            targets = self._line_targets(route.line)
+            call.record.called_line_id = route.line.line_id
+        elif isinstance(route, Trunks):
+            pc.callee = None
+            targets = _trunk_targets(route.trunks, route.number, route.route_id, route.prefix)
+        else:
+            pc.callee = None
+            targets = _trunk_targets(route.trunks, route.number, None, None)
+        return targets
 
     def _emergency_caller(self, req: Request, source: Peer) -> LineInfo | None:
         """For 110/112/113 only: the line registered from exactly this address, when digest failed.
@@ -553,6 +735,11 @@ class CallManager:
 
     def _new_b_leg(self, presented: str | None, privacy: bool, call: Call, target: Target) -> UacLeg:
         identity = identity_for(presented, target, privacy, self.settings.domain, self.settings.country_code)
+        pc = call.ctx
+        if isinstance(pc, PolicyLeg) and pc.hops:
+            extra = forward_headers(pc.dialled, pc.hops, self.settings.domain, trunk=target.trunk is not None,
+                                    country_code=self.settings.country_code)
+            identity = Identity(identity.from_, identity.headers + extra)
         digest = self.trunks.digest_client(target.trunk) if target.trunk is not None else None
         return UacLeg(self.env, call, target, identity, digest)
 
@@ -567,7 +754,18 @@ class CallManager:
         number = normalise(user, self.settings.country_code)
         if number.number_class in (NumberClass.INVALID, NumberClass.EMERGENCY):
             return None
-        decision = decide(caller, number, self.snapshot())
+        ps = self.policy_service
+        if ps is not None:
+            # A redirect is a new call of the same caller: suspension, fraud guard and barring apply again.
+            verdict = policy_engine.decide(caller, number, self.snapshot(), ps.state, ps.live, ps.now())
+            if not isinstance(verdict, Route) or verdict.hops:
+                return None
+            route = verdict.route
+            if isinstance(route, Emergency):
+                return None
+            decision: RouteDecision = route
+        else:
+            decision = decide(caller, number, self.snapshot())
         if isinstance(decision, OnNet):
             return self._line_targets(decision.line) or None
         if isinstance(decision, Trunks) and (
@@ -578,6 +776,18 @@ class CallManager:
 
     def _ended(self, call: Call) -> None:
         self.calls.discard(call)
+        pc = call.ctx
+        if isinstance(pc, PolicyLeg):
+            trail = json.dumps(list(pc.trail), ensure_ascii=False) if pc.trail else None
+            chain = json.dumps([h.as_json() for h in pc.hops], ensure_ascii=False) if pc.hops else None
+            for r in [*call.legs, call.record]:
+                r.decision_trail, r.forward_chain = trail, chain
+            if pc.occupancy is not None and self.policy_service is not None:
+                self.policy_service.release(pc.occupancy)
+            call.ctx = None
+        if self.cdr is not None:
+            for earlier in call.legs:
+                self.cdr.submit(earlier)
         rec = call.record
         stats = self.stats
         if rec.answer_at is not None:
@@ -650,6 +860,19 @@ def _language(caller: Caller, decision: RouteDecision) -> str:
     if isinstance(decision, OnNet):
         return decision.line.language
     return "nb"
+def _customer_service(numbers: object) -> list[str]:
+    """Configured customer-service numbers as the engine compares them (E.164, or the short code)."""
+    out: list[str] = []
+    for raw in numbers if isinstance(numbers, (list, tuple)) else str(numbers).split(","):
+        n = normalise(str(raw).strip())
+        if n.number_class is not NumberClass.INVALID:
+            out.append(n.e164 or n.national or "")
+    return out
+
+
+def _onnet_marker(hop: Hop) -> RouteDecision:
+    """The first leg of a forwarded call went to one of our lines (the forwarder's)."""
+    return OnNet(LineInfo(hop.line_id, "", hop.from_number, "", "", None, 0))
 
 
 def _direction(caller: Caller, decision: RouteDecision) -> CallDirection:
@@ -686,6 +909,24 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
         rate=None if rating is None else rating.rate_rows,
     )
     cdr.start()
+    from ..policy.model import PolicyConfig
+    from ..policy.reach import LineReach
+    from ..policy.validate import parse_forward_classes
+
+    policy_service = PolicyService(
+        services.session_factory,
+        services.lines,
+        PolicyConfig(
+            hop_cap=int(getattr(settings, "forward_hop_cap", 5)),
+            customer_service=frozenset(_customer_service(getattr(settings, "customer_service_numbers", ()))),
+            forward_classes=parse_forward_classes(str(getattr(settings, "forward_classes", "fixed,mobile"))),
+        ),
+        timezone=str(getattr(settings, "policy_timezone", "Europe/Oslo")),
+    )
+    policy_service.reach = LineReach(services.location, services.status)
+    await policy_service.load()
+    policy_service.start()
+    services.policy = policy_service  # the API, star codes and the credit limit change policy through it
     manager = CallManager(
         endpoint=services.endpoint,
         auth=services.registrar.auth,
@@ -696,6 +937,7 @@ async def install_calls(services: Services, *, policy: PolicyCheck | None = None
         settings=CallSettings.from_settings(settings),
         policy=policy,
         announcer=build_announcer(settings, services.endpoint.layer.config.via_addresses),
+        policy_service=policy_service,
     )
     if rating is not None:
         manager.call_budget = rating.credit.on_answer
