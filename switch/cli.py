@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="UDP socket receive/send buffer (default 524288, see switch/transport/udp.py): the longest queue, hence the longest "
                      "delay, a burst can build before the kernel drops")
     _announcement_flags(run)
+    run.add_argument("--forward-hop-cap", type=int, default=None, metavar="N",
+                     help="most forwards one call may take (default 5; incoming Diversion/History-Info count)")
+    run.add_argument("--forward-classes", default=None, metavar="CLASSES",
+                     help="number classes lines may forward to, comma-separated (default fixed,mobile; "
+                     "on-net lines always; e.g. fixed,mobile,international)")
+    run.add_argument("--customer-service", action="append", default=[], metavar="NUMBER",
+                     help="a number soft-suspended lines may still call (repeatable): the operator's customer service")
+    run.add_argument("--policy-timezone", default=None, metavar="ZONE",
+                     help="the operator's time zone for the fraud guard's night hours (default Europe/Oslo)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
 
@@ -156,6 +165,27 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         if args.md5_only_agents is not None:
             s.md5_only_agents = args.md5_only_agents
         _announcement_settings(s, args)
+        if args.forward_hop_cap is not None:
+            if not 1 <= args.forward_hop_cap <= 20:
+                raise SystemExit("--forward-hop-cap must be from 1 to 20")
+            s.forward_hop_cap = args.forward_hop_cap
+        if args.forward_classes is not None:
+            from .services.policy.validate import PolicyValidationError, parse_forward_classes
+
+            try:
+                parse_forward_classes(args.forward_classes)
+            except PolicyValidationError as err:
+                raise SystemExit(f"--forward-classes: {err.message}") from None
+            s.forward_classes = args.forward_classes
+        s.customer_service_numbers = tuple(args.customer_service)
+        if args.policy_timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(args.policy_timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise SystemExit(f"--policy-timezone: unknown time zone {args.policy_timezone!r}") from None
+            s.policy_timezone = args.policy_timezone
     elif args.command == "import":
         s.realm = args.realm
     return s

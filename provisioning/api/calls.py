@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime
 
 from aiohttp import web
@@ -26,10 +27,12 @@ _FIELDS = (
     "call_id", "direction", "calling_number", "dialled", "normalised", "number_class", "route_prefix",
     "trunk_name", "forwarded_from", "setup_at", "answer_at", "end_at", "duration_s", "final_code", "cause",
     "price_ore", "zone", "tariff_version",
-    "support_code",
+    "support_code", "decision_trail", "forward_chain",
 )
 #: API names of columns whose stored name differs.
 _COLUMN = {"price_ore": "charge_ore"}
+#: Stored as JSON text; the JSON answer gives them as lists (the CSV keeps the text).
+_JSON_FIELDS = frozenset({"decision_trail", "forward_chain"})
 
 
 def _value(record: m.CallRecord, name: str) -> object:
@@ -101,4 +104,17 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
             content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="calls-{e164.lstrip("+")}.csv"'},
         )
-    return web.json_response({"number": e164, "calls": [{f: _value(r, f) for f in _FIELDS} for r in rows]})
+    return web.json_response({"number": e164, "calls": [_json_call(r) for r in rows]})
+
+
+def _json_call(r: m.CallRecord) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in _FIELDS:
+        v = _value(r, f)
+        if f in _JSON_FIELDS and isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        out[f] = v
+    return out

@@ -282,6 +282,8 @@ def test_attempts_are_reported_for_counting_only_for_international_and_premium()
     assert run(World(), A, "82012345").attempts == (lid(A),)  # type: ignore[union-attr]
     assert run(World(), A, MOBILE).attempts == ()  # type: ignore[union-attr]
     assert run(World(), A, "112").attempts == ()  # type: ignore[union-attr]
+    barred = run(World(barring={A: {BC.INTERNATIONAL}}), A, "+4681234567")
+    assert isinstance(barred, Refuse) and barred.attempts == (lid(A),)  # refused by barring, still an attempt
     fwd = run(World(forwards={C: {FK.UNCONDITIONAL: "+4681234567"}}), A, C)
     # Only allowed forward classes are fixed/mobile by default; with international allowed the forwarder counts.
     assert isinstance(fwd, Refuse) and fwd.cause is Cause.FORWARD_NOT_ALLOWED

@@ -548,8 +548,11 @@ class CallManager:
         pc.trail = decision.trail
         ps = self.policy_service
         if isinstance(decision, Refuse):
-            if decision.trip is not None and ps is not None:
-                ps.tripped(decision.trip)
+            if ps is not None:
+                if decision.attempts:
+                    ps.record_attempts(decision.attempts, now.epoch)
+                if decision.trip is not None:
+                    ps.tripped(decision.trip)
             self._route(call, Reject(decision.cause, decision.code))
             return
         pc.seen = decision.seen or pc.seen
@@ -634,6 +637,8 @@ class CallManager:
         ps = self.policy_service
         assert ps is not None
         if isinstance(d, Refuse):
+            if d.attempts:
+                ps.record_attempts(d.attempts, now.epoch)
             if d.trip is not None:
                 ps.tripped(d.trip)
             return []

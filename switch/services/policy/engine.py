@@ -123,6 +123,8 @@ class Refuse:
     trip: FraudTrip | None = None
     billed_line: int | None = None
     """The line whose call this was (the caller, or the last forwarder)."""
+    attempts: tuple[int, ...] = ()
+    """Lines whose international/premium attempt this was, though refused later (barring): they count."""
 
     @property
     def status(self) -> int:
@@ -250,13 +252,13 @@ def _call(ctx: _Ctx, caller: Caller, number: Normalised, hops: tuple[Hop, ...], 
             cause, text, trip = refused
             if forwarder is not None and cause not in (Cause.CALL_LIMIT,):
                 cause = Cause.FORWARD_NOT_ALLOWED
-            return Refuse(cause, tuple(trail), hops, 0, trip, billed)
+            return Refuse(cause, tuple(trail), hops, 0, trip, billed, tuple(ctx.attempts))
 
     # 5. Destination.
     decision = route(caller, number, ctx.routing)
     if isinstance(decision, Reject):
         trail.append(f"{tag}destination: refused ({decision.cause.value})")
-        return Refuse(decision.cause, tuple(trail), hops, decision.code, None, billed)
+        return Refuse(decision.cause, tuple(trail), hops, decision.code, None, billed, tuple(ctx.attempts))
     if isinstance(decision, Emergency):  # not reached: emergency was step 1
         return Route(decision, tuple(trail), number, hops, billed)
     if isinstance(decision, Trunks):

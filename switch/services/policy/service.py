@@ -15,7 +15,7 @@ Fraud alerts go to the log in one stable, fail2ban-style line::
 
     POLICY ALERT fraud customer=C1001 line=+4722000001 limit="20 international/premium attempts per hour" suspension=7
 
-and to ``alerts`` (the newest 500), which the API lists.
+and to ``alerts()`` (the newest 500), which the API and the operator UI list.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class PolicyService:
         self.calls_on_line: dict[int, int] = {}
         self.calls_of_customer: dict[int, int] = {}
         self.attempts: dict[int, deque[float]] = {}
-        self.alerts: deque[dict[str, Any]] = deque(maxlen=_MAX_ALERTS)
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=_MAX_ALERTS)
         self.reach: Callable[[int], Reach] = lambda _line_id: Reach.REACHABLE
         self.live = LiveView(self.calls_on_line, self.calls_of_customer, self.attempts, self._reach)
         self._fingerprint: object = None
@@ -228,7 +228,7 @@ class PolicyService:
                 "limit": trip.limit,
                 "suspension": sid,
             }
-            self.alerts.append(alert)
+            self._alerts.append(alert)
             log.warning('POLICY ALERT fraud customer=%s line=%s limit="%s" suspension=%d', ref, trip.number, trip.limit, sid)
         except Exception:  # noqa: BLE001
             log.exception("could not suspend customer %d for fraud", trip.customer_id)
@@ -236,6 +236,10 @@ class PolicyService:
             self._tripping.discard(trip.customer_id)
 
     # -- reading ------------------------------------------------------------------------------
+    def alerts(self) -> list[dict[str, Any]]:
+        """Operator alerts (fraud guard), newest first; the last 500 since start."""
+        return list(reversed(self._alerts))
+
     def forwarding(self, line_id: int) -> list[ForwardRule]:
         lp = self.state.lines.get(line_id)
         return [] if lp is None else [lp.forwards[k] for k in ForwardKind if k in lp.forwards]
