@@ -19,7 +19,6 @@ gateway on 127.0.0.4 (as in test_calls_sipp.py).
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import time
@@ -32,29 +31,14 @@ from typing import Any
 
 import pytest
 
+from harness import LOOPBACK
+from harness.db import run_sql as sql
+from harness.ports import free_port_on
+from harness.sipp import SippResult, SippServer, run_sipp, write_injection_csv
+from harness.softswitch import SwitchProcess, _cli, create_token, import_file
 from tests.conftest import SIPP_SWITCH_ARGS, attach_log
 from tests.conftest_db import BACKENDS
-from tests.e2e.test_calls_sipp import (
-    CARRIER_OK_IP,
-    EMERGENCY_IP,
-    SippServer,
-    finals,
-    flow,
-    free_port_on,
-    header,
-    requests,
-    status_of,
-)
-from tests.harness import (
-    LOOPBACK,
-    SippResult,
-    SwitchProcess,
-    _cli,
-    create_token,
-    import_file,
-    run_sipp,
-    write_injection_csv,
-)
+from tests.e2e.test_calls_sipp import CARRIER_OK_IP, EMERGENCY_IP, finals, flow, header, requests, status_of
 
 pytestmark = [pytest.mark.e2e]
 
@@ -180,22 +164,6 @@ class World:
                 assert len(rows) == count, rows
                 return rows
             time.sleep(0.1)
-
-
-def sql(db_url: str, statement: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def go() -> list[dict[str, Any]]:
-        engine = create_async_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                res = await conn.execute(text(statement), params or {})
-                return [dict(r._mapping) for r in res] if res.returns_rows else []
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 def refused(r: SippResult, status: int, cause: str) -> None:
