@@ -12,6 +12,7 @@ import asyncio
 import copy
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -247,3 +248,31 @@ async def test_plain_final_response_without_g711_for_busy_and_past_the_limit(sta
     finally:
         sink.close()
     await net.alice.quiet(183, within=0.2)
+
+
+async def test_an_installed_recording_is_heard_on_the_next_call_without_a_restart(
+    start_switch: StartSwitch, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from switch.media.install import install_prompt
+
+    prompts = tmp_path / "operator-prompts"
+    net = await _start(start_switch, prompt_dir=str(prompts))
+    wav = tmp_path / "recording.wav"
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(wav), "synth", "0.6", "sine", "523", "vol", "0.4"],
+                   check=True, capture_output=True)
+    clip = install_prompt(prompts, "incomplete_number", "nb", wav).read_bytes()  # while the switch runs
+    sink = RtpSink()
+    try:
+        call = await dial(net.alice, *ALICE, "2200", body=_offer(sink.port))
+        await net.alice.expect(183)
+        final: Response = await net.alice.expect(484, timeout=10)
+        net.alice.send(call.non2xx_ack(final))
+        await asyncio.sleep(0.05)
+        heard = _check_stream(sink.packets, 8)
+        assert clip in heard  # the operator's recording ...
+        assert clip_path(PROMPT_DIR, "incomplete_number", "nb").read_bytes()[:4000] not in heard
+        assert clip_path(PROMPT_DIR, "digit_4", "nb").read_bytes() in heard  # ... still ends with "kode 1 4"
+    finally:
+        sink.close()
