@@ -38,6 +38,7 @@ async def health(request: web.Request) -> web.Response:
             "gc": gcstats.STATS.snapshot(),
             "bindings": services.location.count(),
             "binding_commits": services.location.commit_stats(),
+            "announcements": _announcements(services),
             "sip": {
                 "received": ep.stats.received,
                 "sent": ep.stats.sent,
@@ -46,6 +47,13 @@ async def health(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+def _announcements(services: Services) -> dict[str, object] | None:
+    """The announcement player's counters (docs/announcements.md), None before calls are installed."""
+    calls = services.calls
+    announcer = getattr(getattr(calls, "env", None), "announcer", None)
+    return None if announcer is None else announcer.snapshot()
 
 
 def create_app(services: Services) -> web.Application:

@@ -8,6 +8,13 @@ task, no asyncio transport: one ``call_at`` per packet), and gives the port
 back when the prompt ends, when it is stopped (CANCEL, the caller hung up,
 shutdown) or when it could not start.
 
+Timers: every stream starts on a whole millisecond, so its packets fall due on
+whole milliseconds too, and all streams due in the same millisecond share one
+loop timer (a slot). However many prompts play, the loop runs at most one
+timer callback per millisecond for them -- the per-packet cost is the
+``sendto`` and the header, not the scheduling. ``PlayerStats.late`` counts how
+late each packet left (0-100 ms buckets): the send jitter as the switch sees it.
+
 Symmetric RTP (latching, as rtpengine, Kamailio's ``rtp_symmetric`` and
 Asterisk's ``nat=force_rport,comedia`` do): packets go to the SDP address
 until the first RTP packet from the caller arrives, then to that packet's
@@ -21,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import random
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .answer import answer, parse_offer
 from .ports import PortPool
@@ -35,6 +43,8 @@ __all__ = ["AnnouncementPlayer", "Playback", "PlayerStats"]
 
 log = logging.getLogger(__name__)
 _BIND_TRIES = 4
+_SLACK = 0.0005
+"""Packets due within half a millisecond go now: uvloop's clock and timers count whole milliseconds."""
 
 
 @dataclass(slots=True)
@@ -48,6 +58,15 @@ class PlayerStats:
     latched: int = 0
     packets: int = 0
     send_errors: int = 0
+    late: list[int] = field(default_factory=lambda: [0] * 101)
+    """Packets by how many whole milliseconds after their due time they were sent (the last bucket: 100+)."""
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "started": self.started, "finished": self.finished, "stopped": self.stopped, "no_port": self.no_port,
+            "no_codec": self.no_codec, "latched": self.latched, "packets": self.packets,
+            "send_errors": self.send_errors, "late_ms": {str(i): n for i, n in enumerate(self.late) if n},
+        }
 
 
 class Playback:
@@ -95,30 +114,30 @@ class Playback:
         loop = self.player.loop
         loop.add_reader(self.sock.fileno(), self._readable)
         self._reading = True
-        self._handle = loop.call_soon(self._tick)
+        self.player._schedule(self, self.stream.deadline)
 
-    def _tick(self) -> None:
-        self._handle = None
+    def _tick(self, now: float) -> None:
         if self._closed:
             return
-        loop = self.player.loop
-        now = loop.time()
         stream = self.stream
-        packets = stream.due(now)
+        due = stream.deadline
+        packets = stream.due(now + _SLACK)
         if packets:
             sock, remote, stats = self.sock, self.remote, self.player.stats
-            for packet in packets:
+            late = stats.late
+            for k, packet in enumerate(packets):
                 try:
                     sock.sendto(packet, remote)
                 except OSError:  # a full buffer or an unreachable SDP address: that packet is lost
                     stats.send_errors += 1
+                late[min(100, max(0, int((now - due) * 1000.0) - 20 * k))] += 1
             stats.packets += len(packets)
             if self.send_times is not None:
                 self.send_times.extend([now] * len(packets))
         if stream.done:
-            self._handle = loop.call_at(stream.ends_at, self._finished)
+            self._handle = self.player.loop.call_at(stream.ends_at, self._finished)
         else:
-            self._handle = loop.call_at(stream.deadline, self._tick)
+            self.player._schedule(self, stream.deadline)
 
     def _readable(self) -> None:
         try:
@@ -193,6 +212,27 @@ class AnnouncementPlayer:
         self.loop = loop or asyncio.get_running_loop()
         self.stats = PlayerStats()
         self.playing: set[Playback] = set()
+        #: due millisecond -> the playbacks to tick then (one loop timer per slot)
+        self._slots: dict[int, list[Playback]] = {}
+
+    def _schedule(self, playback: Playback, when: float) -> None:
+        slot = round(when * 1000.0)
+        members = self._slots.get(slot)
+        if members is None:
+            self._slots[slot] = [playback]
+            self.loop.call_at(slot / 1000.0, self._fire, slot)
+        else:
+            members.append(playback)
+
+    def _fire(self, slot: int) -> None:
+        members = self._slots.pop(slot, ())
+        now = self.loop.time()
+        for playback in members:
+            try:
+                playback._tick(now)
+            except Exception:  # noqa: BLE001 - one broken stream must not stop the others
+                log.exception("announcement stream failed")
+                playback.finish_now()
 
     @property
     def active(self) -> int:
@@ -232,7 +272,8 @@ class AnnouncementPlayer:
         packetiser = Packetiser(
             negotiated.payload_type, random.getrandbits(32), random.getrandbits(16), random.getrandbits(32)
         )
-        stream = PromptStream(data, packetiser, self.loop.time(), fill=fill)
+        start = math.ceil(self.loop.time() * 1000.0) / 1000.0  # a whole millisecond: see the module docstring
+        stream = PromptStream(data, packetiser, start, fill=fill)
         playback = Playback(
             self, sock, port, stream, negotiated.remote, signalling_host, negotiated.body, negotiated.encoding, on_end
         )

@@ -108,6 +108,20 @@ class Announcer:
         if self.player is not None:
             self.player.close()
 
+    def snapshot(self) -> dict[str, object]:
+        """For ``/health``: prompts playing now, ports, and the player's counters."""
+        player = self.player
+        if player is None:
+            return {"enabled": False}
+        stats = getattr(player, "stats", None)
+        pool = getattr(player, "pool", None)
+        return {
+            "enabled": self.settings.enabled,
+            "playing": getattr(player, "active", None),
+            "ports": None if pool is None else {"in_use": pool.in_use, "limit": pool.limit},
+            **(stats.snapshot() if stats is not None else {}),
+        }
+
 
 def build_announcer(settings: Any, sip_addresses: Mapping[str, tuple[str, int]]) -> Announcer:
     """The announcer ``softswitch run`` uses: shipped prompts, the operator's recordings, a UDP player.
