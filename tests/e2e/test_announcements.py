@@ -276,3 +276,65 @@ async def test_an_installed_recording_is_heard_on_the_next_call_without_a_restar
         assert clip_path(PROMPT_DIR, "digit_4", "nb").read_bytes() in heard  # ... still ends with "kode 1 4"
     finally:
         sink.close()
+
+
+async def test_a_barred_number_speaks_the_barring_in_the_callers_language(start_switch: StartSwitch) -> None:
+    from switch.store.models import BarringCategory
+
+    net = await _start(start_switch)
+    doc = copy.deepcopy(_doc(net.carrier_a, net.carrier_b, net.emergency))
+    doc["customers"][0]["language"] = "en"  # Alice's customer is English-speaking; her line follows it
+    doc["customers"][0]["adapters"][0]["lines"][0]["language"] = "en"
+    parsed = importer.parse_import_document(doc, source="test")
+    await importer.import_document(net.services.session_factory, parsed, net.services.secret_box,
+                                   net.services.settings.effective_realm())
+    await net.services.lines.reload()
+    alice = net.services.lines.by_number["+47" + ALICE[0]]
+    assert alice.language == "en"
+    await net.services.policy.set_line_barring(alice.line_id, frozenset({BarringCategory.INTERNATIONAL}), "operator:test")
+    sink = RtpSink()
+    try:
+        call = await dial(net.alice, *ALICE, "004612345678", body=_offer(sink.port, "0 8"))
+        early: Response = await net.alice.expect(183)
+        assert parse_sdp(early.body).media[0].formats == ("0",)
+        final: Response = await net.alice.expect(403, timeout=15)
+        assert final.headers.get("Reason") == 'Q.850;cause=21;text="barred_international"'
+        net.alice.send(call.non2xx_ack(final))
+        await net.carrier_a.quiet("INVITE", within=0.1)  # never routed
+        await asyncio.sleep(0.05)
+        heard = _check_stream(sink.packets, 0)
+        expected = _expected("barred_international", "en", "PCMU")
+        assert heard[: len(expected)] == expected  # "International calls are barred on your line. Code 2 1."
+        cdr = await _cdr(net, call.invite.call_id)
+        assert (cdr.cause, cdr.final_code, cdr.support_code) == ("barred_international", 403, "21")
+    finally:
+        sink.close()
+
+
+async def test_an_early_bye_or_a_shutdown_ends_the_prompt_at_once(start_switch: StartSwitch) -> None:
+    net = await _start(start_switch)
+    sink = RtpSink()
+    try:
+        call = await dial(net.alice, *ALICE, "2200", body=_offer(sink.port))
+        early: Response = await net.alice.expect(183)
+        call.ack_for(early)  # the early dialog, for the BYE
+        assert call.dialog is not None
+        net.alice.send(call.dialog.request("BYE"))  # RFC 3261 §15: the caller may end an early dialog
+        await net.alice.expect(200)
+        ended: Response = await net.alice.expect(487)
+        net.alice.send(call.non2xx_ack(ended))
+        player = net.manager.env.announcer.player  # type: ignore[union-attr]
+        assert player.active == 0  # type: ignore[union-attr]
+
+        call = await dial(net.alice, *ALICE, "2200", body=_offer(sink.port))
+        await net.alice.expect(183)
+        t0 = asyncio.get_running_loop().time()
+        closing = asyncio.ensure_future(net.manager.close())
+        final: Response = await net.alice.expect(484, timeout=2)  # not after the whole prompt
+        assert asyncio.get_running_loop().time() - t0 < 1.0
+        assert final.headers.get("Reason") == 'Q.850;cause=28;text="incomplete_number"'
+        net.alice.send(call.non2xx_ack(final))
+        await closing
+        assert player.active == 0 and player.pool.in_use == 0  # type: ignore[union-attr]
+    finally:
+        sink.close()
