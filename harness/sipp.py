@@ -298,7 +298,8 @@ class SippServer:
             raise FileNotFoundError(_MISSING)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.command = [
-            *(self.netns.prefix() if self.netns else ()), sipp, "-sf", str(scenario_path(self.scenario)), "-i", self.ip, "-p", str(self.port), "-t", "u1",
+            *(self.netns.prefix() if self.netns else ()),
+            sipp, "-sf", str(scenario_path(self.scenario)), "-i", self.ip, "-p", str(self.port), "-t", "u1",
             "-nostdin", "-timeout", f"{int(max(1, self.timeout))}s",
             "-trace_err", "-error_file", str(self.error_log), "-trace_stat", "-stf", str(self.stat_file), "-fd", "1",
         ]

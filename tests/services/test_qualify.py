@@ -29,6 +29,17 @@ from switch.transport.endpoint import Endpoint
 CONTACT = "sip:22000001@10.0.0.5:5060"  # what the adapter wrote in Contact: a private address behind NAT
 
 
+def response_to(request: str, status: int) -> bytes:
+    """A response as an adapter writes it: Via, From, To (plus a tag), Call-ID and CSeq copied (§8.2.6)."""
+    def copy(name: str) -> list[str]:
+        return re.findall(rf"(?im)^({name}\s*:.*?)\r$", request)
+
+    (to,) = copy("To")
+    lines = [f"SIP/2.0 {status} Whatever", *copy("Via"), *copy("From"), f"{to};tag=adapter1", *copy("Call-ID"),
+             *copy("CSeq"), "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 @dataclass
 class Adapter(asyncio.DatagramProtocol):
     """A UDP peer that records every datagram and answers OPTIONS with ``status`` after ``delay`` s."""
@@ -58,14 +69,8 @@ class Adapter(asyncio.DatagramProtocol):
             asyncio.get_running_loop().call_later(self.delay, self._answer, text, status, addr)
 
     def _answer(self, request: str, status: int, addr: tuple[str, int]) -> None:
-        def copy(name: str) -> list[str]:
-            return re.findall(rf"(?im)^({name}\s*:.*?)\r$", request)
-
-        (to,) = copy("To")
-        lines = [f"SIP/2.0 {status} Whatever", *copy("Via"), *copy("From"), f"{to};tag=adapter1", *copy("Call-ID"),
-                 *copy("CSeq"), "Content-Length: 0"]
         assert self.transport is not None
-        self.transport.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
+        self.transport.sendto(response_to(request, status), addr)
 
     def options(self) -> list[str]:
         return [t for _, t in self.received if t.startswith("OPTIONS ")]
@@ -214,6 +219,50 @@ async def test_interval_zero_means_no_pings(rig: Rig) -> None:
     await asyncio.sleep(0.3)
     await q.stop()
     assert adapter.received == [] and rig.results == []
+
+
+async def _tcp_adapter(rig: Rig) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Binding]:
+    """An adapter registered over TCP: its binding names the connection its REGISTER came on."""
+    host, port = rig.endpoint.addresses[0]
+    reader, writer = await asyncio.open_connection(host, port)
+    local = writer.get_extra_info("sockname")
+    deadline = time.monotonic() + 2
+    while (local[0], local[1]) not in rig.endpoint.tcp_by_addr and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    conn = rig.endpoint.tcp_by_addr[(local[0], local[1])]
+    b = Binding(1, "sip:22000001@10.0.0.5:5060;transport=tcp", time.time() + 3600, "reg-tcp", 1, local[0], local[1],
+                "tcp", conn=conn.conn_id)
+    rig.location.replace(1, [b], lambda exc: None)
+    return reader, writer, b
+
+
+async def test_a_tcp_contact_is_pinged_over_the_connection_it_registered_on(rig: Rig) -> None:
+    """Behind NAT only that connection leads to the adapter; the ping also keeps it open."""
+    reader, writer, b = await _tcp_adapter(rig)
+    try:
+        rig.qualifier(timeout=2.0).ping(b)
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)).decode()
+        assert head.startswith("OPTIONS sip:22000001@10.0.0.5:5060;transport=tcp SIP/2.0\r\n"), head
+        assert re.search(r"(?im)^Via: SIP/2\.0/TCP ", head) and re.search(r"(?im)^Content-Length: 0\r$", head)
+        writer.write(response_to(head, 200))  # over the same connection
+        await writer.drain()
+        await rig.wait_results(1)
+        assert rig.results[0][1] is not None
+    finally:
+        writer.close()
+
+
+async def test_a_tcp_contact_whose_connection_closed_is_a_loss(rig: Rig) -> None:
+    reader, writer, b = await _tcp_adapter(rig)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    rig.qualifier(timeout=3.0).ping(b)
+    await rig.wait_results(1, timeout=5)
+    assert rig.results[0][1] is None
+    # the refused reconnect ends the transaction at once: no waiting for the 3 s timeout
+    assert rig.results[0][2] - t0 < 1.0
 
 
 async def test_lost_pings_turn_the_wan_lamp_and_an_answer_turns_it_back(rig: Rig) -> None:
