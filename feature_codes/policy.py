@@ -38,7 +38,7 @@ ALWAYS_ENABLED: Final = frozenset({"#21#", "##002#"})
 #: The announcement of a refused code without one of its own ("this service is not available").
 REFUSED_PROMPT: Final = "service_not_available"
 #: "You cannot dial star codes to forward; use Min side": the default for refused activations.
-USE_SELF_SERVICE_PROMPT: Final = "fwd_use_self_service"
+USE_SELF_SERVICE_PROMPT: Final = "fwd_use_web"
 _MAX_PROMPT_KEY: Final = 64
 _MAX_DESCRIPTION: Final = 200
 

@@ -65,6 +65,7 @@ class Services:
     rating: Any = None  # switch.services.rating.service.RatingService
     metrics: Any = None  # switch.services.metrics.Metrics
     policy: Any = None  # switch.services.policy.service.PolicyService (set by install_calls)
+    star_codes: Any = None  # switch.services.star_codes.StarCodes
 
 
 def derive(key: bytes, purpose: str) -> bytes:
@@ -194,6 +195,7 @@ async def start(settings: Settings) -> Services:
         suspender=lambda: getattr(services, "policy", None),  # the credit limit suspends through it
     )
     services.calls = await install_calls(services)
+    services.star_codes = await install_star_codes(services)
     _install_metrics(services)
     return services
 
@@ -211,7 +213,24 @@ def _install_metrics(services: Services) -> None:
     metrics.watch(services)
 
 
+async def install_star_codes(services: Services) -> Any:
+    """Star codes on the calls: they change forwarding through the policy service
+    (``install_calls`` made it), with its validation and audit trail; their own
+    per-code policy reloads when another process writes it."""
+    from .services.star_codes import StarCodes
+
+    if services.calls is None or services.policy is None:
+        return None
+    star_codes = StarCodes(services.session_factory, services.policy)
+    await star_codes.load()
+    star_codes.start()
+    services.calls.star_codes = star_codes
+    return star_codes
+
+
 async def stop(services: Services) -> None:
+    if services.star_codes is not None:
+        await services.star_codes.close()  # a code being carried out: its call is ended below
     if services.calls is not None:
         await services.calls.close()  # BYE live calls and flush their CDRs while the sockets are open
     if services.rating is not None:

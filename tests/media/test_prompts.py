@@ -25,6 +25,8 @@ STAR_CODE_KEYS = ("fwd_on", "fwd_off", "fwd_status_on", "fwd_status_off", "servi
 NO_PROMPT = {
     Cause.LOOP: "a carrier looped our own call back: nobody to tell",
     Cause.TOO_MANY_HOPS: "Max-Forwards ran out in the network",
+    Cause.FEATURE_CODE: "a star code's result is always played from its own prompts (fwd_on + digits ...)",
+    Cause.FEATURE_CODE_REFUSED: "a refused star code plays its policy's prompt (fwd_use_web, service_not_available)",
 }
 
 

@@ -85,6 +85,11 @@ class Cause(enum.Enum):
     ACK_TIMEOUT = "ack_timeout"
     SHUTDOWN = "shutdown"
     INTERNAL_ERROR = "internal_error"
+    FEATURE_CODE = "feature_code"
+    """A star code (``*21*N#``, ``#21#``, ``*#21#`` …) was carried out and its result spoken.
+    No call is set up: the final response (480, Q.850 16 normal clearing) follows the prompt."""
+    FEATURE_CODE_REFUSED = "feature_code_refused"
+    """The operator's policy refuses this star code (``feature_code_policies``)."""
 
     @property
     def code(self) -> int:
@@ -146,6 +151,8 @@ _INFO: dict[Cause, tuple[int, int]] = {
     Cause.ACK_TIMEOUT: (200, 102),
     Cause.SHUTDOWN: (503, 41),
     Cause.INTERNAL_ERROR: (500, 41),
+    Cause.FEATURE_CODE: (480, 16),
+    Cause.FEATURE_CODE_REFUSED: (403, 21),
 }
 assert set(_INFO) == set(Cause), "every cause needs a code"
 

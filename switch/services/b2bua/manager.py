@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import feature_codes
 from switch.sip import digest
 from switch.sip.errors import ParseError, SipError
 from switch.sip.headers import NameAddr
@@ -83,6 +84,8 @@ from .uas_leg import UasLeg
 
 if TYPE_CHECKING:
     from switch.app import Services
+
+    from ..star_codes import StarCodeHandler
     from switch.transport.endpoint import Endpoint
 
 __all__ = ["CallSettings", "CallManager", "ManagerStats", "LoopClock", "install_calls", "identity_for", "wants_privacy"]
@@ -273,6 +276,7 @@ class CallManager:
         cdr: CdrWriter | None,
         settings: CallSettings,
         policy: PolicyCheck | None = None,
+        star_codes: StarCodeHandler | None = None,
         wall: Callable[[], float] = time.time,
         announcer: Announcer | None = None,
         policy_service: PolicyService | None = None,
@@ -286,6 +290,7 @@ class CallManager:
         self.settings = settings
         self.policy = policy
         self.policy_service = policy_service
+        self.star_codes = star_codes
         self.wall = wall
         self.clock = LoopClock(asyncio.get_running_loop(), wall)
         self.config = CallConfig(no_answer_timeout=settings.no_answer_timeout, max_duration=settings.max_duration)
@@ -477,6 +482,8 @@ class CallManager:
 
         privacy = wants_privacy(req)
         dialled = dialled_of(req)
+        # Star codes (``*21*N#``, ``#21#`` …) from a line are parsed before numbering (feature_codes).
+        star = feature_codes.parse(dialled) if self.star_codes is not None and isinstance(caller, FromLine) else None
         number = normalise(dialled, self.settings.country_code)
         ps = self.policy_service
         if isinstance(caller, FromTrunk):
@@ -538,6 +545,10 @@ class CallManager:
         leg.attach(call)
         self.calls.add(call)
         self.stats.calls += 1
+        if star is not None and self.star_codes is not None and isinstance(caller, FromLine):
+            record.direction, record.number_class = CallDirection.ONNET, "feature_code"
+            self.star_codes.handle(call, caller.line, star)
+            return
         self._apply(call, decision, now)
 
     def _apply(self, call: Call, decision: Refuse | Route, now: Instant) -> None:
