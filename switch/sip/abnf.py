@@ -50,7 +50,10 @@ CALL_ID_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-
 # unreserved = alphanum / mark ; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
 # user = 1*( unreserved / escaped / user-unreserved )
 # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
-USER_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
+# Plus a bare "#": RFC 3261 wants it escaped (%23), but adapters dialling GSM service codes
+# (``*21*22000002#``, ``#21#``) send it as typed, and Kamailio and Asterisk accept it too. It
+# cannot be mistaken for anything else inside a user part.
+USER_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/#]|%[0-9A-Fa-f]{2})+")
 # password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
 PASSWORD_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
 # pname = 1*paramchar ; pvalue = 1*paramchar

@@ -277,3 +277,24 @@ def test_split_hostport_and_format_host() -> None:
     assert format_host("[2001:db8::1]") == "[2001:db8::1]"
     assert format_host("192.0.2.1") == "192.0.2.1"
     assert str(SipUri(host="2001:db8::1", port=5060)) == "sip:[2001:db8::1]:5060"
+
+
+@pytest.mark.parametrize(
+    ("text", "user"),
+    [
+        ("sip:*21*22000002#@127.0.0.1:5060", "*21*22000002#"),  # as a Cisco SPA sends a typed code
+        ("sip:*21*22000002%23@127.0.0.1", "*21*22000002%23"),  # escaped, as RFC 3261 §25.1 wants
+        ("sip:##002#@voip.example.no;user=phone", "##002#"),
+        ("sip:*#21#@voip.example.no", "*#21#"),
+    ],
+)
+def test_star_codes_in_the_user_part_are_accepted_bare_or_escaped(text: str, user: str) -> None:
+    uri = parse_uri(text)
+    assert isinstance(uri, SipUri) and uri.user == user
+    assert str(uri) == text
+
+
+@pytest.mark.parametrize("text", ["sip:22 000@h", "sip:a<b@h", "sip:a\"b@h"])
+def test_other_unescaped_user_characters_are_still_refused(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_uri(text)
