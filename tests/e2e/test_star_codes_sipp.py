@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADAPTER, AdapterData, SwitchHome
-from tests.harness import SwitchProcess, import_file, run_sipp, write_injection_csv
+from tests.harness import SwitchProcess, http_get_json, import_file, run_sipp, write_injection_csv
 
 from .test_calls_sipp import cdr_rows, finals, flow, header, sql, status_of
 
@@ -97,6 +97,15 @@ def test_star_codes_from_a_line(switch: SwitchProcess, switch_home: SwitchHome, 
         assert status == 200 and body["enabled"], body
     status, body = put(switch, api_token, "/api/v1/feature-codes/%2321%23", {"enabled": False})
     assert status == 422 and body["field"] == "enabled", body
+    assert put(switch, api_token, "/api/v1/feature-codes/*33*", {"enabled": True})[0] == 404
+    assert put(switch, api_token, "/api/v1/feature-codes/*62*", {"enabled": "yes"})[0] == 422
+    assert put(switch, api_token, "/api/v1/feature-codes/*62*", {"colour": "red"})[0] == 400
+    status, listing = http_get_json(f"http://127.0.0.1:{switch.http_port}/api/v1/feature-codes", token=api_token)
+    by_code = {p["code"]: p for p in listing["feature_codes"]}
+    assert status == 200 and len(by_code) == 13
+    assert by_code["*21*"]["enabled"] and not by_code["*21*"]["default"]["enabled"]
+    assert not by_code["*62*"]["enabled"] and by_code["*62*"]["prompt"] == "fwd_use_web"
+    assert by_code["#21#"]["enabled"] and by_code["#21#"]["locked"] and by_code["##002#"]["locked"]
 
     # Activation, # escaped and bare, status, and the rule really stored with who did it.
     assert dial(switch, tmp_path, KARI, f"*21*{TARGET}%23") == (480, DONE)
