@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from harness.db import run_sql as sql
+from harness.sipp import run_sipp, write_injection_csv
+from harness.softswitch import SwitchProcess, http_get_json, import_file
 from tests.conftest import ADAPTER, AdapterData, SwitchHome
-from tests.harness import SwitchProcess, http_get_json, import_file, run_sipp, write_injection_csv
 
-from .test_calls_sipp import cdr_rows, finals, flow, header, sql, status_of
+from .test_calls_sipp import cdr_rows, finals, flow, header, status_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.switch_args("--qualify-interval", "0")]
 
