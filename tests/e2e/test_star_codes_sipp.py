@@ -112,6 +112,8 @@ def test_star_codes_from_a_line(switch: SwitchProcess, switch_home: SwitchHome, 
     # Activation, # escaped and bare, status, and the rule really stored with who did it.
     assert dial(switch, tmp_path, KARI, f"*21*{TARGET}%23") == (480, DONE)
     assert rules(db) == {"unconditional": (f"+47{TARGET}", None, ACTOR)}
+    # The very next call to Kari is forwarded (to Per, who is not registered: 480 after the forward).
+    assert dial(switch, tmp_path, OLA, KARI.number) == (480, 'Q.850;cause=20;text="unregistered"')
     assert dial(switch, tmp_path, KARI, "*#21#") == (480, DONE)
     assert dial(switch, tmp_path, KARI, f"*61*{TARGET}*30#") == (480, DONE)
     assert dial(switch, tmp_path, KARI, f"*67*{TARGET}#") == (480, DONE)
@@ -121,6 +123,7 @@ def test_star_codes_from_a_line(switch: SwitchProcess, switch_home: SwitchHome, 
     # #21# works although its row says "refuse" (the loader ignores that row); ##002# clears the rest.
     assert dial(switch, tmp_path, KARI, "#21#") == (480, DONE)
     assert set(rules(db)) == {"no_answer", "busy"}
+    assert dial(switch, tmp_path, OLA, KARI.number) == (480, 'Q.850;cause=20;text="unregistered"')  # not forwarded
     assert dial(switch, tmp_path, KARI, "%23%23002%23") == (480, DONE)
     assert rules(db) == {}
 
@@ -130,7 +133,14 @@ def test_star_codes_from_a_line(switch: SwitchProcess, switch_home: SwitchHome, 
     assert dial(switch, tmp_path, OLA, f"*21*{TARGET}#") == (480, DONE)  # a fixed number is fine
 
     # One CDR per star-code call, with its cause; the audit trail names the line.
-    calls = cdr_rows(db, 10, settle=0.3)
+    calls = cdr_rows(db, 13, settle=0.3)
+    to_kari = [c for c in calls if c["number_class"] != "feature_code"]
+    assert [(c["dialled"], c["calling_number"], c["forwarded_from"], c["cause"]) for c in to_kari] == [
+        (KARI.number, "+4722000002", None, "unregistered"),  # Ola's call to Kari, forwarded ...
+        (f"+47{TARGET}", "+4722000001", "+4722000001", "unregistered"),  # ... as Kari's own leg to Per
+        (KARI.number, "+4722000002", None, "unregistered"),  # after #21#: Kari herself, not registered
+    ], to_kari
+    calls = [c for c in calls if c["number_class"] == "feature_code"]
     assert [(c["dialled"], c["cause"], c["final_code"], c["direction"], c["number_class"]) for c in calls] == [
         (f"*21*{TARGET}%23", "feature_code_refused", 403, "onnet", "feature_code"),
         (f"*21*{TARGET}%23", "feature_code", 480, "onnet", "feature_code"),
