@@ -17,7 +17,7 @@ from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata, ui
-from .api import adapters, billing, calls, feature_codes, metrics, policy, provisioning
+from .api import adapters, billing, calls, feature_codes, manage, metrics, policy, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -69,6 +69,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(policy.routes)
     app.router.add_routes(feature_codes.routes)
     app.router.add_routes(provisioning.routes)
+    app.router.add_routes(manage.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     ui.setup(app, _ui_deps(services))  # /ui/ (operators) and /min-side/ (customers)
     return app

@@ -14,6 +14,21 @@ def problem(status: int, message: str, **extra: Any) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+           412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
+           422: "Unprocessable Content", 428: "Precondition Required", 429: "Too Many Requests"}
+
+
+def problem_details(status: int, detail: str, *, field: str | None = None, **extra: Any) -> web.Response:
+    """An RFC 9457 problem+json answer; ``field`` names the offending input (``error`` kept for old clients)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
+                            "detail": detail, "error": detail}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:

@@ -275,7 +275,6 @@ async def line_by_number(sf: SessionFactory, number: str) -> LineRow | None:
 
 
 async def line_calls(sf: SessionFactory, line_id: int, limit: int = 100) -> list[CallRow]:
-    cols = m.CallRecord.__table__.c
     async with sf() as session:
         rows = (
             await session.execute(
@@ -287,7 +286,7 @@ async def line_calls(sf: SessionFactory, line_id: int, limit: int = 100) -> list
         ).scalars().all()
     out = []
     for r in rows:
-        price = getattr(r, "price_ore", None) if "price_ore" in cols else r.charge_ore
+        price = r.charge_ore  # the calls API's price_ore
         out.append(
             CallRow(
                 r.id, r.setup_at, str(r.direction), r.calling_number, r.dialled, r.normalised, r.duration_s,

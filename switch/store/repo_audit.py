@@ -57,10 +57,19 @@ async def list_audit_events(
     *,
     customer_id: int | None = None,
     subject: tuple[str, str] | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """Newest first, optionally for one customer or one ``(subject_type, subject_id)``."""
+    """Newest first; by customer, ``(subject_type, subject_id)``, actor and time range, combined."""
     stmt = select(AuditEvent)
+    if actor is not None:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.at < until)
     if customer_id is not None:
         stmt = stmt.where(AuditEvent.customer_id == customer_id)
     if subject is not None:

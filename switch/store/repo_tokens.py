@@ -15,7 +15,10 @@ from switch.store.base import utcnow
 from switch.store.engine import SessionFactory, write_session
 from switch.store.models import ApiToken, Customer, TokenRole
 
-__all__ = ["TOKEN_PREFIX", "TokenInfo", "create_token", "hash_token", "revoke_token", "verify_token"]
+__all__ = [
+    "TOKEN_PREFIX", "TokenInfo", "TokenListing", "create_token", "hash_token", "list_tokens", "revoke_token",
+    "verify_token",
+]
 
 #: Makes leaked tokens recognisable to secret scanners and people.
 TOKEN_PREFIX = "sst_"
@@ -129,3 +132,41 @@ async def revoke_token(session_factory: SessionFactory, token_id: int, *, at: da
             .values(revoked_at=at or utcnow())
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenListing:
+    """A token as listed (never its secret: only the hash is stored)."""
+
+    token_id: int
+    role: str
+    customer_ref: str | None
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def as_json(self) -> dict[str, object]:
+        def t(v: datetime | None) -> str | None:
+            return None if v is None else v.isoformat(timespec="seconds")
+
+        return {"id": self.token_id, "role": self.role, "customer": self.customer_ref, "label": self.label,
+                "created_at": t(self.created_at), "expires_at": t(self.expires_at),
+                "last_used_at": t(self.last_used_at), "revoked_at": t(self.revoked_at),
+                "live": self.revoked_at is None}
+
+
+async def list_tokens(session_factory: SessionFactory, *, include_revoked: bool = True) -> list[TokenListing]:
+    """Every token, oldest first (for `softswitch token list` and GET /api/v1/tokens)."""
+    stmt = select(ApiToken, Customer.external_id).outerjoin(Customer, Customer.id == ApiToken.customer_id)
+    if not include_revoked:
+        stmt = stmt.where(ApiToken.revoked_at.is_(None))
+    async with session_factory() as session:
+        rows = (await session.execute(stmt.order_by(ApiToken.id))).all()
+    return [
+        TokenListing(token_id=t.id, role=str(getattr(t.role, "value", t.role)), customer_ref=ref, label=t.label,
+                     created_at=t.created_at, expires_at=t.expires_at, last_used_at=t.last_used_at,
+                     revoked_at=t.revoked_at)
+        for t, ref in rows
+    ]

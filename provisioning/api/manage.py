@@ -1,0 +1,496 @@
+"""Operator API: the subscriber model — customers, adapters, lines, imports, tokens, audit log.
+
+Creating goes through the importer (``softswitch import``'s validation, one
+transaction); changing single fields, MAC swaps, password resets, deletion
+and termination through ``switch.store.repo_manage``. Objects carry an ETag;
+``If-Match`` makes a change conditional (412 when someone else changed the
+object first). Errors are RFC 9457 problem+json naming the field. Changes take
+effect in the running switch at once: the line directory is reloaded (a new
+line can register immediately, a new password applies to the next REGISTER)
+and the bindings of deleted, disabled or moved lines are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from switch.store import importer, repo_manage, repo_tokens
+from switch.store.import_validation import ImportValidationError, parse_import_document
+from switch.store.models import TokenRole
+from switch.store.repo_audit import list_audit_events
+from switch.store.repo_manage import ManageError, Page, etag_of
+
+from ..auth import PRINCIPAL, require
+from ..errors import problem_details
+from ..keys import SERVICES, TOKEN_CACHE
+
+routes = web.RouteTableDef()
+
+MAX_BODY = 1024 * 1024
+
+
+def _actor(request: web.Request) -> str:
+    principal = request.get(PRINCIPAL)
+    token_id = getattr(principal, "token_id", None)
+    return f"token:{token_id}" if token_id is not None else "operator"
+
+
+def _error(err: ManageError) -> web.Response:
+    return problem_details(err.status, err.message, field=err.field or None)
+
+
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    if request.content_type != "application/json":
+        return problem_details(415, "send the body as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return problem_details(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(await request.text())
+    except ValueError as err:
+        return problem_details(400, f"body is not valid JSON: {err}")
+    if not isinstance(data, dict):
+        return problem_details(400, "body must be a JSON object")
+    return data
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ManageError(400, name, "must be a whole number")
+    return int(raw)
+
+
+def _one(rep: dict[str, Any], status: int = 200) -> web.Response:
+    resp = web.json_response(rep, status=status)
+    resp.headers["ETag"] = etag_of(rep)
+    return resp
+
+
+def _page(p: Page) -> web.Response:
+    return web.json_response({"items": p.items, "total": p.total, "limit": p.limit, "offset": p.offset})
+
+
+async def _live(request: web.Request, drop_bindings: Iterable[int] = ()) -> None:
+    """Make the running switch see the change now (not at the next 5 s reload)."""
+    services = request.app[SERVICES]
+    await services.lines.reload()
+    for line_id in drop_bindings:
+        if services.location.bindings(line_id):
+            services.location.replace(line_id, [], lambda _exc: None)
+
+
+def _realm(request: web.Request) -> str:
+    return str(request.app[SERVICES].settings.effective_realm())
+
+
+async def _import(request: web.Request, doc_data: dict[str, Any]) -> importer.ImportReport | web.Response:
+    services = request.app[SERVICES]
+    try:
+        doc = parse_import_document(doc_data, source="api")
+        return await importer.import_document(services.session_factory, doc, services.secret_box, _realm(request),
+                                              actor=_actor(request))
+    except ImportValidationError as err:
+        issues = [{"field": i.path, "message": i.message} for i in err.issues]
+        first = issues[0] if issues else {"field": "", "message": str(err)}
+        return problem_details(422, f"{first['field']}: {first['message']}" if first["field"] else first["message"],
+                               field=first["field"] or None, issues=issues)
+
+
+# ------------------------------------------------------------------------- imports
+
+
+@routes.post("/api/v1/imports")
+@require("operator")
+async def post_import(request: web.Request) -> web.Response:
+    """A whole import document (customers, adapters, lines, trunks, routes), as `softswitch import`."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    report = await _import(request, body)
+    if isinstance(report, web.Response):
+        return report
+    await _live(request)
+    return web.json_response({"created": report.created, "updated": report.updated, "routing": report.routing,
+                              "summary": report.summary()})
+
+
+# ------------------------------------------------------------------------- customers
+
+
+@routes.get("/api/v1/customers")
+@require("operator")
+async def list_customers(request: web.Request) -> web.Response:
+    try:
+        page = await repo_manage.list_customers(
+            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            state=request.query.get("state"), limit=_int_query(request, "limit", 50),
+            offset=_int_query(request, "offset", 0))
+    except ManageError as err:
+        return _error(err)
+    return _page(page)
+
+
+@routes.post("/api/v1/customers")
+@require("operator")
+async def create_customer(request: web.Request) -> web.Response:
+    """A new customer, in the import file's shape (``adapters`` and their ``lines`` may come along)."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    ref = body.get("id")
+    if isinstance(ref, str):
+        try:
+            await repo_manage.get_customer(request.app[SERVICES].session_factory, ref.strip())
+            return problem_details(409, f"customer {ref.strip()} exists", field="id")
+        except ManageError:
+            pass
+    report = await _import(request, {"customers": [body]})
+    if isinstance(report, web.Response):
+        return report
+    await _live(request)
+    rep = await repo_manage.get_customer(request.app[SERVICES].session_factory, str(body["id"]).strip())
+    resp = _one(rep, 201)
+    resp.headers["Location"] = f"/api/v1/customers/{rep['id']}"
+    return resp
+
+
+@routes.get("/api/v1/customers/{ref}")
+@require("operator")
+async def get_customer(request: web.Request) -> web.Response:
+    try:
+        return _one(await repo_manage.get_customer(request.app[SERVICES].session_factory, request.match_info["ref"]))
+    except ManageError as err:
+        return _error(err)
+
+
+@routes.patch("/api/v1/customers/{ref}")
+@require("operator")
+async def patch_customer(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        rep = await repo_manage.patch_customer(request.app[SERVICES].session_factory, request.match_info["ref"], body,
+                                               actor=_actor(request), if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    return _one(rep)
+
+
+@routes.post("/api/v1/customers/{ref}/terminate")
+@require("operator")
+async def terminate_customer(request: web.Request) -> web.Response:
+    """End the contract: lines disabled and unregistered, numbers freed, history kept."""
+    try:
+        rep, line_ids = await repo_manage.terminate_customer(
+            request.app[SERVICES].session_factory, request.match_info["ref"], actor=_actor(request),
+            if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    await _live(request, line_ids)
+    return _one(rep)
+
+
+# ------------------------------------------------------------------------- adapters
+
+
+@routes.get("/api/v1/adapters")
+@require("operator")
+async def list_adapters(request: web.Request) -> web.Response:
+    try:
+        page = await repo_manage.list_adapters(
+            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
+            offset=_int_query(request, "offset", 0))
+    except ManageError as err:
+        return _error(err)
+    return _page(page)
+
+
+async def _customer_entry(request: web.Request, ref: Any) -> dict[str, Any] | web.Response:
+    if not isinstance(ref, str) or not ref.strip():
+        return problem_details(400, "customer: required (the customer number)", field="customer")
+    try:
+        c = await repo_manage.get_customer(request.app[SERVICES].session_factory, ref.strip())
+    except ManageError:
+        return problem_details(404, f"no customer {ref.strip()!r}", field="customer")
+    return {"id": c["id"], "name": c["name"]}
+
+
+@routes.post("/api/v1/adapters")
+@require("operator")
+async def create_adapter(request: web.Request) -> web.Response:
+    """``{"customer": "C1001", "mac": "...", "model": "spa112", "lines": [...]}`` (the import file's adapter)."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    entry = await _customer_entry(request, body.pop("customer", None))
+    if isinstance(entry, web.Response):
+        return entry
+    mac = body.get("mac")
+    if isinstance(mac, str):
+        try:
+            await repo_manage.get_adapter(request.app[SERVICES].session_factory, mac)
+            return problem_details(409, f"adapter {mac} exists", field="mac")
+        except ManageError:
+            pass
+    entry["adapters"] = [body]
+    report = await _import(request, {"customers": [entry]})
+    if isinstance(report, web.Response):
+        return report
+    await _live(request)
+    rep = await repo_manage.get_adapter(request.app[SERVICES].session_factory, str(mac))
+    resp = _one(rep, 201)
+    resp.headers["Location"] = f"/api/v1/adapters/{rep['mac']}"
+    return resp
+
+
+@routes.get("/api/v1/adapters/{mac}")
+@require("operator")
+async def get_adapter(request: web.Request) -> web.Response:
+    try:
+        return _one(await repo_manage.get_adapter(request.app[SERVICES].session_factory, request.match_info["mac"]))
+    except ManageError as err:
+        return _error(err)
+
+
+@routes.patch("/api/v1/adapters/{mac}")
+@require("operator")
+async def patch_adapter(request: web.Request) -> web.Response:
+    """Model, description, owner — or ``mac`` to swap the unit (its lines stay; they register from the new one)."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        rep, dropped = await repo_manage.patch_adapter(
+            request.app[SERVICES].session_factory, request.match_info["mac"], body, actor=_actor(request),
+            if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    await _live(request, dropped)
+    return _one(rep)
+
+
+@routes.delete("/api/v1/adapters/{mac}")
+@require("operator")
+async def delete_adapter(request: web.Request) -> web.Response:
+    try:
+        await repo_manage.delete_adapter(request.app[SERVICES].session_factory, request.match_info["mac"],
+                                         actor=_actor(request), if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    return web.Response(status=204)
+
+
+# ------------------------------------------------------------------------- lines
+
+
+@routes.get("/api/v1/lines")
+@require("operator")
+async def list_lines(request: web.Request) -> web.Response:
+    try:
+        page = await repo_manage.list_lines(
+            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
+            offset=_int_query(request, "offset", 0))
+    except ManageError as err:
+        return _error(err)
+    return _page(page)
+
+
+@routes.post("/api/v1/lines")
+@require("operator")
+async def create_line(request: web.Request) -> web.Response:
+    """``{"customer": "C1001", "adapter": "00:0E:08:AB:CD:01", "port": 2, "number": "22000002", ...}``.
+
+    Without ``password`` one is generated and returned once in this answer.
+    """
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    entry = await _customer_entry(request, body.pop("customer", None))
+    if isinstance(entry, web.Response):
+        return entry
+    mac = body.pop("adapter", None)
+    if not isinstance(mac, str):
+        return problem_details(400, "adapter: required (the adapter's MAC)", field="adapter")
+    try:
+        adapter = await repo_manage.get_adapter(request.app[SERVICES].session_factory, mac)
+    except ManageError as err:
+        return problem_details(err.status, err.message, field="adapter")
+    port = body.get("port")
+    if any(li["port"] == port for li in adapter["lines"]):
+        return problem_details(409, f"port {port} of {adapter['mac']} carries a line already (PATCH or DELETE it)",
+                               field="port")
+    number = body.get("number")
+    if isinstance(number, str):
+        try:
+            await repo_manage.get_line(request.app[SERVICES].session_factory, number)
+            return problem_details(409, f"number {number} is in use", field="number")
+        except ManageError:
+            pass
+    generated = None
+    if "password" not in body:
+        generated = body["password"] = secrets.token_urlsafe(12)
+    entry["adapters"] = [{"mac": adapter["mac"], "model": adapter["model"], "lines": [body]}]
+    report = await _import(request, {"customers": [entry]})
+    if isinstance(report, web.Response):
+        return report
+    await _live(request)
+    rep = await repo_manage.get_line(request.app[SERVICES].session_factory, str(number))
+    out = dict(rep)
+    if generated is not None:
+        out["password"] = generated
+    resp = web.json_response(out, status=201, headers={"ETag": etag_of(rep), "Cache-Control": "no-store",
+                                                        "Location": f"/api/v1/lines/{rep['number']}"})
+    return resp
+
+
+@routes.get("/api/v1/lines/{number}")
+@require("operator")
+async def get_line(request: web.Request) -> web.Response:
+    try:
+        return _one(await repo_manage.get_line(request.app[SERVICES].session_factory, request.match_info["number"]))
+    except ManageError as err:
+        return _error(err)
+
+
+@routes.patch("/api/v1/lines/{number}")
+@require("operator")
+async def patch_line(request: web.Request) -> web.Response:
+    """display_name, language, alarm, unlisted, enabled (disabling unregisters it at once)."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        rep, line_id = await repo_manage.patch_line(
+            request.app[SERVICES].session_factory, request.match_info["number"], body, actor=_actor(request),
+            if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    await _live(request, [line_id] if not rep["enabled"] else [])
+    return _one(rep)
+
+
+@routes.post("/api/v1/lines/{number}/password")
+@require("operator")
+async def reset_password(request: web.Request) -> web.Response:
+    """A new SIP password, shown once; it applies to the next REGISTER and the next config fetch."""
+    services = request.app[SERVICES]
+    try:
+        password, _line_id = await repo_manage.reset_line_password(
+            services.session_factory, request.match_info["number"], services.secret_box, _realm(request),
+            actor=_actor(request))
+    except ManageError as err:
+        return _error(err)
+    await _live(request)
+    return web.json_response({"number": request.match_info["number"], "password": password},
+                             headers={"Cache-Control": "no-store"})
+
+
+@routes.delete("/api/v1/lines/{number}")
+@require("operator")
+async def delete_line(request: web.Request) -> web.Response:
+    try:
+        line_id = await repo_manage.delete_line(request.app[SERVICES].session_factory, request.match_info["number"],
+                                                actor=_actor(request), if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    await _live(request, [line_id])
+    return web.Response(status=204)
+
+
+# ------------------------------------------------------------------------- tokens
+
+
+@routes.get("/api/v1/tokens")
+@require("operator")
+async def list_tokens(request: web.Request) -> web.Response:
+    rows = await repo_tokens.list_tokens(request.app[SERVICES].session_factory)
+    return web.json_response({"items": [t.as_json() for t in rows]})
+
+
+@routes.post("/api/v1/tokens")
+@require("operator")
+async def create_token(request: web.Request) -> web.Response:
+    """``{"role": "operator" | "customer", "customer": "C1001", "label": "..."}``; the secret is shown once."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    role = body.get("role")
+    if role not in ("operator", "customer"):
+        return problem_details(400, "role: must be operator or customer", field="role")
+    label = body.get("label", "")
+    if not isinstance(label, str) or len(label) > 200:
+        return problem_details(400, "label: a string of at most 200 characters", field="label")
+    customer = body.get("customer")
+    if customer is not None and not isinstance(customer, str):
+        return problem_details(400, "customer: the customer number", field="customer")
+    try:
+        secret, info = await repo_tokens.create_token(
+            request.app[SERVICES].session_factory, TokenRole(role), customer_ref=customer, label=label)
+    except ValueError as err:
+        return problem_details(400 if "needs" in str(err) else 404, str(err), field="customer")
+    return web.json_response({"id": info.token_id, "role": role, "customer": info.customer_ref, "label": label,
+                              "token": secret}, status=201, headers={"Cache-Control": "no-store"})
+
+
+@routes.post("/api/v1/tokens/{id}/revoke")
+@require("operator")
+async def revoke_token(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        return problem_details(400, "id: must be a whole number", field="id")
+    ok = await repo_tokens.revoke_token(request.app[SERVICES].session_factory, int(raw))
+    if not ok:
+        return problem_details(404, f"no live token {raw}")
+    request.app[TOKEN_CACHE].clear()  # a revoked token stops working now, not after the cache's 30 s
+    return web.json_response({"id": int(raw), "revoked": True})
+
+
+# ------------------------------------------------------------------------- audit
+
+
+@routes.get("/api/v1/audit")
+@require("operator")
+async def audit(request: web.Request) -> web.Response:
+    """Newest first; ``subject_type`` + ``subject_id``, ``actor``, ``since``/``until`` (ISO 8601), ``limit`` ≤ 500."""
+    try:
+        limit = _int_query(request, "limit", 100)
+        if not 1 <= limit <= 500:
+            raise ManageError(400, "limit", "must be 1..500")
+    except ManageError as err:
+        return _error(err)
+    times: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        raw = request.query.get(name)
+        if raw is None:
+            times[name] = None
+            continue
+        try:
+            t = datetime.fromisoformat(raw)
+        except ValueError:
+            return problem_details(400, f"{name}: an ISO 8601 time with a zone, e.g. 2026-12-01T00:00:00+00:00",
+                                   field=name)
+        if t.tzinfo is None:
+            return problem_details(400, f"{name}: needs a time zone", field=name)
+        times[name] = t
+    st, sid = request.query.get("subject_type"), request.query.get("subject_id")
+    if (st is None) != (sid is None):
+        return problem_details(400, "subject_type and subject_id go together", field="subject_id")
+    rows = await list_audit_events(
+        request.app[SERVICES].session_factory, subject=(st, sid) if st and sid else None,
+        actor=request.query.get("actor"), since=times["since"], until=times["until"], limit=limit)
+    return web.json_response({"items": [
+        {"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "action": e.action,
+         "subject_type": e.subject_type, "subject_id": e.subject_id, "details": e.details}
+        for e in rows
+    ]})
