@@ -22,8 +22,8 @@ stops it after its first call so its exit status says whether the callee saw
 exactly the scripted dialogue). ``SippServer`` and ``free_port_on`` come from the shared
 ``harness`` package (bench/bench_calls.py uses them too).
 
-Run time: about 4.5 minutes for both databases, two of which are the no-answer test
-waiting for the switch's 60 s default (``softswitch run`` has no flag to shorten it).
+Run time: about 3 minutes for both databases on the shared 2-core machine (18 of the 20
+took 172 s there); the no-answer test runs the switch with ``--no-answer-timeout 6``.
 """
 
 from __future__ import annotations

@@ -135,8 +135,10 @@ async def test_a_ping_goes_to_where_the_register_came_from_and_reports_its_rtt(r
     await rig.wait_results(1)
     (got, rtt, when), = rig.results
     assert got is b
-    assert rtt is not None and 0.04 <= rtt <= when - t0 + 0.001 and rtt < 0.5, rtt
-    (options,) = adapter.options()  # to the source address, not to 10.0.0.5 (RFC 3581)
+    assert rtt is not None and 0.04 <= rtt <= when - t0 + 0.001 and rtt < 1.5, rtt
+    sent = adapter.options()  # to the source address, not to 10.0.0.5 (RFC 3581)
+    options = sent[0]
+    assert all(m == options for m in sent), "only retransmissions (T1 = 50 ms) of the one OPTIONS"
     assert options.startswith(f"OPTIONS {CONTACT} SIP/2.0\r\n")
     assert re.search(rf"(?im)^To: <{re.escape(CONTACT)}>\r$", options)
     assert re.search(r"(?im)^From: <sip:softswitch@sip\.example\.no>;tag=\S+\r$", options)
@@ -156,12 +158,12 @@ async def test_any_response_proves_the_adapter_is_there(rig: Rig, status: int) -
 
 
 async def test_a_100_trying_then_a_200_is_one_answer(rig: Rig) -> None:
-    adapter = await rig.adapter(trying_first=True, delay=0.1)
+    adapter = await rig.adapter(trying_first=True, delay=0.5)
     rig.qualifier().ping(rig.bind(adapter))
     await rig.wait_results(1)
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.7)
     assert len(rig.results) == 1 and rig.results[0][1] is not None
-    assert rig.results[0][1] < 0.1, "the first response already proves the adapter is there"
+    assert rig.results[0][1] < 0.4, "the first response already proves the adapter is there"
 
 
 async def test_silence_is_a_loss_after_the_timeout_and_is_reported_once(rig: Rig) -> None:
@@ -172,7 +174,7 @@ async def test_silence_is_a_loss_after_the_timeout_and_is_reported_once(rig: Rig
     await rig.wait_results(1)
     (_, rtt, when), = rig.results
     assert rtt is None
-    assert 0.38 <= when - t0 < 1.0, "lost after qualify_timeout, long before Timer F (32 s)"
+    assert 0.38 <= when - t0 < 2.0, "lost after qualify_timeout, long before Timer F (64 T1 = 3.2 s here)"
     sent = len(adapter.options())
     assert sent >= 3, "retransmitted over UDP while waiting (T1 = 50 ms)"
     # The ping is given up: no more retransmissions, and a late answer counts for nothing.
@@ -205,7 +207,7 @@ async def test_a_round_pings_every_binding_once_per_interval_spread_out(rig: Rig
     # 1.1 s at 0.4 s a round: rounds at 0, 0.4, 0.8 (a load spike may cost the last one)
     assert order in ("ababab", "ababa", "abab"), order
     gaps = [y - x for (x, _), (y, _) in zip(pings, pings[1:])]
-    assert all(0.15 <= g < 0.5 for g in gaps), f"spread over the interval, interval / bindings apart: {gaps}"
+    assert all(0.15 <= g < 1.0 for g in gaps), f"spread over the interval, interval / bindings apart: {gaps}"
     assert all(rtt is not None for _, rtt, _ in rig.results)
     await asyncio.sleep(0.5)
     assert len(a.options()) + len(b.options()) == sent and len(rig.results) == stopped, "stop() ends the rounds"
@@ -262,7 +264,7 @@ async def test_a_tcp_contact_whose_connection_closed_is_a_loss(rig: Rig) -> None
     await rig.wait_results(1, timeout=5)
     assert rig.results[0][1] is None
     # the refused reconnect ends the transaction at once: no waiting for the 3 s timeout
-    assert rig.results[0][2] - t0 < 1.0
+    assert rig.results[0][2] - t0 < 2.0
 
 
 async def test_lost_pings_turn_the_wan_lamp_and_an_answer_turns_it_back(rig: Rig) -> None:
