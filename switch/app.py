@@ -361,7 +361,11 @@ async def import_file(settings: Settings, path: Path) -> int:
     engine, sf, box = await open_database(settings)
     try:
         try:
-            doc = importer.load_import_file(path)
+            from .services.policy.importing import ForwardTargetCheck
+            from .services.policy.validate import parse_forward_classes
+
+            checks = (ForwardTargetCheck(parse_forward_classes(settings.forward_classes)),)
+            doc = importer.load_import_file(path, checks=checks)
             report = await importer.import_document(sf, doc, box, settings.effective_realm())
         except importer.ImportValidationError as err:
             print(err.summary(), file=sys.stderr)

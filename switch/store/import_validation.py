@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import yaml
 
 from switch.store.adapter_models import ADAPTER_MODELS, MODELS
+from switch.store.import_policy import CustomerPolicySpec, LinePolicySpec, parse_customer_policy, parse_line_policy
 from switch.store.models import CustomerKind, Language
 from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_lines import normalise_number
@@ -46,7 +47,7 @@ T = TypeVar("T")
 
 #: ``trunks`` and ``routes`` belong to ``repo_trunks`` (documented there).
 TOP_FIELDS = ("customers", "trunks", "routes")
-CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters")
+CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters", "barring", "fraud_limits")
 ADAPTER_FIELDS = ("mac", "model", "description", "lines")
 LINE_FIELDS = (
     "port",
@@ -58,6 +59,8 @@ LINE_FIELDS = (
     "language",
     "unlisted",
     "enabled",
+    "forwarding",
+    "barring",
 )
 
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -108,6 +111,7 @@ class LineSpec:
     language: Language | None = None
     unlisted: bool | None = None
     enabled: bool | None = None
+    policy: LinePolicySpec = LinePolicySpec()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +134,7 @@ class CustomerSpec:
     phone: str | None = None  # E.164
     contact_name: str | None = None
     adapters: tuple[AdapterSpec, ...] = ()
+    policy: CustomerPolicySpec = CustomerPolicySpec()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,12 +193,16 @@ def _parse_text(text: str, name: str) -> Any:
         raise ImportValidationError([ImportIssue("", f"{name}: invalid YAML: {exc}")]) from exc
 
 
-def load_import_file(path: str | Path) -> ImportDoc:
+#: A further check of a parsed document (e.g. the call policy's forward-target rules): its issues.
+DocumentCheck = Callable[["ImportDoc"], list["ImportIssue"]]
+
+
+def load_import_file(path: str | Path, *, checks: Sequence[DocumentCheck] = ()) -> ImportDoc:
     """Read and validate an import file (JSON or YAML, by extension, else by content).
     Raises ImportValidationError listing every problem, or OSError if unreadable."""
     p = Path(path)
     text = p.read_text(encoding="utf-8-sig")
-    return parse_import_document(_parse_text(text, p.name), source=p.name)
+    return parse_import_document(_parse_text(text, p.name), source=p.name, checks=checks)
 
 
 class _Checker:
@@ -301,6 +310,7 @@ def _line(ck: _Checker, raw: Any, path: str, model: str | None) -> LineSpec | No
     unlisted = ck.flag(d, "unlisted", path)
     enabled = ck.flag(d, "enabled", path)
     language = ck.choice(d, "language", path, Language)
+    policy = parse_line_policy(ck.err, d, path)
     if len(ck.issues) != n_issues or number is None or not isinstance(port, int):
         return None
     return LineSpec(
@@ -314,6 +324,7 @@ def _line(ck: _Checker, raw: Any, path: str, model: str | None) -> LineSpec | No
         language=language,
         unlisted=unlisted,
         enabled=enabled,
+        policy=policy,
     )
 
 
@@ -380,6 +391,7 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
         ck.err(f"{path}.email", f"{email!r} is not an e-mail address")
     phone = _number(ck, d["phone"], f"{path}.phone") if d.get("phone") is not None else None
     contact_name = ck.text(d, "contact_name", path, max_len=200)
+    policy = parse_customer_policy(ck.err, d, path)
     adapters = [
         spec
         for i, raw_adapter in enumerate(ck.items(d.get("adapters"), f"{path}.adapters"))
@@ -397,6 +409,7 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
         phone=phone,
         contact_name=contact_name,
         adapters=tuple(adapters),
+        policy=policy,
     )
 
 
@@ -410,7 +423,7 @@ def _duplicates(ck: _Checker, entries: Iterable[tuple[str, str, str]], what: str
             first[value] = path
 
 
-def parse_import_document(data: Any, *, source: str = "") -> ImportDoc:
+def parse_import_document(data: Any, *, source: str = "", checks: Sequence[DocumentCheck] = ()) -> ImportDoc:
     """Validate an already-parsed document (e.g. from an API request body)."""
     ck = _Checker()
     if not isinstance(data, dict):
@@ -440,7 +453,11 @@ def parse_import_document(data: Any, *, source: str = "") -> ImportDoc:
     if ck.issues:
         raise ImportValidationError(sorted(ck.issues, key=issue_order))
     routing = {key: data[key] for key in ("trunks", "routes") if key in data}
-    return ImportDoc(customers=tuple(customers), source=source, routing=routing or None)
+    doc = ImportDoc(customers=tuple(customers), source=source, routing=routing or None)
+    issues = [issue for check in checks for issue in check(doc)]
+    if issues:
+        raise ImportValidationError(sorted(issues, key=issue_order))
+    return doc
 
 
 def issue_order(issue: ImportIssue) -> tuple[Any, ...]:

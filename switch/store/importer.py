@@ -56,6 +56,7 @@ from switch.store.import_validation import (
     parse_import_document,
 )
 from switch.store.models import (
+    ForwardKind,
     Adapter,
     Customer,
     CustomerContact,
@@ -70,7 +71,8 @@ from switch.store.models import (
 )
 from switch.store.repo_adapters import format_mac, new_provisioning_secret
 from switch.store.repo_audit import add_audit_event
-from switch.store.repo_lines import apply_secret, default_auth_user
+from switch.store.import_policy import apply_customer_policy, apply_line_policy
+from switch.store.repo_lines import apply_secret, default_auth_user, normalise_number
 from switch.store.repo_trunks import RoutingImportError, import_routing
 
 __all__ = [
@@ -419,6 +421,28 @@ async def _apply(
                     session, ls, customer, adapters[a.mac], numbers[ls.number], final_auth[key],
                     world.lines_by_key.get(key), originals, box, realm, counts,
                 )
+    await session.flush()
+    await _apply_policy(session, doc, customers, numbers)
+
+
+async def _apply_policy(session: AsyncSession, doc: ImportDoc, customers: dict[str, Customer],
+                        numbers: dict[str, Number]) -> None:
+    """Forwarding and barring per line, barring and fraud limits per customer (``import_policy``)."""
+    for cs in doc.customers:
+        customer = customers[cs.external_id]
+        await apply_customer_policy(session, customer.id, cs.external_id, cs.policy, "import")
+        for a in cs.adapters:
+            for ls in a.lines:
+                if ls.policy.forwarding is None and ls.policy.barring is None:
+                    continue
+                line_id = (await session.execute(select(Line.id).where(Line.number_id == numbers[ls.number].id))).scalar_one()
+                targets: dict[ForwardKind, str] = {}
+                for kind, target, _t in ls.policy.forwarding or ():
+                    try:
+                        targets[kind] = normalise_number(target)
+                    except ValueError:
+                        targets[kind] = target  # a short code the operator allows: the engine normalises it
+                await apply_line_policy(session, line_id, ls.number, customer.id, ls.policy, targets, "import")
     await session.flush()
 
 

@@ -62,6 +62,7 @@ CUSTOMERS: dict[str, list[str]] = {
     "C3008": ["22100173"],  # customer barring
     "C3009": ["22100181"],  # forwarded out, bounced back by the carrier
     "C3010": [NOBODY],
+    "C3011": ["22100201"],  # barred by an import while the switch runs
 }
 
 
@@ -510,6 +511,22 @@ def test_barring_by_each_category_line_and_customer(w: World) -> None:
     w.ok("PUT", "/api/v1/customers/C3008/barring", {"categories": ["mobile"]})
     refused(w.call("22100173", "41234567"), 403, "barred_mobile")
     assert w.ok("GET", "/api/v1/lines/22100173/policy")["barring"] == {"line": [], "customer": ["mobile"]}
+
+
+def test_an_import_while_the_switch_runs_reaches_the_policy(w: World) -> None:
+    # `softswitch import` is another process: the switch notices the change by itself (fingerprint, every 5 s).
+    full = document(w.carrier_port, w.emergency_port)
+    (customer,) = [c for c in full["customers"] if c["id"] == "C3011"]
+    customer["adapters"][0]["lines"][0]["barring"] = ["all_outgoing"]
+    import_file(w.db_url, {"customers": [customer]}, key_file=w.switch.key_file, cwd=w.dir)
+    deadline = time.monotonic() + 10
+    while True:
+        r = w.call("22100201", NOBODY)
+        got = finals(r.received())
+        if status_of(got[0]) == 403 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    refused(r, 403, "barred_all_outgoing")
 
 
 def test_cfnrc_when_the_adapters_pings_are_lost(w: World) -> None:

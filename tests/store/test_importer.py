@@ -27,7 +27,7 @@ from .conftest import REALM
 from .helpers import add_line, snapshot
 
 Doc = dict[str, Any]
-ALLOWED_LINE = "port, number, password, auth_user, display_name, alarm, language, unlisted, enabled"
+ALLOWED_LINE = "port, number, password, auth_user, display_name, alarm, language, unlisted, enabled, forwarding, barring"
 
 
 def counts(report: ImportReport) -> tuple[dict[str, int], dict[str, int]]:
