@@ -7,7 +7,7 @@
   session on it is terminated (``ALTER DATABASE … ALLOW_CONNECTIONS false`` and
   ``pg_terminate_backend``), which is what a restart looks like to a client: open
   connections die, new ones are refused. The shared server itself keeps running;
-  ``tests/store/test_pg_restart.py`` stops and restarts a private one.
+  ``tests/store/test_outage_under_load.py`` stops and restarts a private one.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ its history with it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from switch.services.adapter_status import Lamp, Reachability, lamp_rows
+from switch.services.location import LocationService
 from switch.store import models as m
 from switch.store.crypto import SecretBox
 from switch.store.engine import SessionFactory
@@ -26,6 +28,7 @@ from tests.conftest_db import MigratedDb
 
 from .conftest import REALM
 from .helpers import add_line
+from .outage import SQLITE_BUSY_TIMEOUT, outage
 
 NOW = time.time()
 
@@ -197,3 +200,57 @@ async def test_lamps_and_their_history_read_back_as_written(
     assert [e.at for e in history] == pytest.approx([t[3], t[2], t[0]], abs=1e-5)
     assert len(await list_lamp_events(sf, aid)) == 5
     assert len(await list_lamp_events(sf, aid, limit=2)) == 2
+
+
+async def test_a_binding_is_acknowledged_only_once_stored_and_an_outage_loses_none(
+    migrated_db: MigratedDb, two_lines: tuple[int, int]
+) -> None:
+    """The registrar's path (LocationService → HotStore) through a real outage: while the
+    database refuses writes every change is reported failed (the registrar answers 500) and
+    the in-memory view goes back; afterwards the same REGISTERs are stored. Every change
+    reported stored is in the database."""
+    a, b = two_lines
+    hot = make_hot_store(migrated_db.url, busy_timeout=SQLITE_BUSY_TIMEOUT)
+    await hot.open()
+    location = LocationService(hot.replace_bindings)
+    location.start([])
+    try:
+        async def register(line: int, contact: str, cseq: int) -> BaseException | None:
+            fut: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+            location.replace(line, [binding(line, contact, cseq=cseq)], fut.set_result)
+            return await fut
+
+        assert await register(a, "sip:a@x", 1) is None
+        async with outage(migrated_db.url):
+            failed = await asyncio.gather(register(a, "sip:a@x", 2), register(b, "sip:b@x", 1))
+            assert all(isinstance(exc, Exception) for exc in failed)
+            # what the 200 promised stays; what failed is not pretended
+            assert [x.cseq for x in location.bindings(a)] == [1] and location.bindings(b) == []
+        assert await register(a, "sip:a@x", 2) is None and await register(b, "sip:b@x", 1) is None
+        stored = {(x.line_id, x.contact): x.cseq for x in await load_bindings(migrated_db.session_factory)}
+        assert stored == {(a, "sip:a@x"): 2, (b, "sip:b@x"): 1}
+    finally:
+        await location.close()
+        await hot.close()
+
+
+async def test_lamp_and_ping_history_writes_fail_loudly_in_an_outage(
+    migrated_db: MigratedDb, two_lines: tuple[int, int]
+) -> None:
+    """The writer raises (it never swallows a failed write); after the outage the same rows go in."""
+    a, _ = two_lines
+    hot = make_hot_store(migrated_db.url, busy_timeout=SQLITE_BUSY_TIMEOUT)
+    await hot.open()
+    try:
+        await hot.replace_bindings([LineChange(a, [binding(a, "sip:a@x")])])
+        rows = qualify_rows([((a, "sip:a@x"), history(0.02, None))])
+        async with outage(migrated_db.url):
+            with pytest.raises(Exception):
+                await hot.write_qualify(rows)
+            with pytest.raises(Exception):
+                await hot.replace_bindings([LineChange(a, [])])
+        await hot.write_qualify(rows)
+        assert [q.sent for q in await load_qualify_stats(migrated_db.session_factory)] == [2]
+        assert len(await load_bindings(migrated_db.session_factory)) == 1
+    finally:
+        await hot.close()
