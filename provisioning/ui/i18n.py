@@ -133,6 +133,17 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "active": ("Aktiv", "Active"),
     "timeline_empty": ("Ingen endringer registrert.", "No changes recorded."),
     "no_calls": ("Ingen samtaler.", "No calls."),
+    "suspend": ("Sperr", "Suspend"),
+    "lift": ("Opphev", "Lift"),
+    "optional": ("valgfritt", "optional"),
+    "all_lines": ("Alle linjer", "All lines"),
+    "level_soft": ("Myk: kun nødnummer og kundeservice ut, innkommende ringer", "Soft: only emergency and customer service out, incoming rings"),
+    "level_hard": ("Hard: kun nødnummer ut, innkommende avvises", "Hard: only emergency out, incoming refused"),
+    "reason_unpaid": ("Ubetalt faktura", "Unpaid invoice"),
+    "reason_credit_limit": ("Kredittgrense", "Credit limit"),
+    "reason_fraud": ("Misbruk", "Fraud"),
+    "reason_customer_request": ("Kundens ønske", "Customer's request"),
+    "reason_other": ("Annet", "Other"),
 }
 
 

@@ -145,15 +145,7 @@ async def search(request: web.Request) -> web.StreamResponse:
 @routes.get("/ui/customers/{ref}")
 @require_operator(*_ANY)
 async def customer(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    ref = request.match_info["ref"][:64]
-    detail = await queries.customer_detail(deps.session_factory, ref)
-    lang = language(request)
-    if detail is None:
-        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=ref))
-    lamp_rows = {a.adapter_id: [lamp_view(n, deps.lamps(a.adapter_id).get(n)) for n in LAMP_ORDER] for a in detail.adapters}
-    registered = {li.line_id: bool(deps.bindings(li.line_id)) for li in detail.lines}
-    return render(request, "customer.html", d=detail, lamp_rows=lamp_rows, registered=registered, format_mac=format_mac)
+    return await _customer_page(request, request.match_info["ref"][:64])
 
 
 def _mac(request: web.Request) -> str | None:
@@ -224,13 +216,155 @@ async def adapter_resync(request: web.Request) -> web.StreamResponse:
 @routes.get("/ui/lines/{number}")
 @require_operator(*_ANY)
 async def line(request: web.Request) -> web.StreamResponse:
+    return await _line_page(request, _number(request.match_info["number"]))
+
+
+# ------------------------------------------------------------------ policy editors (line, customer)
+
+
+def _actor(request: web.Request) -> str:
+    user = request[SESSION_KEY].user
+    return f"operator:{user.username}" if user is not None else "operator"
+
+
+def _policy_view(deps: UiDeps, line_id: int) -> dict[str, object]:
+    policy = deps.policy
+    out: dict[str, object] = {"forwards": {}, "barring": set(), "customer_barring": set()}
+    if policy is None:
+        return out
+    out["forwards"] = {str(r.kind): r for r in policy.forwarding(line_id)}
+    lp = policy.state.lines.get(line_id)
+    if lp is not None:
+        out["barring"] = {str(c) for c in lp.barring}
+        cp = policy.state.customers.get(lp.customer_id)
+        if cp is not None:
+            out["customer_barring"] = {str(c) for c in cp.barring}
+    return out
+
+
+async def _line_page(request: web.Request, number: str, notice: str | None = None, error: str | None = None,
+                     status: int = 200) -> web.StreamResponse:
     deps: UiDeps = request.app[UI_DEPS]
     lang = language(request)
-    raw = request.match_info["number"][:32]
-    number = raw if raw.startswith("+") else (f"+47{raw}" if raw.isdigit() and len(raw) == 8 else raw)
     li = await queries.line_by_number(deps.session_factory, number)
     if li is None:
-        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=raw))
+        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=number))
     calls = await queries.line_calls(deps.session_factory, li.line_id)
-    return render(request, "line.html", li=li, calls=calls, contacts=list(deps.bindings(li.line_id)),
-                  format_mac=format_mac)
+    from switch.store.models import BarringCategory, ForwardKind
+
+    return render(request, "line.html", status=status, li=li, calls=calls, contacts=list(deps.bindings(li.line_id)),
+                  format_mac=format_mac, pol=_policy_view(deps, li.line_id), kinds=[k.value for k in ForwardKind],
+                  categories=[c.value for c in BarringCategory], can_write=_can_write(request),
+                  has_policy=deps.policy is not None, notice=notice, error=error)
+
+
+def _number(raw: str) -> str:
+    raw = raw[:32]
+    return raw if raw.startswith("+") else (f"+47{raw}" if raw.isdigit() and len(raw) == 8 else raw)
+
+
+@routes.post("/ui/lines/{number}/forwarding/{kind}")
+@require_operator(*_WRITE)
+async def line_forwarding(request: web.Request) -> web.StreamResponse:
+    from switch.services.policy.validate import PolicyValidationError
+    from switch.store.models import ForwardKind
+
+    deps: UiDeps = request.app[UI_DEPS]
+    number = _number(request.match_info["number"])
+    li = await queries.line_by_number(deps.session_factory, number)
+    kind = request.match_info["kind"]
+    if li is None or deps.policy is None or kind not in {k.value for k in ForwardKind}:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    try:
+        if form.get("action") == "delete":
+            await deps.policy.clear_forwarding(li.line_id, ForwardKind(kind), _actor(request))
+        else:
+            raw = str(form.get("timeout_s", "")).strip()
+            timeout = int(raw) if raw.isdigit() and kind == "no_answer" else None
+            await deps.policy.set_forwarding(li.line_id, ForwardKind(kind), str(form.get("target", "")).strip(),
+                                             timeout, _actor(request))
+    except PolicyValidationError as err:
+        return await _line_page(request, number, error=f"{err.field}: {err.message}", status=400)
+    return await _line_page(request, number, notice=translate(language(request), "forwarding") + ": ✓")
+
+
+@routes.post("/ui/lines/{number}/barring")
+@require_operator(*_WRITE)
+async def line_barring(request: web.Request) -> web.StreamResponse:
+    from switch.store.models import BarringCategory
+
+    deps: UiDeps = request.app[UI_DEPS]
+    number = _number(request.match_info["number"])
+    li = await queries.line_by_number(deps.session_factory, number)
+    if li is None or deps.policy is None:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    known = {c.value for c in BarringCategory}
+    chosen = [str(v) for v in form.getall("category", [])]
+    if any(c not in known for c in chosen):
+        return await _line_page(request, number, error="categories: unknown category", status=400)
+    await deps.policy.set_line_barring(li.line_id, frozenset(BarringCategory(c) for c in chosen), _actor(request))
+    return await _line_page(request, number, notice=translate(language(request), "barring") + ": ✓")
+
+
+@routes.post("/ui/customers/{ref}/suspensions")
+@require_operator(*_WRITE)
+async def customer_suspend(request: web.Request) -> web.StreamResponse:
+    from switch.services.policy.validate import PolicyValidationError
+    from switch.store.models import SuspensionLevel, SuspensionReason
+
+    deps: UiDeps = request.app[UI_DEPS]
+    ref = request.match_info["ref"][:64]
+    detail = await queries.customer_detail(deps.session_factory, ref)
+    if detail is None or deps.policy is None:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    try:
+        level = SuspensionLevel(str(form.get("level", "")))
+        reason = SuspensionReason(str(form.get("reason", "")))
+    except ValueError:
+        return await _customer_page(request, ref, error="level/reason: choose one", status=400)
+    note = str(form.get("note", "")).strip()[:1000]
+    line_raw = str(form.get("line", "")).strip()
+    line_id = None
+    if line_raw:
+        match = [li for li in detail.lines if li.number == _number(line_raw)]
+        if not match:
+            return await _customer_page(request, ref, error=f"line: {line_raw} is not a line of {ref}", status=400)
+        line_id = match[0].line_id
+    try:
+        await deps.policy.suspend(detail.customer.customer_id, line_id, level, reason, note, _actor(request))
+    except PolicyValidationError as err:
+        return await _customer_page(request, ref, error=f"{err.field}: {err.message}", status=400)
+    raise web.HTTPFound(f"/ui/customers/{ref}")
+
+
+@routes.post("/ui/suspensions/{id}/lift")
+@require_operator(*_WRITE)
+async def suspension_lift(request: web.Request) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    raw = request.match_info["id"]
+    form = await request.post()
+    back = str(form.get("back", "/ui/"))
+    if not raw.isdigit() or deps.policy is None:
+        raise web.HTTPNotFound()
+    await deps.policy.lift(int(raw), str(form.get("note", "")).strip()[:1000], _actor(request))
+    raise web.HTTPFound(safe_next(back, "operator"))
+
+
+async def _customer_page(request: web.Request, ref: str, error: str | None = None,
+                         status: int = 200) -> web.StreamResponse:
+    deps: UiDeps = request.app[UI_DEPS]
+    lang = language(request)
+    detail = await queries.customer_detail(deps.session_factory, ref)
+    if detail is None:
+        return render(request, "error.html", status=404, message=translate(lang, "not_found", what=ref))
+    from switch.store.models import SuspensionLevel, SuspensionReason
+
+    lamp_rows = {a.adapter_id: [lamp_view(n, deps.lamps(a.adapter_id).get(n)) for n in LAMP_ORDER]
+                 for a in detail.adapters}
+    registered = {li.line_id: bool(deps.bindings(li.line_id)) for li in detail.lines}
+    return render(request, "customer.html", status=status, d=detail, lamp_rows=lamp_rows, registered=registered,
+                  format_mac=format_mac, can_write=_can_write(request), has_policy=deps.policy is not None,
+                  levels=[x.value for x in SuspensionLevel], reasons=[x.value for x in SuspensionReason], error=error)

@@ -20,6 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from provisioning import ui
 from provisioning.ui.deps import BindingView
 from switch.services.adapter_status import Lamp
+from switch.services.lines import LineDirectory, LineInfo
+from switch.services.policy.service import PolicyService
+from switch.store.repo_lines import load_credentials
 from switch.store import importer, repo_users
 from switch.store.crypto import SecretBox, generate_key
 from tests.conftest_db import MigratedDb
@@ -49,6 +52,7 @@ class Ui:
     db: MigratedDb
     admin_password: str
     lamps: dict[int, dict[str, Lamp]] = field(default_factory=dict)
+    policy: PolicyService | None = None
 
     async def login(self, username: str = "admin", password: str | None = None, path: str = "/ui/login") -> int:
         page = await self.client.get(path)
@@ -87,11 +91,22 @@ async def ui_app(migrated_db: MigratedDb) -> AsyncIterator[Ui]:
     def bindings(line_id: int) -> list[BindingView]:
         return [BindingView("sip:22000001@192.0.2.7:5060", "192.0.2.7:5060", "udp", 3000, "Cisco/SPA112")] if line_id == 1 else []
 
+    async def load() -> list[LineInfo]:
+        creds = await load_credentials(sf, "127.0.0.1", secret_box=box)
+        return [LineInfo(c.line_id, c.auth_user, c.number, c.ha1_md5, c.ha1_sha256, c.adapter_id, c.port)
+                for c in creds.values()]
+
+    lines = LineDirectory(load)
+    await lines.reload()
+    policy = PolicyService(sf, lines, reload_interval=0)  # the real one: the pages change what calls see
+    await policy.load()
     app = web.Application()
-    ui.setup(app, ui.UiDeps(session_factory=sf, lamps=lamps_of, bindings=bindings, registered_lines=lambda: 1))
+    ui.setup(app, ui.UiDeps(session_factory=sf, lamps=lamps_of, bindings=bindings, registered_lines=lambda: 1,
+                            policy=policy))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Ui(client, migrated_db, password, lamps)
+        yield Ui(client, migrated_db, password, lamps, policy)
     finally:
         await client.close()
+        await policy.close()

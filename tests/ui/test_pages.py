@@ -159,3 +159,62 @@ async def test_min_side_password_change(ui_app: Ui) -> None:
     assert await repo_users.authenticate_customer(sf, "C1001", "new-password-1") is not None
     page = await c.get("/min-side/password?changed=1")
     assert "Passordet er byttet" in await page.text()
+
+
+async def test_operator_sets_forwarding_and_barring_and_the_policy_service_has_it(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    html = await (await c.get("/ui/lines/22000001")).text()
+    csrf = csrf_of(html)
+    resp = await c.post("/ui/lines/+4722000001/forwarding/no_answer",
+                        data={"csrf": csrf, "target": "22000002", "timeout_s": "25", "action": "save"})
+    assert resp.status == 200
+    policy = ui_app.policy
+    assert policy is not None
+    line_id = next(li for li in policy.lines.by_id.values() if li.number == "+4722000001").line_id
+    rules = {str(r.kind): (r.target, r.timeout_s) for r in policy.forwarding(line_id)}
+    assert rules == {"no_answer": ("+4722000002", 25)}
+    # The same validation as the API: never an emergency number, never the line itself.
+    for target in ("112", "22000001"):
+        bad = await c.post("/ui/lines/+4722000001/forwarding/unconditional",
+                           data={"csrf": csrf, "target": target, "action": "save"})
+        assert bad.status == 400 and 'role="alert"' in await bad.text()
+    resp = await c.post("/ui/lines/+4722000001/barring", data={"csrf": csrf, "category": ["international", "premium"]})
+    assert resp.status == 200
+    assert {str(x) for x in policy.state.lines[line_id].barring} == {"international", "premium"}
+    page = await (await c.get("/ui/lines/22000001")).text()
+    assert 'value="international" checked' in page and 'value="mobile" checked' not in page
+    resp = await c.post("/ui/lines/+4722000001/forwarding/no_answer", data={"csrf": csrf, "action": "delete"})
+    assert policy.forwarding(line_id) == []
+    # Read-only users see the editors disabled and cannot post.
+    await c.post("/ui/logout", data={"csrf": csrf_of(page)})
+    assert await ui_app.login("reader", "reader-password-1") == 302
+    page = await (await c.get("/ui/lines/22000001")).text()
+    assert "<fieldset disabled>" in page
+    resp = await c.post("/ui/lines/+4722000001/barring", data={"csrf": csrf_of(page), "category": "mobile"})
+    assert resp.status == 403
+
+
+async def test_suspend_and_lift_with_notes_from_the_customer_page(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    csrf = csrf_of(await (await c.get("/ui/customers/C1001")).text())
+    resp = await c.post("/ui/customers/C1001/suspensions", data={
+        "csrf": csrf, "level": "soft", "reason": "unpaid", "note": "faktura 1234", "line": ""}, allow_redirects=False)
+    assert resp.status == 302
+    html = await (await c.get("/ui/customers/C1001")).text()
+    assert "faktura 1234" in html and "operator:admin" in html and "/lift" in html
+    policy = ui_app.policy
+    assert policy is not None
+    cid = next(iter(x for x in policy.state.customers.values() if x.external_id == "C1001")).customer_id
+    active = policy.active_suspensions(cid)
+    assert len(active) == 1
+    resp = await c.post(f"/ui/suspensions/{active[0].id}/lift",
+                        data={"csrf": csrf, "note": "betalt", "back": "/ui/customers/C1001"}, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/customers/C1001"
+    assert policy.active_suspensions(cid) == []
+    html = await (await c.get("/ui/customers/C1001")).text()
+    assert "betalt" in html, "the history keeps the lift and its note"
+    bad = await c.post("/ui/customers/C1001/suspensions", data={"csrf": csrf, "level": "soft", "reason": "unpaid",
+                                                                "line": "22000003"})
+    assert bad.status == 400, "another customer's line"
