@@ -47,7 +47,8 @@ T = TypeVar("T")
 
 #: ``trunks`` and ``routes`` belong to ``repo_trunks`` (documented there).
 TOP_FIELDS = ("customers", "trunks", "routes")
-CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters", "barring", "fraud_limits")
+CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters", "barring", "fraud_limits",
+                   "credit_limit_ore")
 ADAPTER_FIELDS = ("mac", "model", "description", "lines")
 LINE_FIELDS = (
     "port",
@@ -135,6 +136,9 @@ class CustomerSpec:
     contact_name: str | None = None
     adapters: tuple[AdapterSpec, ...] = ()
     policy: CustomerPolicySpec = CustomerPolicySpec()
+    #: ``credit_limit_ore`` given (a number, or null to remove the limit); absent keeps the stored one
+    set_credit_limit: bool = False
+    credit_limit_ore: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -392,6 +396,10 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
     phone = _number(ck, d["phone"], f"{path}.phone") if d.get("phone") is not None else None
     contact_name = ck.text(d, "contact_name", path, max_len=200)
     policy = parse_customer_policy(ck.err, d, path)
+    set_limit = "credit_limit_ore" in d
+    limit = d.get("credit_limit_ore")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
+        ck.err(f"{path}.credit_limit_ore", "must be a whole number of øre from 0 to 1000000000, or null for no limit")
     adapters = [
         spec
         for i, raw_adapter in enumerate(ck.items(d.get("adapters"), f"{path}.adapters"))
@@ -410,6 +418,8 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
         contact_name=contact_name,
         adapters=tuple(adapters),
         policy=policy,
+        set_credit_limit=set_limit,
+        credit_limit_ore=limit if isinstance(limit, int) else None,
     )
 
 

@@ -465,6 +465,8 @@ def _upsert_customer(session: AsyncSession, cs: CustomerSpec, world: _World, cou
             changed |= _set(customer, "kind", cs.kind)
         if cs.language is not None:
             changed |= _set(customer, "language", cs.language)
+    if cs.set_credit_limit:
+        changed |= _set(customer, "credit_limit_ore", cs.credit_limit_ore)
     if cs.email is not None or cs.phone is not None or cs.contact_name is not None:
         contact = next((c for c in customer.contacts if c.is_primary), None)
         if contact is None:
