@@ -71,7 +71,9 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(provisioning.routes)
     app.router.add_routes(manage.routes)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
-    ui.setup(app, _ui_deps(services))  # /ui/ (operators) and /min-side/ (customers)
+    deps = _ui_deps(services)
+    deps.token_revoked = app[TOKEN_CACHE].clear  # a token revoked in the UI stops working at once
+    ui.setup(app, deps)  # /ui/ (operators) and /min-side/ (customers)
     return app
 
 
@@ -94,6 +96,10 @@ def _ui_deps(services: Services) -> ui.UiDeps:
         calls_in_progress=(lambda: len(calls.calls)) if calls is not None else (lambda: 0),
         registered_lines=lambda: len(services.location.all_lines()),
         policy=getattr(services, "policy", None),
+        secret_box=services.secret_box,
+        realm=services.settings.effective_realm(),
+        after_change=services.lines.reload,
+        token_revoked=lambda: None,  # create_app clears the token cache (see below)
         secure_cookies=bool(services.settings.tls_cert and services.settings.tls_key),
     )
 

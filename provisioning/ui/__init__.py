@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import minside, operator
+from . import minside, operator, operator_admin
 from .deps import UI_DEPS, UiDeps
 
 __all__ = ["UiDeps", "setup"]
@@ -22,5 +22,6 @@ STATIC = Path(__file__).with_name("static")
 def setup(app: web.Application, deps: UiDeps) -> None:
     app[UI_DEPS] = deps
     app.router.add_routes(operator.routes)
+    app.router.add_routes(operator_admin.routes)
     app.router.add_routes(minside.routes)
     app.router.add_static("/ui/static/", STATIC, name="ui_static", append_version=True)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from switch.store.crypto import SecretBox
 from switch.store.engine import SessionFactory
 from switch.transport.ratelimit import AuthThrottle
 
@@ -57,6 +58,13 @@ class UiDeps:
     staging: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
     #: the call-policy service (forwarding, barring, suspensions); None in tests without it
     policy: Any = None
+    #: for imports and assigning unclaimed adapters (secrets at rest, digest realm); None = those pages are off
+    secret_box: SecretBox | None = None
+    realm: str = ""
+    #: after an import: make the running switch see new lines at once
+    after_change: Callable[[], Awaitable[None]] | None = None
+    #: after a token is revoked: forget cached verifications so it stops working now
+    token_revoked: Callable[[], None] | None = None
     secure_cookies: bool = False
     login_throttle: AuthThrottle = field(default_factory=AuthThrottle)
 

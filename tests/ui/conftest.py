@@ -102,7 +102,7 @@ async def ui_app(migrated_db: MigratedDb) -> AsyncIterator[Ui]:
     await policy.load()
     app = web.Application()
     ui.setup(app, ui.UiDeps(session_factory=sf, lamps=lamps_of, bindings=bindings, registered_lines=lambda: 1,
-                            policy=policy))
+                            policy=policy, secret_box=box, realm="127.0.0.1", after_change=lines.reload))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:

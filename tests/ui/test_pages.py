@@ -218,3 +218,74 @@ async def test_suspend_and_lift_with_notes_from_the_customer_page(ui_app: Ui) ->
     bad = await c.post("/ui/customers/C1001/suspensions", data={"csrf": csrf, "level": "soft", "reason": "unpaid",
                                                                 "line": "22000003"})
     assert bad.status == 400, "another customer's line"
+
+
+async def test_unclaimed_adapter_is_assigned_to_a_customer(ui_app: Ui) -> None:
+    from switch.store import repo_adapters
+    from switch.store.base import utcnow
+
+    await repo_adapters.record_unclaimed(ui_app.db.session_factory, "00:0E:08:AB:CD:77", at=utcnow(),
+                                         remote_addr="192.0.2.9", user_agent="Cisco/SPA112-1.4.1", model_hint="spa112")
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    html = await (await c.get("/ui/unclaimed")).text()
+    assert "00:0e:08:ab:cd:77" in html
+    bad = await c.post("/ui/unclaimed/000e08abcd77/assign", data={"csrf": csrf_of(html), "customer": "C9999"})
+    assert bad.status == 400
+    resp = await c.post("/ui/unclaimed/000e08abcd77/assign", data={"csrf": csrf_of(html), "customer": "C2002"},
+                        allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/ui/adapters/000e08abcd77"
+    assert "00:0e:08:ab:cd:77" not in await (await c.get("/ui/unclaimed")).text()
+    audit = await (await c.get("/ui/audit", params={"subject_type": "adapter", "subject_id": "000e08abcd77"})).text()
+    assert "adapter.assign" in audit and "operator:admin" in audit
+
+
+async def test_bulk_import_lists_every_problem_and_changes_nothing_until_the_file_is_right(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    csrf = csrf_of(await (await c.get("/ui/import")).text())
+    bad = ("customers:\n  - id: C7007\n    name: Ny\n    adapters:\n      - mac: 00:0E:08:AB:CD:70\n        model: nope\n"
+           "        lines:\n          - {port: 9, number: '22000070'}\n")
+    resp = await c.post("/ui/import", data={"csrf": csrf, "text": bad})
+    html = await resp.text()
+    assert resp.status == 422
+    assert "customers[0].adapters[0].model" in html and "customers[0].adapters[0].lines[0].port" in html
+    assert (await c.get("/ui/customers/C7007")).status == 404
+    good = bad.replace("model: nope", "model: spa112").replace("port: 9", "port: 1")
+    resp = await c.post("/ui/import", data={"csrf": csrf, "text": good})
+    assert resp.status == 200 and "Importert" in await resp.text()
+    assert (await c.get("/ui/customers/C7007")).status == 200
+    assert ui_app.policy is not None and ui_app.policy.lines.line_for_number("22000070") is not None, \
+        "the running switch sees the new line at once"
+
+
+async def test_admin_pages_users_and_tokens_are_for_admins_only(ui_app: Ui) -> None:
+    sf = ui_app.db.session_factory
+    await repo_users.create_user(sf, "helpdesk", "support", password="support-password-1")
+    assert await ui_app.login("helpdesk", "support-password-1") == 302
+    c = ui_app.client
+    for path in ("/ui/admin/users", "/ui/admin/tokens", "/ui/admin/trunks"):
+        assert (await c.get(path)).status == 403, path
+    await c.post("/ui/logout", data={"csrf": csrf_of(await (await c.get("/ui/")).text())})
+    assert await ui_app.login() == 302
+    html = await (await c.get("/ui/admin/users")).text()
+    resp = await c.post("/ui/admin/users", data={"csrf": csrf_of(html), "username": "nils", "role": "readonly"})
+    page = await resp.text()
+    shown = re.search(r"<code>([^<]+)</code>", page)
+    assert resp.status == 200 and shown is not None
+    assert await repo_users.authenticate_user(sf, "nils", shown.group(1)) is not None
+    html = await (await c.get("/ui/admin/tokens")).text()
+    resp = await c.post("/ui/admin/tokens", data={"csrf": csrf_of(html), "role": "customer", "customer": "C1001",
+                                                  "label": "Kari app"})
+    page = await resp.text()
+    assert "sst_" in page
+    token_id = re.search(r'/ui/admin/tokens/(\d+)/revoke', page)
+    assert token_id is not None
+    resp = await c.post(f"/ui/admin/tokens/{token_id.group(1)}/revoke", data={"csrf": csrf_of(page)},
+                        allow_redirects=False)
+    assert resp.status == 302
+    from switch.store import repo_tokens
+
+    listed = await repo_tokens.list_tokens(sf)
+    assert listed[-1].revoked_at is not None and listed[-1].label == "Kari app"
+    assert (await c.get("/ui/admin/trunks")).status == 200
