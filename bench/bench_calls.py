@@ -21,6 +21,13 @@ For each database backend:
    held call;
 6. CDR check: one ``call_records`` row per completed call (calls SIPp gave up on may have one too).
 
+``--policy`` then gives every line (callers and callee) the call policy a real subscriber has, two
+barring categories (international, premium) and a no-answer forward to another line, with a second
+`softswitch import` into the *running* switch (it picks the change up by itself within 5 s), and
+runs the lines ladder again as ``lines+policy``: the same calls, now decided through barring and
+forwarding (the forward never fires: the callee answers). It prints calls/s at 0 failures and PDD p99
+with and without policy; the aim is both within 10 %.
+
 ``--with-peers`` also measures, in the same invocation and on the same box, one after the other:
 
 * **Kamailio 5.6** (bench/peers/kamailio.cfg, 1 UDP worker): registrar + digest + stateful proxy,
@@ -62,7 +69,7 @@ from harness.db import count_rows  # noqa: E402
 from harness.ports import free_port, free_port_on  # noqa: E402
 from harness.procs import cpu_seconds, rss_kib, start_process, stop_process, tree, wait_udp_bound  # noqa: E402
 from harness.sipp import SippResult, SippServer, run_sipp, write_injection_csv  # noqa: E402
-from harness.softswitch import SwitchProcess, import_file  # noqa: E402
+from harness.softswitch import SwitchProcess, create_token, http_get_json, import_file  # noqa: E402
 
 #: A late 180 (sippy sends some after the 200) is logged, not fatal; a failed call sends no BYE.
 SIPP_BEHAVIOURS = ["-default_behaviors", "all,-bye,-abortunexp"]
@@ -81,14 +88,24 @@ def caller_lines(n: int) -> list[tuple[str, str]]:
     return [(f"24{i:06d}", f"Bench-{i:06d}-pw") for i in range(n)]
 
 
-def import_document(callers: list[tuple[str, str]], trunk_port: int) -> dict[str, Any]:
-    """Two lines per adapter, one customer per adapter; the callee on an adapter of its own; one carrier."""
+def import_document(callers: list[tuple[str, str]], trunk_port: int, *, policy: bool = False) -> dict[str, Any]:
+    """Two lines per adapter, one customer per adapter; the callee on an adapter of its own; one carrier.
+
+    ``policy``: every line also gets barring [international, premium] and a no-answer forward (20 s)
+    to the next line.
+    """
     lines = [*callers, CALLEE]
     customers = []
     for a in range(0, len(lines), 2):
         idx = a // 2
         mac = f"02:01:{(idx >> 24) & 0xFF:02X}:{(idx >> 16) & 0xFF:02X}:{(idx >> 8) & 0xFF:02X}:{idx & 0xFF:02X}"
-        ports = [{"port": p + 1, "number": num, "password": pw} for p, (num, pw) in enumerate(lines[a : a + 2])]
+        ports: list[dict[str, Any]] = [{"port": p + 1, "number": num, "password": pw}
+                                       for p, (num, pw) in enumerate(lines[a : a + 2])]
+        if policy:
+            for i, port in enumerate(ports):
+                nxt = lines[(a + i + 1) % len(lines)][0]
+                port["barring"] = ["international", "premium"]
+                port["forwarding"] = {"no_answer": {"target": nxt, "timeout_s": 20}}
         customers.append({"id": f"K{idx:07d}", "name": f"Bench Customer {idx}", "language": "nb",
                           "adapters": [{"mac": mac, "model": "spa112", "lines": ports}]})
     return {
@@ -351,6 +368,25 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
             # RFC 3261 Timer J/K: the held calls' transactions linger 32 s; the ladder starts clean.
             time.sleep(args.held_settle)
         run_ladder(lines, args.rates, args, home, res)
+        if args.policy and switch.alive():
+            wait_idle(server.pids)
+            policy_doc = home / "policy.json"
+            policy_doc.write_text(json.dumps(import_document(callers, free_port_on(CARRIER_IP), policy=True)))
+            import_file(db_url, str(policy_doc), key_file=key, cwd=home, timeout=600)
+            # The running switch reloads its policy when the tables change (a fingerprint every 5 s).
+            token = create_token(db_url, key_file=key, cwd=home)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                _status, body = http_get_json(f"{switch.http_url}/api/v1/lines/{CALLEE[0]}/policy", token=token)
+                if isinstance(body, dict) and body.get("barring", {}).get("line") == ["international", "premium"]:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError("the switch did not pick up the imported policy within 30 s")
+            print(f"[{res.name}] policy imported for {len(callers) + 1} lines and in effect", flush=True)
+            with_policy = Ladder("lines+policy", server, "uac_call_auth", "127.0.0.1", ["-set", "dialled", CALLEE[0]],
+                                 csv, done_rtd=3, auth_rtd=2)
+            run_ladder(with_policy, args.rates, args, home, res)
         if args.with_peers and switch.alive():
             wait_idle(server.pids)
             trunk = Ladder("trunk", server, "uac_invite_b2b", CARRIER_IP,
@@ -505,6 +541,26 @@ def target_lines(results: list[Result]) -> list[str]:
     return out
 
 
+def policy_lines(results: list[Result]) -> list[str]:
+    """With vs without policy (--policy): best calls/s at 0 failures and its PDD p99, aim within 10 %."""
+    out: list[str] = []
+    for res in results:
+        a, b = res.best("lines"), res.best("lines+policy")
+        if b is None and not any(s.ladder == "lines+policy" for s in res.steps):
+            continue
+        if a is None or b is None:
+            out.append(f"  {res.name}: n/a (a ladder has no passing step)")
+            continue
+        cps = b.achieved / a.achieved
+        p99 = (b.pdd_p99_ms / a.pdd_p99_ms) if a.pdd_p99_ms > 0 else float("nan")
+        within = cps >= 0.9 and (p99 != p99 or p99 <= 1.1 or b.pdd_p99_ms - a.pdd_p99_ms <= 1.0)
+        out.append(f"  {res.name}: calls/s {b.achieved:.0f} with policy / {a.achieved:.0f} without = {cps:.2f}; "
+                   f"PDD p99 {_ms(b.pdd_p99_ms)} / {_ms(a.pdd_p99_ms)} ms; CPU per call {_ms(b.cpu_us_per_call)} / "
+                   f"{_ms(a.cpu_us_per_call)} µs; {'within 10 %' if within else 'NOT within 10 %'} "
+                   "(PDD in whole ms: a 1 ms difference counts as within)")
+    return (["", "Policy (every line with two barring categories and a no-answer forward):"] + out) if out else []
+
+
 def ratio_lines(results: list[Result]) -> list[str]:
     peers = {r.name: r for r in results if not r.name.startswith("softswitch")}
     out: list[str] = []
@@ -551,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
                         "are gone before the ladder (default 35; quick 3)")
     p.add_argument("--with-peers", action="store_true",
                    help="also measure Kamailio and sippy/b2bua (bench/peers/setup_peers.sh installs them)")
+    p.add_argument("--policy", action="store_true",
+                   help="after the lines ladder, give every line two barring categories and a no-answer forward "
+                   "(imported into the running switch) and run the ladder again as lines+policy")
     p.add_argument("--switch-arg", action="append", default=[], help="extra `softswitch run` argument (repeatable)")
     p.add_argument("--log-level", default="WARNING", help="switch log level during the bench (default WARNING)")
     p.add_argument("--pause", type=float, default=2.0, help="seconds between steps (then wait until idle)")
@@ -600,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         if found.get("b2bua_radius"):
             results.append(bench_sippy(args, out, found["b2bua_radius"]))
 
-    text = "\n".join([table(results), "", *target_lines(results), *ratio_lines(results),
+    text = "\n".join([table(results), "", *target_lines(results), *policy_lines(results), *ratio_lines(results),
                       "", f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"])
     print("\n" + text)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))

@@ -42,11 +42,17 @@ BY_PREFIX: tuple[tuple[str, int, BarringCategory | None], ...] = (
 ATTEMPT_CATEGORIES = frozenset({_B.INTERNATIONAL, _B.PREMIUM})
 
 
+_BY_VALUE = {c.value: b for c, b in BY_CLASS.items()}  # str keys: an enum member's hash is a Python call
+#: Only these classes hold a prefix of ``BY_PREFIX`` (815 is national special; 18xx, 116xxx are services).
+_PREFIXED = frozenset({_C.NATIONAL_SPECIAL, _C.SERVICE})
+
+
 def category_of(number: Normalised) -> BarringCategory | None:
     """The barring category of a dialled number; None: only ``all_outgoing`` bars it."""
+    cls = number.number_class
     national = number.national
-    if national is not None:
+    if (cls is _C.NATIONAL_SPECIAL or cls is _C.SERVICE) and national is not None:  # _PREFIXED
         for prefix, length, category in BY_PREFIX:
             if len(national) == length and national.startswith(prefix):
                 return category
-    return BY_CLASS.get(number.number_class)
+    return _BY_VALUE.get(cls._value_)

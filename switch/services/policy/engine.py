@@ -43,6 +43,7 @@ only our lines (routing never transits trunk to trunk).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,8 +114,10 @@ class FraudTrip:
     """'20 international/premium attempts per hour' — for the audit event and the alert."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refuse:
+    """Refuse the call with ``cause`` (treated as immutable; not frozen: a frozen init costs a µs per decision)."""
+
     cause: Cause
     trail: tuple[str, ...]
     hops: tuple[Hop, ...] = ()
@@ -131,8 +134,10 @@ class Refuse:
         return self.code or self.cause.code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
+    """Route the call (treated as immutable, like ``Refuse``)."""
+
     route: OnNet | Trunks | Emergency
     trail: tuple[str, ...]
     number: Normalised
@@ -153,18 +158,21 @@ class Route:
 Decision = Refuse | Route
 
 
-@dataclass(slots=True)
 class _Ctx:
     """One decision's working state: the trail grows as the steps run."""
 
-    state: PolicyState
-    live: LiveView
-    routing: RoutingSnapshot
-    now: Instant
-    trail: list[str] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-    incoming_hops: int = 0
-    attempts: list[int] = field(default_factory=list)
+    __slots__ = ("state", "live", "routing", "now", "trail", "seen", "incoming_hops", "attempts")
+
+    def __init__(self, state: PolicyState, live: LiveView, routing: RoutingSnapshot, now: Instant,
+                 trail: list[str] | None = None, seen: set[str] | None = None, incoming_hops: int = 0) -> None:
+        self.state = state
+        self.live = live
+        self.routing = routing
+        self.now = now
+        self.trail: list[str] = [] if trail is None else trail
+        self.seen: set[str] = set() if seen is None else seen
+        self.incoming_hops = incoming_hops
+        self.attempts: list[int] = []
 
 
 def decide(
@@ -184,15 +192,14 @@ def decide(
     reached us (incoming Diversion / History-Info); ``incoming_hops`` how many
     forwards those headers count.
     """
-    ctx = _Ctx(state, live, routing, now)
-    ctx.seen.update(diverted)
-    ctx.incoming_hops = max(incoming_hops, len(diverted))
+    ctx = _Ctx(state, live, routing, now, None, set(diverted), max(incoming_hops, len(diverted)))
     if diverted:
         ctx.trail.append(f"incoming diversions: {', '.join(diverted)}")
     if isinstance(caller, FromTrunk):
         ctx.trail.append(f"caller: trunk {caller.trunk.name}")
     else:
-        ctx.trail.append(f"caller: line {caller.line.number} authenticated")
+        lp = state.lines.get(caller.line.line_id)
+        ctx.trail.append(lp.caller_text if lp is not None else f"caller: line {caller.line.number} authenticated")
     return _call(ctx, caller, number, (), None)
 
 
@@ -231,7 +238,7 @@ def _call(ctx: _Ctx, caller: Caller, number: Normalised, hops: tuple[Hop, ...], 
     tag = "" if forwarder is None else f"forwarder {forwarder.number}: "
     billed = caller.line.line_id if isinstance(caller, FromLine) else None
     shown = number.e164 or number.national or number.dialled
-    trail.append(f"{tag}number {shown}: {number.number_class.value}")
+    trail.append(f"{tag}number {shown}: {number.number_class._value_}")
 
     # 1. Emergency.
     if number.number_class is NumberClass.EMERGENCY:
@@ -288,7 +295,7 @@ def _caller_checks(
             trail.append(text)
             return cause, text, None
     else:
-        trail.append(f"{tag}suspension: none")
+        trail.append(f"{tag}suspension: none" if tag else "suspension: none")
 
     # 3. Fraud guard.
     limits = customer.limits if customer is not None else state.config.default_limits
@@ -306,7 +313,7 @@ def _caller_checks(
                     f"limit {limits.calls_per_customer}: refused")
             trail.append(text)
             return Cause.CALL_LIMIT, text, None
-    if category in ATTEMPT_CATEGORIES:
+    if category is BarringCategory.INTERNATIONAL or category is BarringCategory.PREMIUM:  # ATTEMPT_CATEGORIES
         tripped = _attempts(ctx, line, limits)
         if tripped is not None:
             text = f"{tag}fraud guard: more than {tripped}: refused, customer suspended"
@@ -316,21 +323,26 @@ def _caller_checks(
                 trip = FraudTrip(customer.customer_id, line.line_id, line.number, tripped)
             return Cause.FRAUD, text, trip
         ctx.attempts.append(line.line_id)
-    trail.append(f"{tag}fraud guard: ok")
+    trail.append(f"{tag}fraud guard: ok" if tag else "fraud guard: ok")
 
     # 4. Outgoing barring.
     line_barring = lp.barring if lp is not None else frozenset()
     customer_barring = customer.barring if customer is not None else frozenset()
     for scope, barred in (("line", line_barring), ("customer", customer_barring)):
+        if not barred:
+            continue
         if BarringCategory.ALL_OUTGOING in barred:
             text = f"{tag}barring: all outgoing calls barred ({scope}): refused"
             trail.append(text)
             return Cause.BARRED_ALL_OUTGOING, text, None
         if category is not None and category in barred:
-            text = f"{tag}barring: {category.value} barred ({scope}): refused"
+            text = f"{tag}barring: {category._value_} barred ({scope}): refused"
             trail.append(text)
             return _BARRED[category], text, None
-    trail.append(f"{tag}barring: {category.value if category else number.number_class.value} not barred")
+    if tag:
+        trail.append(f"{tag}barring: {category._value_ if category else number.number_class._value_} not barred")
+    else:
+        trail.append(_NOT_BARRED[category._value_] if category is not None else _CLASS_NOT_BARRED[number.number_class._value_])
     return None
 
 
@@ -350,7 +362,7 @@ def _onnet(ctx: _Ctx, decision: OnNet, number: Normalised, hops: tuple[Hop, ...]
     trail = ctx.trail
     line = decision.line
     lp = ctx.state.lines.get(line.line_id)
-    trail.append(f"{tag}destination: on-net line {line.number}")
+    trail.append(f"{tag}destination: on-net line {line.number}" if tag or lp is None else lp.dest_text)
     if not hops and line.number in ctx.seen:
         trail.append(f"forward loop: {line.number} already diverted this call before it reached us")
         return Refuse(Cause.FORWARD_LOOP, tuple(trail), hops, 0, None, billed)
@@ -358,39 +370,34 @@ def _onnet(ctx: _Ctx, decision: OnNet, number: Normalised, hops: tuple[Hop, ...]
     if lp is None:
         return Route(decision, tuple(trail), number, hops, billed, tuple(ctx.attempts))
     customer = ctx.state.customers.get(lp.customer_id)
-    hard = [s for s in lp.suspensions + (customer.suspensions if customer else ()) if s.level is SuspensionLevel.HARD]
-    if hard:
-        trail.append(f"callee {line.number}: hard suspension #{hard[0].id} ({hard[0].reason.value}): incoming refused")
+    hard = lp.hard or (customer.hard if customer is not None else None)
+    if hard is not None:
+        trail.append(f"callee {line.number}: hard suspension #{hard.id} ({hard.reason.value}): incoming refused")
         return Refuse(Cause.CALLEE_SUSPENDED, tuple(trail), hops, 0, None, billed)
-    forwards = lp.forwards
-    if ForwardKind.UNCONDITIONAL in forwards:
-        return _forward(ctx, line, lp, ForwardKind.UNCONDITIONAL, forwards[ForwardKind.UNCONDITIONAL].target, hops)
-    if ForwardKind.UNREACHABLE in forwards:
+    if lp.cfu is not None:
+        return _forward(ctx, line, lp, ForwardKind.UNCONDITIONAL, lp.cfu, hops)
+    if lp.cfnrc is not None:
         reach = ctx.live.reach(line.line_id)
         if reach is not Reach.REACHABLE:
             trail.append(f"callee {line.number}: {reach.value.replace('_', ' ')}")
-            return _forward(ctx, line, lp, ForwardKind.UNREACHABLE, forwards[ForwardKind.UNREACHABLE].target, hops)
-    limits = ctx.state.limits_for(lp.customer_id)
+            return _forward(ctx, line, lp, ForwardKind.UNREACHABLE, lp.cfnrc, hops)
+    limits = customer.limits if customer is not None else ctx.state.config.default_limits
     busy = ctx.live.calls_on_line.get(line.line_id, 0) >= limits.calls_per_line
     if busy:
         trail.append(f"callee {line.number}: {limits.calls_per_line} calls in progress: busy")
-        if ForwardKind.BUSY in forwards:
-            return _forward(ctx, line, lp, ForwardKind.BUSY, forwards[ForwardKind.BUSY].target, hops)
+        if lp.cfb is not None:
+            return _forward(ctx, line, lp, ForwardKind.BUSY, lp.cfb, hops)
         return Refuse(Cause.BUSY, tuple(trail), hops, 0, None, billed)
-    pending = frozenset(k for k in CONDITIONAL_KINDS if k in forwards)
-    ring_time: float | None = None
-    rule = forwards.get(ForwardKind.NO_ANSWER)
-    if rule is not None:
-        ring_time = float(rule.timeout_s or 20)
+    pending = lp.pending
     if pending:
-        trail.append(f"callee {line.number}: rings; forwards on {', '.join(sorted(k.value for k in pending))}")
-    return Route(decision, tuple(trail), number, hops, billed, tuple(ctx.attempts), pending, ring_time, frozenset(ctx.seen))
+        trail.append(lp.pending_text)
+    return Route(decision, tuple(trail), number, hops, billed, tuple(ctx.attempts), pending, lp.ring_time, frozenset(ctx.seen))
 
 
 def _forward(ctx: _Ctx, line: LineInfo, lp: LinePolicy, kind: ForwardKind, target: str, hops: tuple[Hop, ...]) -> Decision:
     """Step 6: forward ``line``'s call to ``target``, decided again as a call from that line."""
     trail = ctx.trail
-    number = normalise(target, ctx.routing.country_code)
+    number = _target(target, ctx.routing.country_code)
     to = number.e164 or number.national or target
     hop = Hop(line.number, to, kind, line.line_id)
     chain = hops + (hop,)
@@ -409,6 +416,12 @@ def _forward(ctx: _Ctx, line: LineInfo, lp: LinePolicy, kind: ForwardKind, targe
         return Refuse(Cause.FORWARD_NOT_ALLOWED, tuple(trail), chain, 0, None, line.line_id)
     ctx.seen.add(to)
     return _call(ctx, FromLine(line), number, chain, lp)
+
+
+@functools.lru_cache(maxsize=65536)
+def _target(target: str, country_code: str) -> Normalised:
+    """A forward target, normalised (the same few thousand targets, every call: cached)."""
+    return normalise(target, country_code)
 
 
 def _is_line(ctx: _Ctx, number: Normalised) -> bool:
@@ -437,3 +450,7 @@ _BARRED: dict[BarringCategory, Cause] = {
     BarringCategory.ALL_OUTGOING: Cause.BARRED_ALL_OUTGOING,
 }
 assert set(_BARRED) == set(BarringCategory), "every barring category needs a cause"
+assert ATTEMPT_CATEGORIES == {BarringCategory.INTERNATIONAL, BarringCategory.PREMIUM}, "the fraud guard's inline check"
+# Keyed by the enum's value: an enum member's hash is a Python-level call.
+_NOT_BARRED = {c.value: f"barring: {c.value} not barred" for c in BarringCategory}
+_CLASS_NOT_BARRED = {c.value: f"barring: {c.value} not barred" for c in NumberClass}

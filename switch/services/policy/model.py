@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_RING_TIME_S = 20
+_CONDITIONAL = (ForwardKind.BUSY, ForwardKind.NO_ANSWER, ForwardKind.UNREACHABLE)
 RING_TIME_RANGE = (5, 120)
 #: Classes a line may forward to unless the operator allows more (on-net lines are FIXED).
 DEFAULT_FORWARD_CLASSES: frozenset[NumberClass] = frozenset({NumberClass.FIXED, NumberClass.MOBILE})
@@ -107,6 +108,36 @@ class LinePolicy:
     forwards: Mapping[ForwardKind, ForwardRule] = field(default_factory=dict)
     suspensions: tuple[ActiveSuspension, ...] = ()
     """Active suspensions of this line alone (the customer's are on ``CustomerPolicy``)."""
+    # Derived once here, not per call (the engine reads them on every INVITE to this line):
+    pending: frozenset[ForwardKind] = field(init=False, default=frozenset(), compare=False)
+    """Conditional forwards set (busy, no_answer, unreachable)."""
+    pending_text: str = field(init=False, default="", compare=False)
+    """The trail step for a call that rings here with forwards pending."""
+    ring_time: float | None = field(init=False, default=None, compare=False)
+    hard: ActiveSuspension | None = field(init=False, default=None, compare=False)
+    """The first hard suspension of the line itself, if any."""
+    cfu: str | None = field(init=False, default=None, compare=False)
+    cfb: str | None = field(init=False, default=None, compare=False)
+    cfnrc: str | None = field(init=False, default=None, compare=False)
+    """Targets of the unconditional, busy and unreachable forwards (enum-keyed lookups cost µs per call)."""
+
+    caller_text: str = field(init=False, default="", compare=False)
+    dest_text: str = field(init=False, default="", compare=False)
+    """Trail steps naming this line, built once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caller_text", f"caller: line {self.number} authenticated")
+        object.__setattr__(self, "dest_text", f"destination: on-net line {self.number}")
+        for attr, kind in (("cfu", ForwardKind.UNCONDITIONAL), ("cfb", ForwardKind.BUSY), ("cfnrc", ForwardKind.UNREACHABLE)):
+            rule = self.forwards.get(kind)
+            object.__setattr__(self, attr, None if rule is None else rule.target)
+        pending = frozenset(k for k in _CONDITIONAL if k in self.forwards)
+        object.__setattr__(self, "pending", pending)
+        kinds = ", ".join(sorted(k.value for k in pending))
+        object.__setattr__(self, "pending_text", f"callee {self.number}: rings; forwards on {kinds}" if pending else "")
+        rule = self.forwards.get(ForwardKind.NO_ANSWER)
+        object.__setattr__(self, "ring_time", None if rule is None else float(rule.timeout_s or DEFAULT_RING_TIME_S))
+        object.__setattr__(self, "hard", next((x for x in self.suspensions if x.level is SuspensionLevel.HARD), None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +148,11 @@ class CustomerPolicy:
     suspensions: tuple[ActiveSuspension, ...] = ()
     """Active customer-wide suspensions."""
     limits: FraudLimits = FraudLimits()
+    hard: ActiveSuspension | None = field(init=False, default=None, compare=False)
+    """The first hard customer-wide suspension, if any (derived)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hard", next((x for x in self.suspensions if x.level is SuspensionLevel.HARD), None))
 
 
 @dataclass(frozen=True, slots=True)
