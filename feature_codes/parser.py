@@ -157,6 +157,8 @@ def _unescape(text: str) -> str | None:
 
 def parse(user_part: str) -> ParseResult | None:
     """Parse a Request-URI user part; None when it is not a feature code at all (no ``*``/``#``)."""
+    if "*" not in user_part and "#" not in user_part and "%" not in user_part:
+        return None  # an ordinary number: the B2BUA asks for every line's INVITE
     text = user_part.split(";", 1)[0].strip()  # RFC 3966 parameters (";phone-context=…")
     unescaped = _unescape(text)
     if unescaped is None:

@@ -19,6 +19,7 @@ from feature_codes import CODES, CodePolicy, PolicyError
 from ..auth import PRINCIPAL, require
 from ..errors import problem
 from ..keys import SERVICES
+from .policy import actor_of
 
 routes = web.RouteTableDef()
 
@@ -84,10 +85,9 @@ async def put_feature_code(request: web.Request) -> web.StreamResponse:
         return problem(422, "announcement must be a prompt key or null", field="announcement")
     if not isinstance(description, str):
         return problem(422, "description must be a string", field="description")
-    principal = request[PRINCIPAL]
-    actor = f"operator:token-{principal.token_id}" if principal.token_id is not None else "operator"
     try:
-        stored = await star_codes.set_policy(CodePolicy(code, enabled, announcement, description), actor)
+        stored = await star_codes.set_policy(CodePolicy(code, enabled, announcement, description),
+                                             actor_of(request[PRINCIPAL]))
     except PolicyError as exc:
         return problem(422, exc.message, field=exc.field, code=exc.code)
     return web.json_response(_as_json(stored, DEFAULT_POLICIES[code]))
