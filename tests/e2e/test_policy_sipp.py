@@ -347,6 +347,10 @@ def test_a_forward_loop_and_a_chain_over_the_hop_cap_are_refused(w: World) -> No
     refused(r, 482, "forward_loop")
     rows = w.cdrs(r, 3)
     assert [c["to"] for c in chain(rows[-1])] == ["+4722100118", "+4722100117"]
+    # A→B→A: the callee forwards back to the caller.
+    w.ok("PUT", "/api/v1/lines/22100114/forwarding/unconditional", {"target": CALLER})
+    r = w.call(CALLER, "22100114")
+    refused(r, 482, "forward_loop")
     chain_lines = CUSTOMERS["C3003"]
     for a, b in zip(chain_lines, chain_lines[1:]):
         w.ok("PUT", f"/api/v1/lines/{a}/forwarding/unconditional", {"target": b})

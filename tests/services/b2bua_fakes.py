@@ -118,6 +118,7 @@ def make_call(
     emergency: bool = False,
     trying: Try | None = None,
     failing_factory: bool = False,
+    forward: Callable[..., object] | None = None,
 ) -> Harness:
     clock = FakeClock()
     a = FakeLeg("A")
@@ -150,6 +151,7 @@ def make_call(
         on_end=ended.append,
         reroute=reroute,
         emergency=emergency,
+        forward=forward,  # type: ignore[arg-type]
     )
     return Harness(call, a, clock, b_legs, ended)
 

@@ -34,7 +34,8 @@ Fixed order (the first step that says no wins, and the trail records each):
    suspension, fraud limits and barring apply and it is billed for the leg.
    A refusal there is ``forward_not_allowed`` (the trail says why). Before
    that, loop and hop checks: a number seen twice in the chain (including
-   numbers from the incoming Diversion/History-Info) is ``forward_loop``,
+   numbers from the incoming Diversion/History-Info, and the calling line
+   itself: A→B→A) is ``forward_loop``,
    more than ``hop_cap`` forwards is ``forward_hops``.
 
 Calls from carrier trunks skip steps 2-4 (the caller is not ours) and reach
@@ -200,6 +201,8 @@ def decide(
     else:
         lp = state.lines.get(caller.line.line_id)
         ctx.trail.append(lp.caller_text if lp is not None else f"caller: line {caller.line.number} authenticated")
+        # A→B→A: a forward back to the calling line is a loop too (it would ring the phone that is calling).
+        ctx.seen.add(caller.line.number)
     return _call(ctx, caller, number, (), None)
 
 
