@@ -45,7 +45,6 @@ from feature_codes import (
     FeatureRequest,
     InvalidCode,
     ParseResult,
-    PolicyError,
     validate,
 )
 from switch.media.catalogue import digit_keys
@@ -76,7 +75,6 @@ __all__ = [
     "actor_for",
     "spoken_number",
     "barred_category",
-    "policy_error_body",
 ]
 
 log = logging.getLogger("switch.star_codes")
@@ -273,8 +271,3 @@ class StarCodes:
             return Outcome(Cause.FORWARD_NOT_ALLOWED, ("forward_not_allowed",), str(exc))
         spoken = digit_keys(spoken_number(rule.target, self.country_code))
         return Outcome(Cause.FEATURE_CODE, ("fwd_on", *spoken), f"{kind.value} -> {rule.target}")
-
-
-def policy_error_body(exc: PolicyError) -> dict[str, str]:
-    """A 4xx body for the API: which field of which code is wrong, in words."""
-    return {"code": exc.code, "field": exc.field, "message": exc.message}
