@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from switch.store.engine import normalise_url
 from switch.store.rows import Binding, LampEventRow, LampRow, LineChange, QualifyRow
 
 __all__ = ["HotStore", "PostgresHotStore", "SqliteHotStore", "make_hot_store"]
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "line_id", "contact_uri", "received_host", "received_port", "transport", "expires_at", "call_id",
@@ -143,6 +146,10 @@ def _row(b: Binding, naive: bool) -> tuple[Any, ...]:
     )
 
 
+def _log_gone(n: int) -> None:
+    log.warning("bindings: %d change(s) of deleted lines left out of a batch", n)
+
+
 class SqliteHotStore:
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self._path = path
@@ -196,10 +203,30 @@ class SqliteHotStore:
         """Connect now, so a database we cannot write stops start-up instead of every REGISTER."""
         await asyncio.get_running_loop().run_in_executor(self._executor, lambda: self._connect().execute("SELECT 1 FROM bindings LIMIT 1"))
 
+    def _existing_lines(self, line_ids: list[int]) -> set[int]:
+        conn = self._connect()
+        found: set[int] = set()
+        for i in range(0, len(line_ids), 500):
+            chunk = line_ids[i : i + 500]
+            found.update(r[0] for r in conn.execute(f"SELECT id FROM lines WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return found
+
+    def _write_checked(self, changes: list[tuple[int, list[str]]], rows: list[tuple[Any, ...]]) -> None:
+        try:
+            self._write(changes, rows)
+        except sqlite3.IntegrityError:
+            alive = self._existing_lines([line_id for line_id, _ in changes])
+            if len(alive) == len({line_id for line_id, _ in changes}):
+                raise  # not a deleted line: the batch's own fault
+            _log_gone(len(changes) - sum(1 for line_id, _ in changes if line_id in alive))
+            self._write([c for c in changes if c[0] in alive], [r for r in rows if r[0] in alive])
+
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
+        """Store each line's new binding set in one transaction. Lines deleted meanwhile are
+        left out (one stale line must not fail everyone's REGISTER)."""
         keep = [(c.line_id, [b.contact for b in c.bindings]) for c in changes]
         rows = [_row(b, True) for c in changes for b in c.bindings]
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, keep, rows)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write_checked, keep, rows)
 
     def _write_qualify(self, rows: list[QualifyRow]) -> None:
         conn = self._connect()
@@ -335,7 +362,23 @@ class PostgresHotStore:
                 await conn.executemany(sql, values)
 
     async def replace_bindings(self, changes: Sequence[LineChange]) -> None:
+        """Store each line's new binding set in one transaction. Lines deleted meanwhile are
+        left out (one stale line must not fail everyone's REGISTER)."""
+        import asyncpg
+
         pool = await self._acquire_pool()
+        try:
+            await self._replace(pool, changes)
+        except asyncpg.ForeignKeyViolationError:
+            line_ids = list({c.line_id for c in changes})
+            async with pool.acquire() as conn:
+                alive = {r[0] for r in await conn.fetch("SELECT id FROM lines WHERE id = ANY($1::int[])", line_ids)}
+            if len(alive) == len(line_ids):
+                raise
+            _log_gone(sum(1 for c in changes if c.line_id not in alive))
+            await self._replace(pool, [c for c in changes if c.line_id in alive])
+
+    async def _replace(self, pool: Any, changes: Sequence[LineChange]) -> None:
         line_ids = [c.line_id for c in changes]
         kept = [(c.line_id, b.contact) for c in changes for b in c.bindings]
         rows = [_row(b, False) for c in changes for b in c.bindings]

@@ -9,6 +9,7 @@ bursts (a whole street loses power) and must never slow the registrar.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 from sqlalchemy import select
@@ -20,6 +21,8 @@ from switch.store.hot_store import HotStore
 from switch.store.rows import LampEventRow, LampRow
 
 __all__ = ["LampChangeRows", "LampWriter", "list_lamp_events", "load_config_fetch_times", "load_lamps"]
+
+log = logging.getLogger(__name__)
 
 #: One lamp change: the lamp's state after it and the event that records it.
 LampChangeRows = tuple[LampRow, LampEventRow]
@@ -34,22 +37,47 @@ def _text(v: object) -> str:
 
 
 class LampWriter:
-    """Group-commits lamp changes through the raw-driver store (one transaction per burst)."""
+    """Group-commits lamp changes through the raw-driver store (one transaction per burst).
 
-    def __init__(self, store: HotStore, *, window: float = 0.05) -> None:
+    A batch the database refuses (an outage) is kept and written with the next one, or
+    by ``close``; beyond ``max_pending`` changes the oldest are dropped, with an error
+    in the log: the current lamps are in memory, only history would be missing.
+    """
+
+    def __init__(self, store: HotStore, *, window: float = 0.05, max_pending: int = 100_000) -> None:
         self._store = store
+        self._max_pending = max_pending
+        self._pending: list[LampChangeRows] = []
         self._committer: GroupCommitter[list[LampChangeRows]] = GroupCommitter(self._write, window=window)
         self._committer.start()
 
+    @property
+    def pending(self) -> int:
+        """Changes waiting for the database to come back."""
+        return len(self._pending)
+
     async def _write(self, batches: list[list[LampChangeRows]]) -> None:
-        changes = [c for b in batches for c in b]
-        await self._store.write_lamps([s for s, _ in changes], [e for _, e in changes])
+        changes, self._pending = self._pending + [c for b in batches for c in b], []
+        try:
+            await self._store.write_lamps([s for s, _ in changes], [e for _, e in changes])
+        except BaseException:
+            if len(changes) > self._max_pending:
+                log.error("lamp history: %d changes dropped while the database is down",
+                          len(changes) - self._max_pending)
+                changes = changes[-self._max_pending:]
+            self._pending = changes
+            raise
 
     def submit(self, changes: list[LampChangeRows]) -> None:
         self._committer.submit(changes, lambda exc: None)
 
     async def close(self) -> None:
         await self._committer.close()
+        if self._pending:
+            try:
+                await self._write([])
+            except Exception:  # noqa: BLE001 - the database is still down: say what is lost
+                log.error("lamp history: %d changes not written (database unavailable at shutdown)", len(self._pending))
 
 
 async def load_lamps(session_factory: SessionFactory) -> list[LampRow]:

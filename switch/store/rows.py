@@ -19,8 +19,10 @@ writer and the readers convert to and from the columns' UTC timestamps.
 
 Call records are rows of ``call_records`` built in one place
 (``switch.services.cdr.cdr_row``, a dict keyed by column name so that rating can
-add its columns and the spill file can hold them as JSON), written by
-``HotStore.insert_call_records`` and read by ``repo_calls``.
+add its price columns and the spill file can hold them as JSON) and written by
+``HotStore.insert_call_records`` only. Their readers are queries for a purpose
+(the calls API, invoices, period totals, re-rating), each selecting what it needs
+from the ``CallRecord`` table definition; none of them writes a call record.
 """
 
 from __future__ import annotations

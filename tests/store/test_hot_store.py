@@ -8,17 +8,18 @@ its history with it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from switch.services.adapter_status import Lamp, Reachability, lamp_rows
 from switch.services.location import LocationService
 from switch.store import models as m
 from switch.store.crypto import SecretBox
-from switch.store.engine import SessionFactory
+from switch.store.engine import SessionFactory, write_session
 from switch.store.hot_store import HotStore, make_hot_store
 from switch.store.lamp_history import LampWriter, list_lamp_events, load_lamps
 from switch.store.repo_adapters import create_adapter
@@ -254,3 +255,59 @@ async def test_lamp_and_ping_history_writes_fail_loudly_in_an_outage(
         assert len(await load_bindings(migrated_db.session_factory)) == 1
     finally:
         await hot.close()
+
+
+async def test_lamp_changes_refused_in_an_outage_are_written_afterwards(
+    migrated_db: MigratedDb, secret_box: SecretBox
+) -> None:
+    sf = migrated_db.session_factory
+    aid = (await create_adapter(sf, "000e08abcd01", "spa112", secret_box)).adapter_id
+    hot = make_hot_store(migrated_db.url, busy_timeout=SQLITE_BUSY_TIMEOUT)
+    await hot.open()
+    writer = LampWriter(hot, window=0.0)
+    try:
+        ok, off = Lamp("ok", "registered", NOW), Lamp("off", "registration expired", NOW + 60)
+        async with outage(migrated_db.url):
+            writer.submit(lamp_rows([(aid, "tel1", None, ok)], now=NOW))
+            for _ in range(500):
+                if writer.pending:
+                    break
+                await asyncio.sleep(0.01)
+            assert writer.pending == 1
+        writer.submit(lamp_rows([(aid, "tel1", ok, off)], now=NOW + 60))  # goes in with the refused one
+        for _ in range(500):
+            if not writer.pending and len(await list_lamp_events(sf, aid)) == 2:
+                break
+            await asyncio.sleep(0.01)
+        # refused at shutdown's eve, written by close()
+        async with outage(migrated_db.url):
+            writer.submit(lamp_rows([(aid, "pwr", None, Lamp("ok", "config fetched", NOW + 90))], now=NOW + 90))
+            for _ in range(500):
+                if writer.pending:
+                    break
+                await asyncio.sleep(0.01)
+            assert writer.pending == 1
+    finally:
+        await writer.close()
+        await hot.close()
+    assert [(e.lamp, e.new_state) for e in await list_lamp_events(sf, aid)] == [
+        ("PWR", "ok"), ("Tel1", "off"), ("Tel1", "ok"),
+    ]
+    assert {r.lamp: r.state for r in await load_lamps(sf)} == {"Tel1": "off", "PWR": "ok"}
+
+
+async def test_a_deleted_line_does_not_fail_the_other_lines_of_its_batch(
+    store: HotStore, migrated_db: MigratedDb, two_lines: tuple[int, int]
+) -> None:
+    """An operator deletes a line while its adapter re-registers: that line's change is left
+    out, everyone else's REGISTER in the same group commit is stored."""
+    a, b = two_lines
+    async with write_session(migrated_db.session_factory) as s:
+        await s.execute(delete(m.Line).where(m.Line.id == b))
+    await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x")]), LineChange(b, [binding(b, "sip:b@x")])])
+    assert set(await rows(migrated_db)) == {(a, "sip:a@x")}
+    # a batch's own fault (here a NULL Call-ID) still fails it, and stores nothing of it
+    broken = dataclasses.replace(binding(a, "sip:a2@x"), call_id=None)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="(?i)null"):
+        await store.replace_bindings([LineChange(a, [binding(a, "sip:a@x", cseq=9), broken])])
+    assert (await rows(migrated_db))[(a, "sip:a@x")][1] == 1
