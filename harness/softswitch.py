@@ -278,7 +278,12 @@ class SwitchProcess:
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Ready = answers an OPTIONS over UDP and the HTTP server answers anything."""
+        """Ready = answers an OPTIONS over UDP with 200 and the HTTP server answers anything.
+
+        Not just any answer: while start-up work still holds the event loop, the overload
+        shedding answers 503 to requests that waited in the socket queue, and a test that
+        began then would see its first unauthenticated REGISTER shed too.
+        """
         timeout = self.start_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         sip_ok = http_ok = False
@@ -289,7 +294,10 @@ class SwitchProcess:
                     f"softswitch exited with {self.proc.returncode} during start-up\n{self.log_text(20_000)}"
                 )
             if not sip_ok:
-                sip_ok = sip_options_udp(self.sip_port, timeout=0.3) is not None
+                answer = sip_options_udp(self.sip_port, timeout=0.3)
+                sip_ok = answer is not None and answer.startswith(b"SIP/2.0 200 ")
+                if answer is not None and not sip_ok:
+                    time.sleep(0.05)  # answered but shedding: give the loop room instead of queueing probes
             if sip_ok and not http_ok:
                 try:
                     http_get_json(self.http_url + "/", timeout=1.0)
