@@ -25,6 +25,12 @@ Every star-code call ends in one CDR like any refused call (the manager's
 ``on_end``). The prompts are played by the A-leg's announcer when one is
 installed; without it the caller gets the final response alone.
 
+Changes are bounded per line (``max_changes`` per ``change_window`` seconds,
+default 10 a minute): a looping adapter or a stolen password cannot turn
+star codes into a stream of database writes and audit rows; past the limit
+the code is refused (``service_not_available``) and nothing is written.
+Status read-outs are not counted.
+
 The policies live in memory: loaded at start, replaced at once by
 :meth:`StarCodes.set_policy` (the API), and reloaded within
 ``reload_interval`` seconds when another process changes the table.
@@ -34,7 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -149,6 +157,9 @@ class StarCodes:
         *,
         country_code: str = "47",
         reload_interval: float = 5.0,
+        max_changes: int = 10,
+        change_window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sf = session_factory
         self.forwarding = forwarding
@@ -159,6 +170,10 @@ class StarCodes:
         self._version = 0
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self.max_changes = max_changes
+        self.change_window = change_window
+        self.clock = clock
+        self._changes: dict[int, deque[float]] = {}
 
     # -- policy ---------------------------------------------------------------------------
     async def load(self) -> None:
@@ -241,6 +256,8 @@ class StarCodes:
         if not policy.enabled:
             return Outcome(Cause.FEATURE_CODE_REFUSED, (policy.prompt,), f"{parsed.key} refused by policy")
         actor = actor_for(line)
+        if parsed.action is not Action.STATUS and not self._may_change(line.line_id):
+            return Outcome(Cause.FEATURE_CODE_REFUSED, ("service_not_available",), "too many changes")
         if parsed.action is Action.CANCEL_ALL:
             removed = await self.forwarding.clear_forwarding(line.line_id, None, actor)
             return Outcome(Cause.FEATURE_CODE, ("fwd_all_off",), f"cleared {removed}")
@@ -257,6 +274,19 @@ class StarCodes:
             spoken = digit_keys(spoken_number(rule.target, self.country_code))
             return Outcome(Cause.FEATURE_CODE, ("fwd_status_on", *spoken), f"{kind.value}: {rule.target}")
         return await self._activate(line, parsed, kind, actor)
+
+    def _may_change(self, line_id: int) -> bool:
+        """Count one change for the line; False past ``max_changes`` in the last ``change_window`` s."""
+        now = self.clock()
+        recent = self._changes.setdefault(line_id, deque())
+        while recent and recent[0] <= now - self.change_window:
+            recent.popleft()
+        if len(recent) >= self.max_changes:
+            return False
+        recent.append(now)
+        if len(self._changes) > 10_000:  # forget lines that have been quiet for a window
+            self._changes = {k: v for k, v in self._changes.items() if v and v[-1] > now - self.change_window}
+        return True
 
     async def _activate(self, line: LineInfo, parsed: FeatureRequest, kind: ForwardKind, actor: str) -> Outcome:
         assert parsed.target is not None

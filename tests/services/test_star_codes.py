@@ -188,3 +188,25 @@ def test_spoken_number() -> None:
     assert spoken_number("+4722000002") == "22000002"
     assert spoken_number("+46812345678") == "0046812345678"
     assert spoken_number("02800") == "02800"
+
+
+async def test_changes_per_line_are_bounded_and_status_is_not_counted(world: World) -> None:
+    now = [1000.0]
+    limited = StarCodes(world.db.session_factory, world.policy, reload_interval=0, max_changes=3, change_window=60.0,
+                        clock=lambda: now[0])
+    await limited.load()
+    line = world.kari
+    for _ in range(3):
+        assert (await limited.execute(line, parse("#21#"))).cause is Cause.FEATURE_CODE  # type: ignore[arg-type]
+    for _ in range(5):
+        assert (await limited.execute(line, parse("*#21#"))).cause is Cause.FEATURE_CODE  # type: ignore[arg-type]
+    refused = await limited.execute(line, parse("##002#"))  # type: ignore[arg-type]
+    assert (refused.cause, refused.prompts) == (Cause.FEATURE_CODE_REFUSED, ("service_not_available",))
+    await allow_activation(world, "*21*")
+    await limited.load()
+    refused = await limited.execute(line, parse("*21*22000002#"))  # type: ignore[arg-type]
+    assert refused.cause is Cause.FEATURE_CODE_REFUSED and await world.rules() == {}  # nothing written
+    assert (await world.dial("*21*22000002#"))[0] is Cause.FEATURE_CODE  # another StarCodes, its own count
+    now[0] += 60.0  # a minute later the line may change again
+    assert (await limited.execute(line, parse("##002#"))).cause is Cause.FEATURE_CODE  # type: ignore[arg-type]
+    assert await world.rules() == {}
