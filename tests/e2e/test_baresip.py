@@ -267,6 +267,10 @@ def test_baresip_calls_a_carrier_and_hears_its_own_words_echoed(
     assert closed["param"] == "end of file", closed  # A's sentence ended: A hung up (BYE)
     c = carrier.wait(timeout=10)
     assert c.ok, c.describe()  # INVITE, ACK, BYE, as scripted, and nothing else
+    # baresip's own digest client answered the switch's 407 (its SIP trace, baresip -s)
+    trace = a.log_text()
+    assert re.search(r"SIP/2\.0 407 .*\n(?:.*\n)*?Proxy-Authenticate: Digest [^\n]*algorithm=MD5", trace), trace[-4000:]
+    assert re.search(r"Proxy-Authorization: Digest [^\n]*username=\"" + line.number, trace), trace[-4000:]
 
     (invite,) = requests(c.received(), "INVITE")
     assert invite.startswith(f"INVITE sip:+47{MOBILE}@{CARRIER[0]}:{CARRIER[1]} SIP/2.0"), invite.splitlines()[0]
