@@ -27,6 +27,7 @@ __all__ = [
     "InvoiceLine",
     "LineAccount",
     "TariffConflict",
+    "active_credit_suspensions",
     "add_totals",
     "credit_limit_of",
     "set_credit_limit",
@@ -395,3 +396,16 @@ async def set_credit_limit(sf: SessionFactory, customer_id: int, limit_ore: int 
 async def credit_limit_of(sf: SessionFactory, customer_id: int) -> int | None:
     async with sf() as session:
         return (await session.execute(select(Customer.credit_limit_ore).where(Customer.id == customer_id))).scalar()
+
+
+async def active_credit_suspensions(sf: SessionFactory) -> list[tuple[int, int]]:
+    """(suspension id, customer id) of every credit-limit suspension not yet lifted."""
+    from .models import Suspension, SuspensionReason
+
+    async with sf() as session:
+        rows = await session.execute(
+            select(Suspension.id, Suspension.customer_id).where(
+                Suspension.reason == SuspensionReason.CREDIT_LIMIT, Suspension.lifted_at.is_(None)
+            )
+        )
+        return [(int(i), int(c)) for i, c in rows]

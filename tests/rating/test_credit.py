@@ -116,7 +116,7 @@ async def test_a_suspension_left_from_before_a_restart_is_lifted_when_no_longer_
     service, credit, policy, customer_id, _line_id, _wall = await _setup(migrated_db, secret_box, limit=200)
     await policy.suspend(customer_id, None, SuspensionLevel.SOFT, SuspensionReason.CREDIT_LIMIT, "old", "system:credit_limit")
     await policy.suspend(customer_id, None, SuspensionLevel.SOFT, SuspensionReason.UNPAID, "unpaid", "operator:kari")
-    await credit.adopt_existing()
+    await credit.adopt_existing(migrated_db.session_factory)
     reasons = {s.reason for s in policy.active_suspensions(customer_id)}
     assert reasons == {SuspensionReason.UNPAID}  # only our own kind is touched
 
@@ -183,3 +183,13 @@ def test_emergency_calls_and_customers_without_a_limit_are_never_cut() -> None:
     h = _answered_call(credit, "+46812345678")
     h.clock.advance(3599)
     assert h.call.state is CallState.CONNECTED and credit.cuts_armed == 0
+
+
+async def test_a_batch_retried_after_an_outage_is_priced_and_counted_once() -> None:
+    service, credit = _rating(limit=10**6)
+    row = {"call_id": "r", "calling_line_id": 1, "normalised": "+46812345678", "number_class": None,
+           "duration_s": 61, "setup_at": datetime.fromtimestamp(1_700_001_000.0, UTC)}
+    rows = [row]
+    await service.rate_rows(rows)
+    await service.rate_rows(rows)  # the CdrWriter's retry hands the same rows in again
+    assert (row["charge_ore"], credit.totals[7], service.rated) == (241, 241, 1)

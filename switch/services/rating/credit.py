@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from switch.store.engine import SessionFactory
 from switch.store.models import SuspensionLevel, SuspensionReason
+from switch.store.repo_billing import active_credit_suspensions
 
 from ..b2bua.causes import Cause
 from .periods import MonthlyPeriods
@@ -156,20 +158,19 @@ class CreditControl:
                 self.suspended.discard(customer_id)
                 self._spawn(self._lift(customer_id, "credit limit raised" if limit is not None else "credit limit removed"))
 
-    async def adopt_existing(self) -> None:
-        """At start: take over credit-limit suspensions made before a restart, lift those no longer due."""
+    async def adopt_existing(self, sf: SessionFactory) -> None:
+        """At start: take over credit-limit suspensions made before a restart, lift those no longer due
+        (the month rolled over or the limit was raised while the switch was down)."""
         policy = self.suspender()
         if policy is None:
             return
         limits = self._limits()
-        for customer_id, limit in limits.items():
-            for s in policy.active_suspensions(customer_id):
-                if s.reason is not SuspensionReason.CREDIT_LIMIT:
-                    continue
-                if limit is not None and self.totals.get(customer_id, 0) >= limit:
-                    self.suspended.add(customer_id)
-                else:
-                    await policy.lift(s.id, "credit limit no longer exceeded (new period or limit raised)", ACTOR)
+        for suspension_id, customer_id in await active_credit_suspensions(sf):
+            limit = limits.get(customer_id)
+            if limit is not None and self.totals.get(customer_id, 0) >= limit:
+                self.suspended.add(customer_id)
+            else:
+                await policy.lift(suspension_id, "credit limit no longer exceeded (new period or limit raised)", ACTOR)
 
     # -- suspension -------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -186,6 +187,7 @@ class CreditControl:
         if policy is None:
             log.warning("customer %d passed the credit limit (%d of %d øre) but no policy service runs to suspend",
                         customer_id, total, limit)
+            self.suspended.discard(customer_id)  # try again with the next priced call
             return
         try:
             if any(s.reason is SuspensionReason.CREDIT_LIMIT and s.line_id is None

@@ -117,7 +117,7 @@ class RatingService:
                             totals[cid] = totals.get(cid, 0) + ore
                     credit.load_totals(totals)
                     if not adopted and credit.suspender() is not None:
-                        await credit.adopt_existing()
+                        await credit.adopt_existing(self._sf)
                         adopted = True
             except Exception:  # noqa: BLE001 - keep rating with what we have
                 log.exception("reloading tariffs, billing accounts and totals failed")
@@ -224,7 +224,8 @@ class RatingService:
                 except Exception:  # noqa: BLE001 - rate with what we have
                     log.exception("reloading billing accounts failed")
         for row in rows:
-            self.rate_row(row)
+            if "tariff_version" not in row:  # a row retried after a database outage is priced (and counted) once
+                self.rate_row(row)
 
     # -- totals in the database ------------------------------------------------------------
     def wrap_write(self, write: Callable[[Rows], Awaitable[None]]) -> Callable[[Rows], Awaitable[None]]:
