@@ -8,10 +8,12 @@ the suite's own session (and its skip policy) out of it.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,19 @@ def test_the_suite_runs_under_the_policy(request: pytest.FixtureRequest) -> None
         assert path.exists(), f"allow-list entry for a file that is gone: {nodeid}"
         assert entry.reason_contains in path.read_text(), f"{nodeid} no longer skips with {entry.reason_contains!r}"
         assert entry.why.strip(), nodeid
+
+
+def test_nothing_drops_tests_from_collection_instead() -> None:
+    """The other way round the policy: tests left out before they could skip (CI runs them all)."""
+    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    addopts = " ".join(ini.get("addopts", [])) if isinstance(ini.get("addopts"), list) else ini.get("addopts", "")
+    for flag in ("--ignore", "--deselect", "-m ", "-k ", "--co", "-p no:"):
+        assert flag not in f"{addopts} ", f"pyproject addopts leave tests out: {addopts!r}"
+    assert ini.get("testpaths") == ["tests"]
+    for conftest in sorted((ROOT / "tests").rglob("conftest*.py")):
+        tree = ast.parse(conftest.read_text())
+        names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets
+                 if isinstance(t, ast.Name)}
+        hooks = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+        assert not names & {"collect_ignore", "collect_ignore_glob"}, conftest
+        assert not hooks & {"pytest_ignore_collect", "pytest_collection_modifyitems", "pytest_deselected"}, conftest
