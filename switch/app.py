@@ -135,9 +135,11 @@ async def start(settings: Settings) -> Services:
         block_seconds=settings.auth_block_seconds,
         source_fail_threshold=settings.source_fail_threshold,
         md5_only_agents=settings.md5_only_agents,
+        sha256_first_agents=settings.sha256_first_agents,
     )
     domains = settings.local_domains()
     auth.served = lambda uri: uri.host.lower() in domains or uri.hostport.lower() in domains
+    auth.registered_from = location.sources_of
     registrar = Registrar(
         config=RegistrarConfig(
             domains=frozenset(domains),

@@ -61,6 +61,10 @@ class Settings:
     md5_only_agents: str = (
         r"^(Cisco/SPA|Linksys/|Sipura/|Grandstream HT|OBIHAI/|Obihai/|sipp|baresip)"
     )
+    #: User-Agents (regex) known to skip a challenge whose algorithm they lack and use the
+    #: next one (RFC 8760 §2.4): only they get SHA-256 first. Everyone else, including an
+    #: agent with no User-Agent header, gets MD5 first and SHA-256 after it.
+    sha256_first_agents: str = r"^(Linphone|linphone|Asterisk PBX|FreeSWITCH|MicroSIP|PJSUA|Kamailio)"
     #: Group commit: how long the registrar may wait to gather more bindings into one commit.
     commit_window: float = 0.002
     # reachability

@@ -66,6 +66,13 @@ class LocationService:
         now = self.clock()
         return [b for b in self._by_line.get(line_id, ()) if b.expires_at > now]
 
+    def sources_of(self, line: object) -> list[tuple[str, int]]:
+        """(host, port) every live binding of ``line`` (anything with a ``line_id``) was registered from."""
+        line_id = getattr(line, "line_id", None)
+        if not isinstance(line_id, int):
+            return []
+        return [(b.received_host, b.received_port) for b in self.bindings(line_id)]
+
     def all_lines(self) -> list[int]:
         return list(self._by_line)
 

@@ -109,7 +109,7 @@ class Registrar:
         ):
             raise RegistrarReject(403, "Domain Not Served")
         now = self.clock()
-        result = self.auth.check(req, host, now)
+        result = self.auth.check(req, host, now, port=port)
         if isinstance(result, AuthChallenge):
             resp = response_for(req, 401, to_tag=stateless_tag(req))
             for value in result.challenges:

@@ -12,9 +12,10 @@ import asyncio
 
 import pytest
 
-from switch.sip.message import Request, Response, new_branch, new_call_id, new_tag
+from switch.sip import digest
+from switch.sip.message import Request, Response, new_branch, new_call_id, new_tag, response_for
 
-from .test_calls_py import UA, StartSwitch, start_switch  # noqa: F401 - the fixture
+from .test_calls_py import ALICE, SDP_A, SDP_B, UA, Dlg, StartSwitch, dial, start_switch  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -104,3 +105,79 @@ async def test_an_invalid_ipv6_reference_in_the_request_uri_is_400(start_switch:
     net.alice.transport.sendto(_raw_invite(net.alice, ruri, ";rport"), net.alice.switch)
     got = await _collect(net.alice, 0.6)
     assert [m.status for m in got if isinstance(m, Response)] == [400]
+
+
+async def test_an_unknown_proxy_require_option_is_420_not_forwarded(start_switch: StartSwitch) -> None:
+    net = await start_switch()
+    call = net.alice.request("INVITE", "sip:22000002@127.0.0.1", to="sip:22000002@127.0.0.1", call_id=new_call_id(),
+                             from_tag=new_tag(), cseq=1, body=SDP_A, headers=(("Proxy-Require", "x-no-such-thing"),))
+    net.alice.send(call)
+    resp: Response = await net.alice.expect(420)
+    assert resp.headers.get("Unsupported") == "x-no-such-thing"
+    await net.bob.quiet("INVITE")
+
+
+async def _answered(net: object) -> tuple[object, Request, str]:
+    n = net  # an answered call alice -> bob; returns (alice's call, bob's INVITE, bob's tag)
+    call = await dial(n.alice, *ALICE, "22000002")  # type: ignore[attr-defined]
+    inv: Request = await n.bob.expect("INVITE")  # type: ignore[attr-defined]
+    tag = new_tag()
+    n.bob.answer(inv, 200, tag, SDP_B)  # type: ignore[attr-defined]
+    ok: Response = await n.alice.expect(200)  # type: ignore[attr-defined]
+    n.alice.send(call.ack_for(ok))  # type: ignore[attr-defined]
+    await n.bob.expect("ACK")  # type: ignore[attr-defined]
+    return call, inv, tag
+
+
+async def test_a_bye_from_elsewhere_or_with_the_wrong_from_tag_does_not_end_the_call(start_switch: StartSwitch) -> None:
+    net = await start_switch()
+    call, inv, bob_tag = await _answered(net)
+    bob_dialog = Dlg.as_callee(net.bob, inv, bob_tag)
+    # the same BYE bob would send, but from another address
+    forged = Dlg.as_callee(net.stray, inv, bob_tag).request("BYE")
+    forged.headers.set("Via", f"SIP/2.0/UDP {net.stray.host}:{net.stray.port};branch={new_branch()};rport")
+    net.stray.send(forged)
+    assert (await net.stray.expect(481)).status == 481
+    # from bob's address, with a From tag that is not the dialog's
+    wrong_tag = Dlg(net.bob, inv.call_id, "not-the-tag", inv.from_.tag or "", str(inv.to.uri), str(inv.from_.uri),
+                    str(inv.contacts[0].uri), 0).request("BYE")
+    net.bob.send(wrong_tag)
+    assert (await net.bob.expect(481)).status == 481
+    await net.alice.quiet("BYE", 0.5)
+    # the real one still ends it
+    net.bob.send(bob_dialog.request("BYE"))
+    await net.bob.expect(200)
+    bye: Request = await net.alice.expect("BYE")
+    net.alice.send(response_for(bye, 200))
+
+
+@pytest.mark.parametrize(
+    "content_type, body, status",
+    [
+        ("text/html", b"<script>alert(1)</script>", 415),
+        ("application/sdp", b"this is not sdp at all\r\n", 400),
+    ],
+)
+async def test_bodies_that_are_not_well_formed_sdp_are_not_relayed(
+    start_switch: StartSwitch, content_type: str, body: bytes, status: int
+) -> None:
+    net = await start_switch()
+    ua = net.alice
+    ruri = "sip:22000002@127.0.0.1"
+    call_id, tag = new_call_id(), new_tag()
+
+    def invite(cseq: int, *extra: tuple[str, str]) -> Request:
+        req = ua.request("INVITE", ruri, to=ruri, call_id=call_id, from_tag=tag, cseq=cseq, headers=extra,
+                         from_uri="sip:22000001@127.0.0.1")
+        req.headers.add("Content-Type", content_type)
+        req.body = body
+        return req
+
+    ua.send(invite(1))
+    challenge: Response = await ua.expect(407)
+    ch = digest.choose_challenge([c for v in challenge.headers.get_lines("Proxy-Authenticate") for c in digest.parse_challenges(v)])
+    ua.send(invite(2, ("Proxy-Authorization", digest.DigestClient(*ALICE).authorize(ch, "INVITE", ruri))))
+    resp: Response = await ua.expect(status)
+    if status == 415:
+        assert resp.headers.get("Accept") == "application/sdp"
+    await net.bob.quiet("INVITE")

@@ -59,6 +59,7 @@ from switch.sip.message import Request, Response, response_for
 from switch.sip.transaction.events import Peer, RequestReceived, ResponseReceived, TransactionTimeout
 from switch.sip.uri import format_host
 
+from .bodies import refuse_body
 from .causes import Cause
 from .events import Ack, Disconnect, Event, Info, Reply, Update
 
@@ -411,6 +412,10 @@ class LegBase:
             return
         if method == "INVITE" and self.state is not LegState.CONFIRMED:
             self._reply(tid, req, 500, "Offer Pending", (("Retry-After", str(random.randint(1, 5))),))
+            return
+        refused = refuse_body(req.body, req.headers.get("Content-Type"))
+        if refused is not None:
+            self._reply(tid, req, *refused)
             return
         seq = self._seq()
         self._incoming[seq] = (tid, req)

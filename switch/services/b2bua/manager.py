@@ -75,6 +75,7 @@ from ..routing import (
 )
 from ..trunks import TrunkInfo, TrunkService
 from .announce import Announcer, build_announcer
+from .bodies import refuse_body
 from .call import Call, CallConfig, Target
 from .causes import Cause
 from .events import Try
@@ -463,7 +464,7 @@ class CallManager:
             calling_number = presented or "anonymous"
             calling_line_id = None
         else:
-            result = self.auth.check(req, source.host, self.wall(), proxy=True)
+            result = self.auth.check(req, source.host, self.wall(), proxy=True, port=source.port)
             if isinstance(result, AuthChallenge):
                 self._challenge(tid, req, result)
                 return
@@ -521,6 +522,10 @@ class CallManager:
         if first_hop_at is not None:
             record.called_line_id = first_hop_at.line_id
         body = req.body
+        refused = refuse_body(body, req.headers.get("Content-Type"))
+        if refused is not None:
+            self._answer(tid, req, *refused)
+            return
         trying = Try(
             body=body,
             content_type=req.headers.get("Content-Type") if body else None,
@@ -822,6 +827,9 @@ class CallManager:
         if tag is not None:
             leg = self.env.dialogs.get((req.call_id, tag))
             if leg is not None:
+                if ev.tid is not None and not self._from_dialog_peer(leg, ev):
+                    self._answer(ev.tid, req, 481)  # not this dialog's peer: the call goes on
+                    return
                 leg.on_request(ev)
                 return
         if ev.tid is None:
@@ -835,6 +843,21 @@ class CallManager:
                 self.endpoint.default_answer(ev)
                 return
         self._answer(ev.tid, req, 481)
+
+    def _from_dialog_peer(self, leg: Any, ev: RequestReceived) -> bool:
+        """An in-dialog request must carry the dialog's remote tag (§12.2.2) and come from
+        the leg's peer: the same host, or for a trunk any address of the same trunk.
+        A BYE guessed or sniffed by someone else must not end the call."""
+        dialog = leg.dialog
+        if dialog is not None and (ev.request.from_.tag or "") != dialog.remote_tag:
+            return False
+        peer_host = leg.peer.host
+        host = ev.source.host
+        if host == peer_host:
+            return True
+        table = self.trunks.table
+        trunk = table.trunk_for_source(host)
+        return trunk is not None and trunk is table.trunk_for_source(peer_host)
 
     def on_cancel(self, ev: CancelReceived) -> None:
         leg = self.env.server_tids.get(ev.tid)

@@ -642,11 +642,14 @@ class TransactionLayer:
             other = self._merge.get((req.from_.tag, req.call_id, req.cseq.seq, method))
             if other is not None and other in self._server:
                 return 482, "Merged Request", ()
-        if req.headers.get("Require") is not None:
-            supported = self.config.supported
-            unknown = [t for t in req.headers.values("Require") if t.lower() not in supported]
-            if unknown:
-                return 420, None, (("Unsupported", ", ".join(unknown)),)
+        for name in ("Require", "Proxy-Require"):
+            # Proxy-Require too: adapters use the switch as their outbound proxy (§16.3
+            # item 5), and a B2BUA that forwarded it would promise what it cannot keep.
+            if req.headers.get(name) is not None:
+                supported = self.config.supported
+                unknown = [t for t in req.headers.values(name) if t.lower() not in supported]
+                if unknown:
+                    return 420, None, (("Unsupported", ", ".join(unknown)),)
         return None
 
     def _reject(
