@@ -15,6 +15,17 @@ For each database backend:
    UDP receive-buffer drops. A step passes with 0 failed registrations and >= 95 % of
    the target rate; the ladder stops at the first failing step.
 
+**Overload** (``--overload 2,4``): after the ladder, ``bench/overload.py`` (an open-loop
+client that understands 503 + Retry-After, which SIPp cannot) offers each multiple of the
+capacity (``--capacity``, else the ladder's best passing rate) for ``--duration`` s and
+reports accepted/s, shed (503), failed, and p50/p99 of the *accepted* registrations
+(target: p99 <= 1 s at 2x and 4x). **Storm** (``--storm 100000``): that many lines, all
+starting within ``--storm-window`` s (10), each waiting out its Retry-After after a 503:
+when the last one is registered (target: all within 60 s, none lost), and the resident
+memory per 100,000 bindings (RSS after the storm minus before, ``--memory-settle`` later).
+``--skip-ladder`` / ``--skip-memory`` leave out those phases (a storm of 100,000 lines
+registers them itself; the SIPp memory phase would take 400 s).
+
 ``--with-kamailio`` also measures Kamailio 5.6 in the same invocation, after the switch
 (bench/peers/kamailio.cfg with WITH_HTABLE_AUTH: registrar + digest against credentials in
 an htable, usrloc in memory; ``-n 1`` UDP worker, ``-m 1024``; bench/peers/setup_peers.sh
@@ -154,6 +165,9 @@ class BackendResult:
     start_seconds: float
     memory: Memory | None = None
     steps: list[Step] = field(default_factory=list)
+    overload: list[dict[str, Any]] = field(default_factory=list)
+    storm: dict[str, Any] | None = None
+    rss_idle_kib: int = 0
     error: str = ""
     note: str = ""  # Kamailio: version, options, warm-up
 
@@ -285,33 +299,93 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
         print(f"[{backend}] switch pid {switch.pid} on {switch.sip_target}, log {switch.log_path}", flush=True)
         time.sleep(args.settle)
         rss0 = switch.rss_kib()
-        # ---- memory: one registration per line
-        rate = min(args.memory_rate, len(lines))
-        r, scpu, kcpu, drops = sipp_step(target, csv, rate, len(lines), len(lines) / rate, sipp_port,
-                                         home / "memory")
-        reg_s = len(lines) / rate
-        wait_idle(target.pids)
-        rss_burst = switch.rss_kib()
-        # RFC 3261 §17.2.2: a UDP server transaction stays Completed for Timer J = 64*T1
-        # (32 s) after its final response. Read RSS once they are gone, so the figure is
-        # the bindings' (and the line directory's) cost, not the burst's.
-        time.sleep(args.memory_settle)
-        rss1 = switch.rss_kib()
-        failed = r.failed + max(0, len(lines) - r.successful - r.failed)
-        res.memory = Memory(
-            backend=backend, bindings=r.successful, rss_before_mib=round(rss0 / 1024, 1),
-            rss_after_mib=round(rss1 / 1024, 1), rss_right_after_mib=round(rss_burst / 1024, 1),
-            per_10k_bindings_mib=round((rss1 - rss0) / 1024 * 10000 / max(1, r.successful), 2),
-            register_seconds=round(reg_s, 1), failed=failed,
-        )
-        print(f"[{backend}] memory: {asdict(res.memory)}", flush=True)
-        run_ladder(target, csv, args.rates, args, home, sipp_port, res)
+        res.rss_idle_kib = rss0
+        if not args.skip_memory:
+            # ---- memory: one registration per line
+            rate = min(args.memory_rate, len(lines))
+            r, scpu, kcpu, drops = sipp_step(target, csv, rate, len(lines), len(lines) / rate, sipp_port,
+                                             home / "memory")
+            reg_s = len(lines) / rate
+            wait_idle(target.pids)
+            rss_burst = switch.rss_kib()
+            # RFC 3261 §17.2.2: a UDP server transaction stays Completed for Timer J = 64*T1
+            # (32 s) after its final response. Read RSS once they are gone, so the figure is
+            # the bindings' (and the line directory's) cost, not the burst's.
+            time.sleep(args.memory_settle)
+            rss1 = switch.rss_kib()
+            failed = r.failed + max(0, len(lines) - r.successful - r.failed)
+            res.memory = Memory(
+                backend=backend, bindings=r.successful, rss_before_mib=round(rss0 / 1024, 1),
+                rss_after_mib=round(rss1 / 1024, 1), rss_right_after_mib=round(rss_burst / 1024, 1),
+                per_10k_bindings_mib=round((rss1 - rss0) / 1024 * 10000 / max(1, r.successful), 2),
+                register_seconds=round(reg_s, 1), failed=failed,
+            )
+            print(f"[{backend}] memory: {asdict(res.memory)}", flush=True)
+        if not args.skip_ladder:
+            run_ladder(target, csv, args.rates, args, home, sipp_port, res)
+        plain = _plain_csv(home, lines)
+        run_storm(switch, plain, args, res)  # first: its memory figure wants bindings that did not exist yet
+        run_overload(switch, plain, args, res)
     except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
         res.error = f"{type(exc).__name__}: {exc}"
         print(f"[{backend}] ERROR {res.error}", flush=True)
     finally:
         switch.stop()
     return res
+
+
+def _plain_csv(home: Path, lines: list[Line]) -> Path:
+    plain = home / "lines.csv"
+    plain.write_text("".join(f"{li.number};{li.password}\n" for li in lines))
+    return plain
+
+
+def _overload_client(switch: SwitchProcess, plain: Path, *argv: str, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, str(ROOT / "bench" / "overload.py"), *argv, "--target", switch.sip_target,
+           "--lines-csv", str(plain)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"overload.py failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def run_overload(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res: BackendResult) -> None:
+    """Offered load at multiples of the capacity: p99 of what is accepted, and what is shed."""
+    if not args.overload:
+        return
+    best = res.best()
+    capacity = args.capacity or (best.target if best else 0)
+    if not capacity:
+        print(f"[{res.backend}] overload: no capacity (give --capacity or let the ladder pass a step)", flush=True)
+        return
+    for mult in args.overload:
+        rate = capacity * mult
+        cpu0 = proc_cpu_seconds(switch.pid or 0)
+        r = _overload_client(switch, plain, "rate", "--rate", str(rate), "--duration", str(args.duration),
+                             timeout=args.duration * 3 + 90)
+        r.update(multiple=mult, capacity=capacity,
+                 switch_cpu_s=round(proc_cpu_seconds(switch.pid or 0) - cpu0, 1), rss_mib=round(switch.rss_kib() / 1024, 1))
+        res.overload.append(r)
+        print(f"[{res.backend}] overload {mult}x ({rate}/s): {json.dumps(r)}", flush=True)
+        time.sleep(max(args.pause, 45.0))  # the shed ones were told to come back within 40 s
+
+
+def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res: BackendResult) -> None:
+    """Every line re-registers within a few seconds (a mass reboot after a power cut)."""
+    if not args.storm:
+        return
+    rss0 = switch.rss_kib()
+    r = _overload_client(switch, plain, "storm", "--limit", str(args.storm), "--window", str(args.storm_window),
+                         "--deadline", str(args.storm_deadline), timeout=args.storm_deadline + 120)
+    time.sleep(args.memory_settle)
+    rss1 = switch.rss_kib()
+    before = switch_bindings_before = rss0
+    registered = int(r.get("registered", 0)) or 1
+    r.update(rss_before_mib=round(before / 1024, 1), rss_after_mib=round(rss1 / 1024, 1),
+             mib_per_100k_bindings=round((rss1 - switch_bindings_before) / 1024 * 100_000 / registered, 1),
+             note="per-100k figure valid when the storm's lines had no binding before (use --skip-memory)")
+    res.storm = r
+    print(f"[{res.backend}] storm: {json.dumps(r)}", flush=True)
 
 
 def run_ladder(target: Target, csv: Path, rates: list[int], args: argparse.Namespace, home: Path, sipp_port: int,
@@ -479,7 +553,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stop", action="store_true", help="run every step even after one fails")
     p.add_argument("--out", default=None, help="output directory (default bench/out/register-<time>)")
     p.add_argument("--keep-db", action="store_true", help="do not drop the PostgreSQL bench database")
+    p.add_argument("--overload", default="", help="comma list of capacity multiples to offer (e.g. 2,4)")
+    p.add_argument("--capacity", type=int, default=0, help="registrations/s the overload multiples refer to "
+                   "(default: the ladder's best passing rate)")
+    p.add_argument("--storm", type=int, default=0, help="lines in a registration storm (e.g. 100000; 0 = none)")
+    p.add_argument("--storm-window", type=float, default=10.0, help="seconds in which every storm line starts")
+    p.add_argument("--storm-deadline", type=float, default=60.0, help="seconds by which all must be registered")
+    p.add_argument("--skip-ladder", action="store_true", help="no SIPp rate ladder (give --capacity for --overload)")
+    p.add_argument("--skip-memory", action="store_true", help="no SIPp memory phase")
     args = p.parse_args(argv)
+    args.overload = [float(x) for x in args.overload.split(",") if x.strip()]
     args.rates = [int(x) for x in args.rates.split(",")] if args.rates else ([250, 500, 1000] if args.quick
                                                                               else DEFAULT_RATES)
     if args.kamailio_rates and not args.with_kamailio:
@@ -487,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     args.kamailio_rates = ([int(x) for x in args.kamailio_rates.split(",")] if args.kamailio_rates
                            else DEFAULT_KAMAILIO_RATES)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
-    args.lines = args.lines or (2000 if args.quick else 10000)
+    args.lines = max(args.lines or (2000 if args.quick else 10000), args.storm)
     if args.memory_settle is None:
         args.memory_settle = 5.0 if args.quick else 35.0
     if args.lines < 2:
@@ -534,7 +617,16 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     (out / "summary.txt").write_text(text + "\n")
     print(f"\nraw files: {out}")
-    all_ok = all(not r.error and r.steps and r.steps[0].passed for r in results)
+    for r in results:
+        for o in r.overload:
+            print(f"OVERLOAD {r.backend} {o['multiple']:g}x of {o['capacity']}/s: offered {o['offered_per_s']}/s, "
+                  f"accepted {o['goodput_per_s']}/s (p99 {o['p99_ms']} ms), shed {o['shed']}, failed {o['failed']}")
+        if r.storm:
+            st = r.storm
+            print(f"STORM {r.backend}: {st['lines']} lines in {st['window_s']:g} s: all registered after "
+                  f"{st['all_registered_after_s']} s, lost {st['lost']}, 503s {st['sheds']}; "
+                  f"{st['mib_per_100k_bindings']} MiB per 100,000 bindings")
+    all_ok = all(not r.error and (r.steps[0].passed if r.steps else args.skip_ladder) for r in results)
     summary = " ".join(
         f"{r.backend}={max((s.achieved for s in r.steps if s.passed), default=0):.0f}/s"
         + (f"(mem {r.memory.per_10k_bindings_mib if r.memory else float('nan'):.1f}MiB/10k)"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run the softswitch: installs what is missing (scripts/bootstrap.sh), then
 # `softswitch run` with your arguments, e.g.
-#   ./scripts/run.sh                 # SIP on 127.0.0.1:5060 (UDP+TCP), HTTP on 127.0.0.1:8080, ./softswitch.db
+#   ./scripts/run.sh                 # SIP on 127.0.0.1:5060 (UDP+TCP), HTTP on 127.0.0.1:8080,
+#                                    # database and key in the state directory (~/.local/state/softswitch)
 #   ./scripts/run.sh --sip 0.0.0.0:5060 --http 0.0.0.0:8080 --domain sip.example.net
 #   ./scripts/run.sh --database postgresql+asyncpg://softswitch@db/softswitch --sip 0.0.0.0:5060
-# The global options --database, --key-file and --log-level may be given anywhere; they are
-# moved in front of `run` (environment: SOFTSWITCH_DATABASE_URL, SOFTSWITCH_KEY_FILE).
+# The global options (--state-dir, --database, --key-file, --log-level, --log-format) may be
+# given anywhere (environment: SOFTSWITCH_STATE_DIR, SOFTSWITCH_DATABASE_URL, SOFTSWITCH_KEY_FILE).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/bootstrap.sh"

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from switch import _core_loader, gcstats
 from switch.sip.timers import TimerConfig
 from switch.store import lamp_history, migrate, repo_bindings
+from switch.store.keycheck import check_key
 from switch.store.crypto import SecretBox, load_or_create_key
 from switch.store.engine import SessionFactory, make_engine, make_session_factory, normalise_url
 from switch.store.hot_store import HotStore, make_hot_store
@@ -77,7 +78,13 @@ async def open_database(settings: Settings) -> tuple[AsyncEngine, SessionFactory
     await migrate.upgrade(url)
     engine = make_engine(url)
     key = settings.key or load_or_create_key(settings.key_file)
-    return engine, make_session_factory(engine), SecretBox(key)
+    sf, box = make_session_factory(engine), SecretBox(key)
+    try:
+        await check_key(sf, box)  # the wrong key file refuses the start (switch.store.keycheck)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine, sf, box
 
 
 async def start(settings: Settings) -> Services:
@@ -123,6 +130,8 @@ async def start(settings: Settings) -> Services:
     )
     endpoint.tcp_idle_timeout = settings.tcp_idle_timeout
     endpoint.udp_buffer = settings.udp_buffer
+    endpoint.tcp_max_per_source = settings.tcp_max_per_source
+    endpoint.shed_budget = settings.overload_budget_ms / 1000.0
     status = AdapterStatusService(lines, location, persist=None)
     auth = Authenticator(
         realm=realm,

@@ -12,25 +12,56 @@ import os
 import sys
 from pathlib import Path
 
-from .settings import DEFAULT_DATABASE_URL, Settings, parse_hostport
+from .operator_cli import OperatorError, configure_logging, guarded, token_list, token_revoke
+from .settings import Settings, parse_hostport
 
 __all__ = ["main"]
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
+    return level
+
+
+def _global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every subcommand takes, before or after its name.
+
+    On the main parser they carry the defaults; on each subparser they default to
+    SUPPRESS, so ``softswitch run --database URL`` sets it and leaving it out
+    keeps what was given before the subcommand (or the default).
+    """
+    def d(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--state-dir", default=d(os.environ.get("SOFTSWITCH_STATE_DIR")), metavar="DIR",
+                   help="where the SQLite database and the key file live unless --database/--key-file say "
+                   "otherwise; env SOFTSWITCH_STATE_DIR (default: ~/.local/state/softswitch, or the current "
+                   "directory when it already holds softswitch.db)")
+    p.add_argument("--database", default=d(os.environ.get("SOFTSWITCH_DATABASE_URL")),
+                   help="SQLAlchemy URL (sqlite+aiosqlite:///path.db, postgresql+asyncpg://user@host/db); "
+                   "env SOFTSWITCH_DATABASE_URL (default: softswitch.db in the state directory)")
+    p.add_argument("--key-file", default=d(os.environ.get("SOFTSWITCH_KEY_FILE")),
+                   help="key for secrets at rest; created (0600) if missing; env SOFTSWITCH_KEY_FILE "
+                   "(default: softswitch.key in the state directory)")
+    p.add_argument("--log-level", type=_log_level, default=d(os.environ.get("SOFTSWITCH_LOG_LEVEL", "INFO")),
+                   help="DEBUG, INFO, WARNING, ERROR; env SOFTSWITCH_LOG_LEVEL")
+    p.add_argument("--log-format", choices=["text", "json"], default=d(os.environ.get("SOFTSWITCH_LOG_FORMAT", "text")),
+                   help="text, or json: one JSON object per line (ts, level, logger, message); env SOFTSWITCH_LOG_FORMAT")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="softswitch", description="Softswitch control plane")
-    p.add_argument(
-        "--database",
-        default=os.environ.get("SOFTSWITCH_DATABASE_URL", DEFAULT_DATABASE_URL),
-        help="SQLAlchemy URL (sqlite+aiosqlite:///path.db, postgresql+asyncpg://user@host/db); "
-        "env SOFTSWITCH_DATABASE_URL",
-    )
-    p.add_argument("--key-file", default=os.environ.get("SOFTSWITCH_KEY_FILE", "softswitch.key"),
-                   help="key for secrets at rest; created (0600) if missing")
-    p.add_argument("--log-level", default=os.environ.get("SOFTSWITCH_LOG_LEVEL", "INFO"))
+    _global_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the switch (SIP + HTTP)")
+    run = sub.add_parser("run", help="run the switch (SIP + HTTP)", parents=[common])
     run.add_argument("--sip", action="append", default=None, metavar="HOST:PORT",
                      help="SIP UDP+TCP listen address (repeatable); default 127.0.0.1:5060")
     run.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -64,23 +95,37 @@ def _parser() -> argparse.ArgumentParser:
                      help="a number soft-suspended lines may still call (repeatable): the operator's customer service")
     run.add_argument("--policy-timezone", default=None, metavar="ZONE",
                      help="the operator's time zone for the fraud guard's night hours (default Europe/Oslo)")
+    run.add_argument("--sha256-first-agents", default=None, metavar="REGEX",
+                     help="User-Agents offered SHA-256 before MD5 (agents known to handle several challenges); "
+                     "everyone else gets MD5 first")
+    run.add_argument("--overload-budget", type=float, default=None, metavar="MS",
+                     help="longest wait in the UDP queue before new requests get 503 + Retry-After "
+                     "(default 150; 0 = never shed)")
+    run.add_argument("--tcp-max-per-source", type=int, default=None, metavar="N",
+                     help="TCP connections one source address may hold (default 64)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
 
-    imp = sub.add_parser("import", help="upsert customers, adapters and lines from a JSON or YAML file")
+    imp = sub.add_parser("import", help="upsert customers, adapters and lines from a JSON or YAML file", parents=[common])
     imp.add_argument("file")
     imp.add_argument("--realm", default="", help="digest realm the HA1 hashes are computed for")
 
-    tok = sub.add_parser("token", help="API tokens")
+    tok = sub.add_parser("token", help="API tokens: create, list, revoke", parents=[common])
     toks = tok.add_subparsers(dest="token_command", required=True)
-    tc = toks.add_parser("create", help="create a bearer token (printed alone on the last line)")
+    tc = toks.add_parser("create", help="create a bearer token (printed alone on the last line)", parents=[common])
     tc.add_argument("--role", choices=["operator", "customer"], default="operator")
     tc.add_argument("--customer", default=None, help="customer id (for --role customer)")
     tc.add_argument("--name", default="", help="label for the token")
+    tl = toks.add_parser("list", help="every token: id, role, customer, label, created, last used, state",
+                         parents=[common])
+    tl.add_argument("--all", action="store_true", help="also revoked and expired tokens")
+    tr = toks.add_parser("revoke", help="revoke a token by its id (from `token list`)", parents=[common])
+    tr.add_argument("token_id", type=int)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser("migrate", help="create or upgrade the database schema", parents=[common])
 
-    prompt = sub.add_parser("prompt", help="replace an announcement with a recording (docs/announcements.md)")
+    prompt = sub.add_parser("prompt", help="replace an announcement with a recording (docs/announcements.md)",
+                            parents=[common])
     prompt.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR", "prompts"),
                         help="where recordings go (the switch's --prompt-dir; env SOFTSWITCH_PROMPT_DIR)")
     ps = prompt.add_subparsers(dest="prompt_command", required=True)
@@ -134,10 +179,24 @@ def _announcement_settings(s: Settings, args: argparse.Namespace) -> None:
     s.prompt_dir = args.prompt_dir
 
 
+def state_dir(given: str | None) -> Path:
+    """The state directory: as given, else ~/.local/state/softswitch ($XDG_STATE_HOME), except
+    that a current directory already holding softswitch.db (the old default) keeps being used."""
+    if given:
+        return Path(given).expanduser()
+    if Path("softswitch.db").exists():
+        return Path(".")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "softswitch"
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     s = Settings()
-    s.database_url = args.database
-    s.key_file = args.key_file
+    home = state_dir(args.state_dir)
+    if args.database is None or args.key_file is None:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    s.database_url = args.database or f"sqlite+aiosqlite:///{home / 'softswitch.db'}"
+    s.key_file = args.key_file or str(home / "softswitch.key")
     s.log_level = args.log_level
     if args.command == "run":
         if args.sip:
@@ -186,6 +245,12 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             except (ZoneInfoNotFoundError, ValueError):
                 raise SystemExit(f"--policy-timezone: unknown time zone {args.policy_timezone!r}") from None
             s.policy_timezone = args.policy_timezone
+        if args.sha256_first_agents is not None:
+            s.sha256_first_agents = args.sha256_first_agents
+        if args.overload_budget is not None:
+            s.overload_budget_ms = args.overload_budget
+        if args.tcp_max_per_source is not None:
+            s.tcp_max_per_source = args.tcp_max_per_source
     elif args.command == "import":
         s.realm = args.realm
     return s
@@ -194,11 +259,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _settings_from(args)
-    logging.basicConfig(
-        level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, args.log_format)
+    try:
+        return _dispatch(args, settings)
+    except OperatorError as err:
+        print(f"softswitch: {err}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from . import app
 
     if args.command == "run":
@@ -208,13 +277,20 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:
             pass
-        return asyncio.run(app.run(settings))
+        return guarded(app.run(settings), settings)
     if args.command == "import":
-        return asyncio.run(app.import_file(settings, Path(args.file)))
+        path = Path(args.file)
+        if not path.is_file():
+            raise OperatorError(f"import: no such file: {path}")
+        return guarded(app.import_file(settings, path), settings)
     if args.command == "token":
-        return asyncio.run(app.create_token(settings, args.role, args.customer, args.name))
+        if args.token_command == "list":
+            return guarded(token_list(settings, include_inactive=args.all), settings)
+        if args.token_command == "revoke":
+            return guarded(token_revoke(settings, args.token_id), settings)
+        return guarded(app.create_token(settings, args.role, args.customer, args.name), settings)
     if args.command == "migrate":
-        return asyncio.run(app.migrate_only(settings))
+        return guarded(app.migrate_only(settings), settings)
     if args.command == "prompt":
         from switch.media.install import prompt_command
 

@@ -65,6 +65,9 @@ class Settings:
     #: next one (RFC 8760 §2.4): only they get SHA-256 first. Everyone else, including an
     #: agent with no User-Agent header, gets MD5 first and SHA-256 after it.
     sha256_first_agents: str = r"^(Linphone|linphone|Asterisk PBX|FreeSWITCH|MicroSIP|PJSUA|Kamailio)"
+    #: overload shedding: the longest a request may wait in the UDP queue (ms; 0 = never shed)
+    overload_budget_ms: float = 150.0
+    tcp_max_per_source: int = 64
     #: Group commit: how long the registrar may wait to gather more bindings into one commit.
     commit_window: float = 0.002
     # reachability

@@ -115,7 +115,10 @@ async def open_udp(endpoint: Endpoint, host: str, port: int, *, buffer: int = DE
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as err:  # say which address, as the TCP server's error does
+            raise OSError(err.errno, f"{err.strerror} (udp {host}:{port})") from None
         sock.setblocking(False)
         return UdpTransport(endpoint, sock, buffer)
     except BaseException:

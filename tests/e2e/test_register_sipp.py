@@ -299,8 +299,9 @@ def test_unknown_user_and_wrong_password_are_indistinguishable(
             assert challenge.startswith("SIP/2.0 401 "), challenge
             offers = [ln.split(":", 1)[1].strip() for ln in challenge.splitlines()
                       if ln.lower().startswith("www-authenticate:")]
-            # RFC 8760 §2.4: one challenge per algorithm, the preferred (SHA-256) first
-            assert [_params(o).get("algorithm", "MD5").upper() for o in offers] == ["SHA-256", "MD5"], offers
+            # RFC 8760 §2.4: one challenge per algorithm; MD5 first for an agent not known to skip
+            # one it cannot use (this one sends no User-Agent), SHA-256 after it
+            assert [_params(o).get("algorithm", "MD5").upper() for o in offers] == ["MD5", "SHA-256"], offers
             final = uac.register(user, call_id, 2, uac.authorization(offers[0], user, "wrong-password", uri))
             assert final.startswith("SIP/2.0 403 "), final
             seen[user] = (_normalise(challenge, user), _normalise(final, user))
