@@ -39,3 +39,20 @@ async def test_full_collection_runs_when_overdue_even_if_busy(restore_gc: None) 
     full0 = gcstats.STATS.gens[2].collections
     await asyncio.sleep(0.4)
     assert gcstats.STATS.gens[2].collections > full0
+
+
+def test_full_collections_are_bounded_to_minutes_not_an_hour() -> None:
+    """Garbage left by a flood or a load run must not wait an hour (RSS 152 -> 373 MiB over the call ladder)."""
+    import inspect
+
+    params = inspect.signature(app_mod.tune_gc).parameters
+    assert params["full_every"].default <= 60.0
+    assert params["full_at_most"].default <= 600.0
+
+
+async def test_a_full_collection_also_trims_the_c_heap(restore_gc: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(app_mod, "_malloc_trim", lambda pad: trims.append(pad) or 1)
+    app_mod.tune_gc(young_every=0.01, full_every=0.02, quiet=lambda: True)
+    await asyncio.sleep(0.15)
+    assert trims and trims[0] == 0

@@ -1,0 +1,91 @@
+"""HTTP guards for every request: body and string-length limits, and one access-log line each.
+
+Limits: an API body is at most ``MAX_BODY`` bytes (413 beyond), and every JSON
+string in it, at any depth, at most ``MAX_STRING`` characters (400 naming the
+field) — a 1 MB customer name used to be stored as given. Handlers keep their
+own tighter, field-specific checks; this is the floor under all of them, so an
+endpoint added later cannot forget it.
+
+Access log: one INFO line per API request on logger ``softswitch.access``:
+method, path (no query: tokens and searches stay out of logs), status, time,
+source address and the token id that made it (never the token).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .errors import problem
+
+MAX_BODY = 256 * 1024
+MAX_STRING = 1000
+
+access = logging.getLogger("softswitch.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _too_long(value: Any, where: str) -> str | None:
+    """The path of the first string longer than MAX_STRING (keys included), or None."""
+    if isinstance(value, str):
+        return where if len(value) > MAX_STRING else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and len(k) > MAX_STRING:
+                return f"{where}.<key>" if where else "<key>"
+            found = _too_long(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _too_long(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+@web.middleware
+async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/"):
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return problem(413, f"request body larger than {MAX_BODY} bytes")
+        body = await request.read()  # cached: the handler's request.json() reads it again
+        if len(body) > MAX_BODY:
+            return problem(413, f"request body larger than {MAX_BODY} bytes")
+        if body and "json" in (request.content_type or "json"):
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                doc = None  # the handler says what is wrong with it
+            where = _too_long(doc, "") if doc is not None else None
+            if where is not None:
+                return problem(400, f"{where or 'body'}: at most {MAX_STRING} characters")
+    return await handler(request)
+
+
+@web.middleware
+async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    start = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        from .auth import PRINCIPAL
+
+        principal = request.get(PRINCIPAL)
+        who = f"token={principal.token_id}" if principal is not None and principal.token_id is not None else "token=-"
+        access.info("%s %s %d %.1fms source=%s %s", request.method, request.path, status,
+                    (time.monotonic() - start) * 1000, request.remote or "-", who)
