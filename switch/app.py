@@ -380,6 +380,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
+    services.endpoint.shed_from = time.time()  # overload shedding from now on, not for start-up's queue
     log.info("softswitch ready")
     print("softswitch ready", flush=True)
     await stop_event.wait()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 
 #: requests that finish work already accepted (calls ending, dialogs, our own
-#: transactions' answers): shedding them would only make the overload last longer
-NEVER_SHED = frozenset({b"ACK", b"BYE", b"CANCEL", b"PRACK", b"UPDATE", b"INFO", b"NOTIFY"})
+#: transactions' answers): shedding them would only make the overload last longer;
+#: and OPTIONS, the keep-alive ping: cheap to answer, and a 503 to it makes an
+#: adapter fail over or show the line as down
+NEVER_SHED = frozenset({b"ACK", b"BYE", b"CANCEL", b"PRACK", b"UPDATE", b"INFO", b"NOTIFY", b"OPTIONS"})
 
 _COPY = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
          b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}

@@ -104,6 +104,9 @@ class Endpoint:
         #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
         self.shed_budget = 0.15
         self.shed_retry_after = (2, 40)
+        #: wall-clock time from which shedding applies (the app sets it once start-up work is
+        #: done: requests queued while it held the loop are not an overload); None = never
+        self.shed_from: float | None = None
         self.never_shed: Callable[[bytes], bool] = emergency_ruri
         self._random = random.Random()
         self.udp_buffer = DEFAULT_UDP_BUFFER
@@ -247,7 +250,7 @@ class Endpoint:
         self.stats.received += 1
         if not self._allowed(host):
             return
-        if arrived is not None and self.shed_budget > 0:
+        if arrived is not None and self.shed_budget > 0 and self.shed_from is not None and arrived >= self.shed_from:
             waited = time.time() - arrived
             if waited > self.shed_budget * 0.5 and self._shed(data, host, port, waited):
                 return

@@ -24,6 +24,7 @@ from switch.transport.endpoint import Endpoint
 async def endpoint() -> AsyncIterator[Endpoint]:
     ep = Endpoint()
     ep.shed_budget = 0.1
+    ep.shed_from = 0.0  # the app sets this when start-up is done
     await ep.start([("127.0.0.1", 0)])
     yield ep
     await ep.stop()
@@ -63,7 +64,7 @@ async def test_requests_that_waited_past_the_budget_get_503_but_emergency_and_by
     dest = endpoint.addresses[0]
     try:
         batch = {
-            "shed0@t": request("OPTIONS", "sip:127.0.0.1", port, 0),
+            "shed0@t": request("SUBSCRIBE", "sip:127.0.0.1", port, 0),
             "shed1@t": request("REGISTER", "sip:127.0.0.1", port, 1),
             "shed2@t": request("INVITE", "sip:112@127.0.0.1", port, 2),
             "shed3@t": request("INVITE", "sip:+4790000000@127.0.0.1", port, 3),
@@ -79,6 +80,11 @@ async def test_requests_that_waited_past_the_budget_get_503_but_emergency_and_by
         assert 503 not in got["shed2@t"] and got["shed2@t"][0] == 100  # emergency: served
         assert 503 not in got["shed4@t"]  # BYE ends a call: served
         assert endpoint.stats.shed == 4
+        # an OPTIONS keep-alive is never shed either (a 503 makes adapters fail over)
+        sock.sendto(request("OPTIONS", "sip:127.0.0.1", port, 9), dest)
+        time.sleep(0.3)
+        got = await _replies(sock, 1.0)
+        assert got["shed9@t"] == [200]
 
         # Between half and all of the budget: only requests without credentials are shed.
         for n, extra in ((6, ""), (7, 'Proxy-Authorization: Digest username="a"\r\n')):
