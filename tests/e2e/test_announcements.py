@@ -344,3 +344,36 @@ async def test_an_early_bye_or_a_shutdown_ends_the_prompt_at_once(start_switch: 
         assert player.active == 0 and player.pool.in_use == 0  # type: ignore[union-attr]
     finally:
         sink.close()
+
+
+async def test_after_ringing_without_sdp_a_decline_is_announced_but_not_after_early_media(start_switch: StartSwitch) -> None:
+    net = await _start(start_switch)
+    sink = RtpSink()
+    try:
+        call = await dial(net.alice, *ALICE, "22000002", body=_offer(sink.port))
+        inv: Request = await net.bob.expect("INVITE")
+        tag = new_tag()
+        net.bob.answer(inv, 180, tag)
+        ringing: Response = await net.alice.expect(180)
+        net.bob.answer(inv, 603, tag)
+        early: Response = await net.alice.expect(183)
+        assert early.to.tag == ringing.to.tag and parse_sdp(early.body).media[0].direction == "sendonly"
+        final: Response = await net.alice.expect(603, timeout=10)
+        assert final.headers.get("Reason") == 'Q.850;cause=21;text="declined"'
+        net.alice.send(call.non2xx_ack(final))
+        await asyncio.sleep(0.05)
+        assert _check_stream(sink.packets, 8).startswith(_expected("declined", "nb", "PCMA"))
+
+        far_end = b"v=0\r\no=bob 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 8\r\n"
+        call = await dial(net.alice, *ALICE, "22000002", body=_offer(sink.port))
+        inv = await net.bob.expect("INVITE")
+        tag = new_tag()
+        net.bob.answer(inv, 183, tag, far_end)  # the callee's own early media
+        relayed: Response = await net.alice.expect(183)
+        assert relayed.body == far_end
+        net.bob.answer(inv, 603, tag)
+        plain: Response = await net.alice.expect(603, timeout=2)
+        net.alice.send(call.non2xx_ack(plain))
+        await net.alice.quiet(183, within=0.2)
+    finally:
+        sink.close()

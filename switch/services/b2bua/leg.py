@@ -219,6 +219,11 @@ class OriginKeeper:
         self._last = b""
         self._rewriting = False
 
+    @property
+    def sent(self) -> bool:
+        """Has an SDP with an origin gone to the peer yet?"""
+        return self._user is not None
+
     def outgoing(self, body: bytes) -> bytes:
         m = _ORIGIN.search(body)
         if m is None:

@@ -104,7 +104,11 @@ class UasLeg(LegBase):
     def _announce(self, event: Fail) -> bool:
         """183 + the prompt as early media, the final response once it has played (docs/announcements.md)."""
         announcer = self.env.announcer
-        if announcer is None or self.state is not LegState.CALLING or self._announcement is not None:
+        if announcer is None or self._announcement is not None:
+            return False
+        # After a 180 without SDP we may still answer the offer; after early media, the
+        # caller has heard the far end (its own announcement, say), so the final goes plain.
+        if self.state is not LegState.CALLING and not (self.state is LegState.EARLY and not self._origin.sent):
             return False
         code = announcer.support_code(event)
         if code is not None and self.call is not None:
