@@ -17,7 +17,7 @@ from switch import _core_loader, gcstats
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata, ui
-from .api import adapters, billing, calls, feature_codes, manage, metrics, policy, provisioning
+from .api import adapters, billing, calls, feature_codes, manage, metrics, openapi, policy, provisioning
 from .auth import AUTH_THROTTLE
 from .errors import json_errors
 from .keys import SERVICES, TOKEN_CACHE
@@ -56,20 +56,19 @@ def _announcements(services: Services) -> dict[str, object] | None:
     return None if announcer is None else announcer.snapshot()
 
 
+#: Every operator-API route table; each route is described in provisioning/api/openapi.yaml (a test checks).
+API_ROUTES = (adapters.routes, calls.routes, billing.routes, metrics.routes, policy.routes, feature_codes.routes,
+              provisioning.routes, manage.routes, openapi.routes)
+
+
 def create_app(services: Services) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=2 * 1024 * 1024)
     app[SERVICES] = services
     app[TOKEN_CACHE] = {}
     app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)
     app.router.add_get("/health", health)
-    app.router.add_routes(adapters.routes)
-    app.router.add_routes(calls.routes)
-    app.router.add_routes(billing.routes)
-    app.router.add_routes(metrics.routes)
-    app.router.add_routes(policy.routes)
-    app.router.add_routes(feature_codes.routes)
-    app.router.add_routes(provisioning.routes)
-    app.router.add_routes(manage.routes)
+    for table in API_ROUTES:
+        app.router.add_routes(table)
     ata.setup(app)  # adapter-facing: bootstrap files and /cfg/... (see provisioning/ata.py)
     deps = _ui_deps(services)
     deps.token_revoked = app[TOKEN_CACHE].clear  # a token revoked in the UI stops working at once
