@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from switch import _core_loader, gcstats  # noqa: E402
 from switch import app as app_mod  # noqa: E402
+from switch.database import open_database  # noqa: E402
+from switch.gc_policy import tune_gc  # noqa: E402
 from switch.settings import Settings  # noqa: E402
 from switch.sip.parser import parse_message  # noqa: E402
 from switch.store import importer  # noqa: E402
@@ -206,9 +208,10 @@ async def main() -> None:
     doc = {"customers": [{"id": "C1", "name": "x", "adapters": [{"mac": "00:0e:08:00:00:01", "model": "spa112", "lines": [
         {"port": 1, "number": CALLER[0], "password": CALLER[1]}, {"port": 2, "number": CALLEE[0], "password": CALLEE[1]}]}]}]}
     (tmp / "imp.json").write_text(json.dumps(doc))
-    engine, sf, box = await app_mod.open_database(s)
-    await importer.import_document(sf, importer.load_import_file(tmp / "imp.json"), box, s.effective_realm())
-    await engine.dispose()
+    db = await open_database(s)
+    await importer.import_document(db.session_factory, importer.load_import_file(tmp / "imp.json"), db.secret_box,
+                                   s.effective_realm())
+    await db.close()
     services = await app_mod.start(s)
     if args.gc_threshold or args.find_cycles:
         # Thresholds only, no collections on a clock: how tune_gc() worked before (for comparison),
@@ -221,7 +224,7 @@ async def main() -> None:
             gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
         print(f"gc: thresholds only {gc.get_threshold()}{' (disabled)' if not gc.isenabled() else ''}")
     else:
-        app_mod.tune_gc()  # as `softswitch run` does
+        tune_gc()  # as `softswitch run` does
         print(f"gc: tune_gc(), thresholds {gc.get_threshold()} and young collections on a clock")
     print(f"SIP core: {_core_loader.STATE}")
     ep = services.endpoint

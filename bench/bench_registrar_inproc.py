@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from switch import app as app_mod  # noqa: E402
+from switch.database import open_database  # noqa: E402
+from switch.gc_policy import tune_gc  # noqa: E402
 from switch.settings import Settings  # noqa: E402
 from switch.store import importer  # noqa: E402
 
@@ -62,11 +64,12 @@ async def main() -> None:
     doc = {"customers": [{"id": f"C{i}", "name": "x", "adapters": [{"mac": f"00:0e:08:00:{i // 256:02x}:{i % 256:02x}", "model": "spa112",
            "lines": [{"port": p, "number": f"2{i * 2 + p:07d}", "password": f"password{i * 2 + p:05d}"} for p in (1, 2)]}]} for i in range(args.lines // 2)]}
     (tmp / "imp.json").write_text(__import__("json").dumps(doc))
-    engine, sf, box = await app_mod.open_database(s)
-    await importer.import_document(sf, importer.load_import_file(tmp / "imp.json"), box, s.effective_realm())
-    await engine.dispose()
+    db = await open_database(s)
+    await importer.import_document(db.session_factory, importer.load_import_file(tmp / "imp.json"), db.secret_box,
+                                   s.effective_realm())
+    await db.close()
     services = await app_mod.start(s)
-    app_mod.tune_gc()  # as `softswitch run` does
+    tune_gc()  # as `softswitch run` does
     ep = services.endpoint
     sent: list[bytes] = []
     waiter = asyncio.Event()

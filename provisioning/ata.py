@@ -52,23 +52,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from switch.sip import digest
 from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
 from switch.store import adapter_models, repo_adapters, repo_lines
-from switch.store.crypto import load_or_create_key
 from switch.store.repo_adapters import AdapterInfo
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
 
 from . import render
 from .errors import problem
-from .keys import SERVICES
-
-if TYPE_CHECKING:
-    from switch.app import Services
+from .deps import HttpDeps, ProvisioningConfig
+from .keys import DEPS
 
 __all__ = [
     "ATA_STATE",
@@ -162,14 +159,11 @@ ATA_STATE: web.AppKey[AtaState] = web.AppKey("ata_state", AtaState)
 
 def setup(app: web.Application) -> None:
     """Create the state the adapter endpoints need and add their routes."""
-    services = app[SERVICES]
-    settings = services.settings
-    key = settings.key or load_or_create_key(settings.key_file)
-    nonce_secret = hmac.new(key, b"http-provisioning-nonce", hashlib.sha256).digest()
-    algorithms = tuple(a for a in settings.digest_algorithms if digest.canonical_algorithm(a)) or ("MD5",)
+    config = app[DEPS].config
+    algorithms = tuple(a for a in config.digest_algorithms if digest.canonical_algorithm(a)) or ("MD5",)
     app[ATA_STATE] = AtaState(
-        nonces=NonceManager(nonce_secret, settings.nonce_lifetime),
-        counter=NonceCounter(ttl=settings.nonce_lifetime * 2),
+        nonces=NonceManager(config.nonce_secret, config.nonce_lifetime),
+        counter=NonceCounter(ttl=config.nonce_lifetime * 2),
         throttle=AuthThrottle(THROTTLE_POLICY),
         algorithms=algorithms,
     )
@@ -237,18 +231,17 @@ def _hostname(origin: str) -> str:
     return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
 
 
-def _sip_target(services: Services, origin: str) -> tuple[str, str, int]:
+def _sip_target(config: ProvisioningConfig, origin: str) -> tuple[str, str, int]:
     """(SIP domain, proxy host, proxy port) to write into a config."""
-    settings = services.settings
-    host, port = settings.sip_listen[0]
+    host, port = config.sip_listen
     if host in ("0.0.0.0", "::", ""):
         # Listening everywhere: the address the adapter reached HTTP on is our best guess.
         host = _hostname(origin)
-    domain = settings.domains[0] if settings.domains else host
+    domain = config.sip_domain or host
     return domain, host, port
 
 
-async def render_for(services: Services, adapter: AdapterInfo, origin: str, secret: str | None = None
+async def render_for(deps: HttpDeps, adapter: AdapterInfo, origin: str, secret: str | None = None
                      ) -> tuple[bytes, str]:
     """The adapter's complete config as served from ``origin``, and its content type.
 
@@ -256,7 +249,7 @@ async def render_for(services: Services, adapter: AdapterInfo, origin: str, secr
     Raises ``render.ProfileError`` when the stored data cannot make a valid config and
     LookupError when the adapter has no provisioning secret.
     """
-    sf, box = services.session_factory, services.secret_box
+    sf, box = deps.session_factory, deps.secret_box
     if secret is None:
         secret = await repo_adapters.get_provisioning_secret(sf, adapter.adapter_id, box)
     if secret is None:
@@ -280,9 +273,9 @@ async def render_for(services: Services, adapter: AdapterInfo, origin: str, secr
                 language=str(getattr(line.language, "value", line.language)),
             )
         )
-    domain, proxy_host, proxy_port = _sip_target(services, origin)
-    settings = services.settings
-    expires = max(settings.min_expires, min(3600, settings.max_expires))
+    config = deps.config
+    domain, proxy_host, proxy_port = _sip_target(config, origin)
+    expires = max(config.min_expires, min(3600, config.max_expires))
     profile = render.AdapterProfile(
         mac=adapter.mac,
         model=adapter.model,
@@ -292,7 +285,7 @@ async def render_for(services: Services, adapter: AdapterInfo, origin: str, secr
         sip_proxy_port=proxy_port,
         profile_url=f"{origin}{CFG_PREFIX}/{creds.url_token}/{filename}",
         register_expires=expires,
-        alarm_register_expires=max(settings.min_expires, min(300, expires)),
+        alarm_register_expires=max(config.min_expires, min(300, expires)),
     )
     return render.render_config(profile), info.content_type
 
@@ -311,14 +304,14 @@ async def config_status(
     ``fallback_origin``: if any rendering hashes to the recorded value, nothing changed.
     ``changed_since_last_fetch`` is None when the adapter never fetched.
     """
-    services = app[SERVICES]
+    deps = app[DEPS]
     state = app[ATA_STATE]
-    fetches = await repo_adapters.list_config_fetches(services.session_factory, adapter.adapter_id, limit=1)
+    fetches = await repo_adapters.list_config_fetches(deps.session_factory, adapter.adapter_id, limit=1)
     candidates = [o for o in (state.last_origin.get(adapter.adapter_id), fallback_origin) if o]
     hashes: list[str] = []
     try:
         for origin in dict.fromkeys(candidates):
-            body, _ = await render_for(services, adapter, origin)
+            body, _ = await render_for(deps, adapter, origin)
             hashes.append(config_hash(body))
     except (render.ProfileError, LookupError) as exc:
         return {"error": f"config cannot be rendered: {exc}", "last_fetch": _fetch_json(fetches[0]) if fetches else None}
@@ -373,12 +366,12 @@ def _failure(request: web.Request, source: str, mac: str, what: str) -> None:
 
 
 async def _unknown(request: web.Request, source: str, mac: str) -> web.Response:
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     ua = _ua(request)
     parsed = adapter_models.parse_user_agent(ua) if ua else None
     _failure(request, source, mac, "unknown MAC")
     await repo_adapters.record_unclaimed(
-        services.session_factory, mac, at=datetime.now(UTC), remote_addr=(request.remote or "?")[:64],
+        deps.session_factory, mac, at=datetime.now(UTC), remote_addr=(request.remote or "?")[:64],
         user_agent=ua or None, model_hint=parsed.model_key if parsed else None,
     )
     return problem(404, "no such adapter")
@@ -406,7 +399,7 @@ async def _lookup(request: web.Request, filename: str) -> tuple[str, AdapterInfo
     blocked = _blocked(request, source, mac)
     if blocked is not None:
         return blocked
-    adapter = await repo_adapters.get_adapter_by_mac(request.app[SERVICES].session_factory, mac)
+    adapter = await repo_adapters.get_adapter_by_mac(request.app[DEPS].session_factory, mac)
     if adapter is None:
         return await _unknown(request, source, mac)
     claimed = _ua_mismatch(request, mac)
@@ -418,12 +411,12 @@ async def _lookup(request: web.Request, filename: str) -> tuple[str, AdapterInfo
 
 async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret: str) -> web.StreamResponse:
     """Render, record the fetch, light PWR, answer."""
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     state = request.app[ATA_STATE]
     state.throttle.record_success(source, adapter.mac, state.clock())
     origin = origin_of(request)
     try:
-        body, content_type = await render_for(services, adapter, origin, secret)
+        body, content_type = await render_for(deps, adapter, origin, secret)
     except (render.ProfileError, LookupError) as exc:
         log.error("provisioning: cannot render config of %s: %s", adapter.mac, exc)
         return problem(500, "this adapter's configuration cannot be built; support has been told")
@@ -433,14 +426,14 @@ async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret
         log.warning("provisioning: adapter %s is stored as %s but says it is %s (UA %r)",
                     adapter.mac, adapter.model, parsed.model, ua)
     await repo_adapters.record_config_fetch(
-        services.session_factory, adapter.adapter_id, at=datetime.now(UTC),
+        deps.session_factory, adapter.adapter_id, at=datetime.now(UTC),
         remote_addr=(request.remote or "?")[:64], user_agent=ua or None, config_hash=config_hash(body),
         firmware=(parsed.firmware[:100] if parsed else None),
     )
     state.last_origin[adapter.adapter_id] = origin
-    services.status.config_fetched(adapter.adapter_id)
-    if services.metrics is not None:
-        services.metrics.fetched()
+    deps.status.config_fetched(adapter.adapter_id)
+    if deps.metrics is not None:
+        deps.metrics.fetched()
     log.info("provisioning: served %s (%d bytes) to %s", adapter.mac, len(body), request.remote)
     # Exact Content-Length, no chunking (old SPA firmware); never cached: it holds passwords.
     return web.Response(
@@ -458,9 +451,9 @@ async def token_config(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.StreamResponse):
         return found
     source, adapter = found
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     secret = await repo_adapters.get_provisioning_secret(
-        services.session_factory, adapter.adapter_id, services.secret_box
+        deps.session_factory, adapter.adapter_id, deps.secret_box
     )
     expected = adapter_credentials(secret, adapter.mac).url_token if secret else ""
     given = request.match_info["token"]
@@ -518,9 +511,9 @@ async def digest_config(request: web.Request) -> web.StreamResponse:
         # Another adapter's credentials (or a typo): never valid for this MAC.
         _failure(request, source, adapter.mac, f"digest username {creds.username!r}")
         return _challenge(request)
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     secret = await repo_adapters.get_provisioning_secret(
-        services.session_factory, adapter.adapter_id, services.secret_box
+        deps.session_factory, adapter.adapter_id, deps.secret_box
     )
     if secret is None:
         return _challenge(request)

@@ -17,7 +17,7 @@ from switch.store import repo_tokens
 from switch.transport.ratelimit import FailureThrottle
 
 from .errors import problem
-from .keys import SERVICES, TOKEN_CACHE
+from .keys import DEPS, TOKEN_CACHE
 
 CACHE_SECONDS = 30.0
 AUTH_THROTTLE: web.AppKey[FailureThrottle[str]] = web.AppKey("auth_throttle")
@@ -40,8 +40,8 @@ async def _verify(request: web.Request, token: str) -> Principal | None:
     hit = cache.get(token)
     if hit is not None and hit[1] > now:
         return hit[0]
-    services = request.app[SERVICES]
-    found = await repo_tokens.verify_token(services.session_factory, token)
+    deps = request.app[DEPS]
+    found = await repo_tokens.verify_token(deps.session_factory, token)
     principal = None
     if found is not None:
         principal = Principal(

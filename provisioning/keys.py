@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from switch.app import Services
+from .deps import HttpDeps
 
+if TYPE_CHECKING:
     from .auth import Principal
 
-SERVICES: web.AppKey["Services"] = web.AppKey("services")
+#: what the handlers use (provisioning/deps.py), given by the composition root or a test
+DEPS: web.AppKey[HttpDeps] = web.AppKey("deps", HttpDeps)
 #: bearer token -> (who it is, monotonic time the entry expires)
 TOKEN_CACHE: web.AppKey[dict[str, tuple["Principal", float]]] = web.AppKey("token_cache")

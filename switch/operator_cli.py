@@ -73,10 +73,11 @@ def guarded(coro: Coroutine[Any, Any, int], settings: Settings) -> int:
 async def token_list(settings: Settings, *, include_inactive: bool = False) -> int:
     from sqlalchemy import select
 
-    from switch.app import open_database
+    from switch.database import open_database
     from switch.store.models import ApiToken, Customer
 
-    engine, sf, _ = await open_database(settings)
+    db = await open_database(settings)
+    sf = db.session_factory
     try:
         async with sf() as session:
             rows = (
@@ -87,7 +88,7 @@ async def token_list(settings: Settings, *, include_inactive: bool = False) -> i
                 )
             ).all()
     finally:
-        await engine.dispose()
+        await db.close()
     print(f"{'id':>5}  {'role':<9} {'customer':<10} {'state':<8} {'created':<16} {'last used':<16} label")
     now = time.time()
     for token, customer in rows:
@@ -102,16 +103,17 @@ async def token_list(settings: Settings, *, include_inactive: bool = False) -> i
 
 
 async def token_revoke(settings: Settings, token_id: int) -> int:
-    from switch.app import open_database
+    from switch.database import open_database
     from switch.store import repo_tokens
 
-    engine, sf, _ = await open_database(settings)
+    db = await open_database(settings)
+    sf = db.session_factory
     try:
         if not await repo_tokens.revoke_token(sf, token_id):
             print(f"softswitch: no active token {token_id} (see `softswitch token list --all`)", file=sys.stderr)
             return 1
     finally:
-        await engine.dispose()
+        await db.close()
     print(f"revoked token {token_id}")
     return 0
 

@@ -15,7 +15,8 @@ from switch.store.repo_adapters import normalise_mac
 from ..ata import config_status, origin_of
 from ..auth import require
 from ..errors import problem
-from ..keys import SERVICES
+from ..deps import HttpDeps
+from ..keys import DEPS
 
 routes = web.RouteTableDef()
 
@@ -26,8 +27,8 @@ async def _adapter(request: web.Request) -> m.Adapter | web.Response:
         mac = normalise_mac(raw)
     except ValueError:
         return problem(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
-    services = request.app[SERVICES]
-    async with services.session_factory() as session:
+    deps = request.app[DEPS]
+    async with deps.session_factory() as session:
         adapter = (await session.execute(select(m.Adapter).where(m.Adapter.mac == mac))).scalar_one_or_none()
     if adapter is None:
         return problem(404, f"no adapter with MAC {mac}")
@@ -41,28 +42,28 @@ async def adapter_status(request: web.Request) -> web.Response:
     adapter = await _adapter(request)
     if isinstance(adapter, web.Response):
         return adapter
-    services = request.app[SERVICES]
-    lamps = services.status.status(adapter.id)
+    deps = request.app[DEPS]
+    lamps = deps.status.status(adapter.id)
     body: dict[str, object] = {name: lamps[name].as_json() for name in ("pwr", "wan", "tel1", "tel2")}
-    body["lines"] = _line_details(services, adapter.id)
+    body["lines"] = _line_details(deps, adapter.id)
     body["mac"] = adapter.mac
     body["model"] = adapter.model
     body["firmware"] = adapter.firmware_seen
-    info = await repo_adapters.get_adapter(services.session_factory, adapter.id)
+    info = await repo_adapters.get_adapter(deps.session_factory, adapter.id)
     if info is not None:
         # Did the config change since the adapter last fetched it? (provisioning/ata.py)
         body["config"] = await config_status(request.app, info, origin_of(request))
     return web.json_response(body)
 
 
-def _line_details(services: object, adapter_id: int) -> list[dict[str, object]]:
+def _line_details(deps: HttpDeps, adapter_id: int) -> list[dict[str, object]]:
     """Per port: the number, its registered contacts and how they answer pings (support's detail view)."""
     out: list[dict[str, object]] = []
     now = time.time()
-    for line in sorted(services.lines.adapter_lines(adapter_id), key=lambda li: li.port):  # type: ignore[attr-defined]
+    for line in sorted(deps.lines.adapter_lines(adapter_id), key=lambda li: li.port):
         contacts = []
-        for b in services.location.bindings(line.line_id):  # type: ignore[attr-defined]
-            r = services.status.reach.get((b.line_id, b.contact))  # type: ignore[attr-defined]
+        for b in deps.location.bindings(line.line_id):
+            r = deps.status.reach.get((b.line_id, b.contact))
             contacts.append(
                 {
                     "contact": b.contact,
@@ -96,8 +97,8 @@ async def lamp_events(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 500:
         return problem(400, f"limit must be an integer from 1 to 500, got {raw!r}")
-    services = request.app[SERVICES]
-    rows = await lamp_history.list_lamp_events(services.session_factory, adapter.id, limit=int(raw))
+    deps = request.app[DEPS]
+    rows = await lamp_history.list_lamp_events(deps.session_factory, adapter.id, limit=int(raw))
     return web.json_response(
         {
             "mac": adapter.mac,

@@ -33,7 +33,7 @@ from switch.store.repo_lines import normalise_number
 
 from ..auth import PRINCIPAL, require
 from ..errors import problem
-from ..keys import SERVICES
+from ..keys import DEPS
 
 routes = web.RouteTableDef()
 
@@ -42,7 +42,7 @@ _INVOICE_FIELDS = ("time", "line", "dialled", "zone", "duration_s", "price_ore",
 
 
 def _periods(request: web.Request) -> MonthlyPeriods:
-    return MonthlyPeriods(request.app[SERVICES].settings.billing_timezone)
+    return MonthlyPeriods(request.app[DEPS].config.billing_timezone)
 
 
 def _period(request: web.Request) -> tuple[str, datetime, datetime] | web.Response:
@@ -67,7 +67,7 @@ async def _scope(request: web.Request) -> tuple[int, str, str, list[int]] | web.
     principal = request[PRINCIPAL]
     if principal.role == "customer" and principal.customer != external:
         return problem(403, "a customer token can only read its own customer's invoice")
-    sf = request.app[SERVICES].session_factory
+    sf = request.app[DEPS].session_factory
     found = await customer_ref(sf, external)
     if found is None:
         return problem(404, f"no customer with number {external!r}")
@@ -104,7 +104,7 @@ async def invoice(request: web.Request) -> web.StreamResponse:
         return problem(400, f"format must be json or csv, got {fmt!r}")
     label, start, end = period
     _cid, external, name, line_ids = scope
-    sf = request.app[SERVICES].session_factory
+    sf = request.app[DEPS].session_factory
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json",
@@ -186,7 +186,7 @@ async def invoice_period_summary(request: web.Request) -> web.StreamResponse:
         return scope
     label, start, end = period
     _cid, external, name, line_ids = scope
-    rows = await invoice_summary(request.app[SERVICES].session_factory, line_ids, start, end)
+    rows = await invoice_summary(request.app[DEPS].session_factory, line_ids, start, end)
     zones = [
         {"zone": z, "calls": n, "seconds": s, "minutes": round(s / 60, 2), "amount_ore": o} for z, n, s, o in rows
     ]
@@ -207,7 +207,7 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
     if not raw.isdigit() or not 1 <= int(raw) <= 120:
         return problem(400, f"months must be a whole number from 1 to 120, got {raw!r}")
     cutoff = datetime.now(UTC) - timedelta(days=round(int(raw) * 365.25 / 12))
-    found = await inactive_lines(request.app[SERVICES].session_factory, cutoff)
+    found = await inactive_lines(request.app[DEPS].session_factory, cutoff)
     items = [
         {
             "number": r.number, "customer": r.customer, "customer_name": r.customer_name,
@@ -233,7 +233,7 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
 @require("operator")
 async def report_directory(request: web.Request) -> web.StreamResponse:
     """The directory listing export (CSV): listed numbers with name and address where known."""
-    entries = await directory_listing(request.app[SERVICES].session_factory)
+    entries = await directory_listing(request.app[DEPS].session_factory)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(("number", "name", "address"))
@@ -244,19 +244,19 @@ async def report_directory(request: web.Request) -> web.StreamResponse:
 
 
 async def _credit_json(request: web.Request, customer_id: int, external: str) -> dict[str, object]:
-    services = request.app[SERVICES]
-    sf = services.session_factory
+    deps = request.app[DEPS]
+    sf = deps.session_factory
     limit = await credit_limit_of(sf, customer_id)
     periods = _periods(request)
     now = datetime.now(UTC).timestamp()
     start, end = periods.bounds(now)
-    rating = getattr(services, "rating", None)
+    rating = deps.rating
     credit = None if rating is None else rating.credit
     if credit is not None and credit.period == start:
         total = int(credit.totals.get(customer_id, 0))
     else:
         total = (await period_totals(sf, start)).get(customer_id, 0)
-    policy = getattr(services, "policy", None)
+    policy = deps.policy
     suspended = None
     if policy is not None:
         suspended = any(s.reason is SuspensionReason.CREDIT_LIMIT for s in policy.active_suspensions(customer_id))
@@ -267,7 +267,7 @@ async def _credit_json(request: web.Request, customer_id: int, external: str) ->
         "period_total_ore": total,
         "remaining_ore": None if limit is None else max(0, limit - total),
         "suspended_for_credit_limit": suspended,
-        "cut_margin_ore": services.settings.credit_cut_margin_ore,
+        "cut_margin_ore": deps.config.credit_cut_margin_ore,
     }
 
 
@@ -279,7 +279,7 @@ async def credit_state(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
     if principal.role == "customer" and principal.customer != external:
         return problem(403, "a customer token can only read its own customer")
-    found = await customer_ref(request.app[SERVICES].session_factory, external)
+    found = await customer_ref(request.app[DEPS].session_factory, external)
     if found is None:
         return problem(404, f"no customer with number {external!r}")
     return web.json_response(await _credit_json(request, found[0], external))
@@ -294,8 +294,8 @@ async def put_credit_limit(request: web.Request) -> web.StreamResponse:
     credit-limit suspension at once in this process (within 30 s elsewhere).
     """
     external = request.match_info["customer"]
-    services = request.app[SERVICES]
-    found = await customer_ref(services.session_factory, external)
+    deps = request.app[DEPS]
+    found = await customer_ref(deps.session_factory, external)
     if found is None:
         return problem(404, f"no customer with number {external!r}")
     try:
@@ -309,8 +309,8 @@ async def put_credit_limit(request: web.Request) -> web.StreamResponse:
         return problem(400, f"credit_limit_ore must be a whole number of øre from 0 to 1000000000, or null; got {limit!r}")
     principal = request[PRINCIPAL]
     actor = f"token:{principal.token_id}" if principal.token_id is not None else "operator"
-    await set_credit_limit(services.session_factory, found[0], limit, actor)
-    rating = getattr(services, "rating", None)
+    await set_credit_limit(deps.session_factory, found[0], limit, actor)
+    rating = deps.rating
     if rating is not None:
         await rating.reload_accounts()
     return web.json_response(await _credit_json(request, found[0], external))

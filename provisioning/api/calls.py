@@ -19,7 +19,7 @@ from switch.store.repo_lines import normalise_number
 
 from ..auth import require
 from ..errors import problem
-from ..keys import SERVICES
+from ..keys import DEPS
 
 routes = web.RouteTableDef()
 
@@ -75,8 +75,8 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
     for t in (since, until):
         if isinstance(t, web.Response):
             return t
-    services = request.app[SERVICES]
-    async with services.session_factory() as session:
+    deps = request.app[DEPS]
+    async with deps.session_factory() as session:
         line_id = (
             await session.execute(
                 select(m.Line.id).join(m.Number, m.Line.number_id == m.Number.id).where(m.Number.e164 == e164)

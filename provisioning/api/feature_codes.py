@@ -18,7 +18,7 @@ from feature_codes import CODES, CodePolicy, PolicyError
 
 from ..auth import PRINCIPAL, require
 from ..errors import problem
-from ..keys import SERVICES
+from ..keys import DEPS
 from .policy import actor_of
 
 routes = web.RouteTableDef()
@@ -37,7 +37,7 @@ def _as_json(p: CodePolicy, default: CodePolicy) -> dict[str, Any]:
 
 
 def _star_codes(request: web.Request) -> Any:
-    star_codes = request.app[SERVICES].star_codes
+    star_codes = request.app[DEPS].star_codes
     if star_codes is None:
         raise web.HTTPServiceUnavailable(text="star codes are not running in this process")
     return star_codes

@@ -28,7 +28,7 @@ from switch.store.repo_manage import ManageError, Page, etag_of
 
 from ..auth import PRINCIPAL, require
 from ..errors import problem_details
-from ..keys import SERVICES, TOKEN_CACHE
+from ..keys import DEPS, TOKEN_CACHE
 
 routes = web.RouteTableDef()
 
@@ -80,22 +80,22 @@ def _page(p: Page) -> web.Response:
 
 async def _live(request: web.Request, drop_bindings: Iterable[int] = ()) -> None:
     """Make the running switch see the change now (not at the next 5 s reload)."""
-    services = request.app[SERVICES]
-    await services.lines.reload()
+    deps = request.app[DEPS]
+    await deps.lines.reload()
     for line_id in drop_bindings:
-        if services.location.bindings(line_id):
-            services.location.replace(line_id, [], lambda _exc: None)
+        if deps.location.bindings(line_id):
+            deps.location.replace(line_id, [], lambda _exc: None)
 
 
 def _realm(request: web.Request) -> str:
-    return str(request.app[SERVICES].settings.effective_realm())
+    return request.app[DEPS].config.realm
 
 
 async def _import(request: web.Request, doc_data: dict[str, Any]) -> importer.ImportReport | web.Response:
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     try:
         doc = parse_import_document(doc_data, source="api")
-        return await importer.import_document(services.session_factory, doc, services.secret_box, _realm(request),
+        return await importer.import_document(deps.session_factory, doc, deps.secret_box, _realm(request),
                                               actor=_actor(request))
     except ImportValidationError as err:
         issues = [{"field": i.path, "message": i.message} for i in err.issues]
@@ -130,7 +130,7 @@ async def post_import(request: web.Request) -> web.Response:
 async def list_customers(request: web.Request) -> web.Response:
     try:
         page = await repo_manage.list_customers(
-            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
             state=request.query.get("state"), limit=_int_query(request, "limit", 50),
             offset=_int_query(request, "offset", 0))
     except ManageError as err:
@@ -148,7 +148,7 @@ async def create_customer(request: web.Request) -> web.Response:
     ref = body.get("id")
     if isinstance(ref, str):
         try:
-            await repo_manage.get_customer(request.app[SERVICES].session_factory, ref.strip())
+            await repo_manage.get_customer(request.app[DEPS].session_factory, ref.strip())
             return problem_details(409, f"customer {ref.strip()} exists", field="id")
         except ManageError:
             pass
@@ -156,7 +156,7 @@ async def create_customer(request: web.Request) -> web.Response:
     if isinstance(report, web.Response):
         return report
     await _live(request)
-    rep = await repo_manage.get_customer(request.app[SERVICES].session_factory, str(body["id"]).strip())
+    rep = await repo_manage.get_customer(request.app[DEPS].session_factory, str(body["id"]).strip())
     resp = _one(rep, 201)
     resp.headers["Location"] = f"/api/v1/customers/{rep['id']}"
     return resp
@@ -166,7 +166,7 @@ async def create_customer(request: web.Request) -> web.Response:
 @require("operator")
 async def get_customer(request: web.Request) -> web.Response:
     try:
-        return _one(await repo_manage.get_customer(request.app[SERVICES].session_factory, request.match_info["ref"]))
+        return _one(await repo_manage.get_customer(request.app[DEPS].session_factory, request.match_info["ref"]))
     except ManageError as err:
         return _error(err)
 
@@ -178,7 +178,7 @@ async def patch_customer(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     try:
-        rep = await repo_manage.patch_customer(request.app[SERVICES].session_factory, request.match_info["ref"], body,
+        rep = await repo_manage.patch_customer(request.app[DEPS].session_factory, request.match_info["ref"], body,
                                                actor=_actor(request), if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -191,7 +191,7 @@ async def terminate_customer(request: web.Request) -> web.Response:
     """End the contract: lines disabled and unregistered, numbers freed, history kept."""
     try:
         rep, line_ids = await repo_manage.terminate_customer(
-            request.app[SERVICES].session_factory, request.match_info["ref"], actor=_actor(request),
+            request.app[DEPS].session_factory, request.match_info["ref"], actor=_actor(request),
             if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -207,7 +207,7 @@ async def terminate_customer(request: web.Request) -> web.Response:
 async def list_adapters(request: web.Request) -> web.Response:
     try:
         page = await repo_manage.list_adapters(
-            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
             customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
             offset=_int_query(request, "offset", 0))
     except ManageError as err:
@@ -219,7 +219,7 @@ async def _customer_entry(request: web.Request, ref: Any) -> dict[str, Any] | we
     if not isinstance(ref, str) or not ref.strip():
         return problem_details(400, "customer: required (the customer number)", field="customer")
     try:
-        c = await repo_manage.get_customer(request.app[SERVICES].session_factory, ref.strip())
+        c = await repo_manage.get_customer(request.app[DEPS].session_factory, ref.strip())
     except ManageError:
         return problem_details(404, f"no customer {ref.strip()!r}", field="customer")
     return {"id": c["id"], "name": c["name"]}
@@ -238,7 +238,7 @@ async def create_adapter(request: web.Request) -> web.Response:
     mac = body.get("mac")
     if isinstance(mac, str):
         try:
-            await repo_manage.get_adapter(request.app[SERVICES].session_factory, mac)
+            await repo_manage.get_adapter(request.app[DEPS].session_factory, mac)
             return problem_details(409, f"adapter {mac} exists", field="mac")
         except ManageError:
             pass
@@ -247,7 +247,7 @@ async def create_adapter(request: web.Request) -> web.Response:
     if isinstance(report, web.Response):
         return report
     await _live(request)
-    rep = await repo_manage.get_adapter(request.app[SERVICES].session_factory, str(mac))
+    rep = await repo_manage.get_adapter(request.app[DEPS].session_factory, str(mac))
     resp = _one(rep, 201)
     resp.headers["Location"] = f"/api/v1/adapters/{rep['mac']}"
     return resp
@@ -257,7 +257,7 @@ async def create_adapter(request: web.Request) -> web.Response:
 @require("operator")
 async def get_adapter(request: web.Request) -> web.Response:
     try:
-        return _one(await repo_manage.get_adapter(request.app[SERVICES].session_factory, request.match_info["mac"]))
+        return _one(await repo_manage.get_adapter(request.app[DEPS].session_factory, request.match_info["mac"]))
     except ManageError as err:
         return _error(err)
 
@@ -271,7 +271,7 @@ async def patch_adapter(request: web.Request) -> web.Response:
         return body
     try:
         rep, dropped = await repo_manage.patch_adapter(
-            request.app[SERVICES].session_factory, request.match_info["mac"], body, actor=_actor(request),
+            request.app[DEPS].session_factory, request.match_info["mac"], body, actor=_actor(request),
             if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -283,7 +283,7 @@ async def patch_adapter(request: web.Request) -> web.Response:
 @require("operator")
 async def delete_adapter(request: web.Request) -> web.Response:
     try:
-        await repo_manage.delete_adapter(request.app[SERVICES].session_factory, request.match_info["mac"],
+        await repo_manage.delete_adapter(request.app[DEPS].session_factory, request.match_info["mac"],
                                          actor=_actor(request), if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -298,7 +298,7 @@ async def delete_adapter(request: web.Request) -> web.Response:
 async def list_lines(request: web.Request) -> web.Response:
     try:
         page = await repo_manage.list_lines(
-            request.app[SERVICES].session_factory, q=request.query.get("q", "")[:100],
+            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
             customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
             offset=_int_query(request, "offset", 0))
     except ManageError as err:
@@ -323,7 +323,7 @@ async def create_line(request: web.Request) -> web.Response:
     if not isinstance(mac, str):
         return problem_details(400, "adapter: required (the adapter's MAC)", field="adapter")
     try:
-        adapter = await repo_manage.get_adapter(request.app[SERVICES].session_factory, mac)
+        adapter = await repo_manage.get_adapter(request.app[DEPS].session_factory, mac)
     except ManageError as err:
         return problem_details(err.status, err.message, field="adapter")
     port = body.get("port")
@@ -333,7 +333,7 @@ async def create_line(request: web.Request) -> web.Response:
     number = body.get("number")
     if isinstance(number, str):
         try:
-            await repo_manage.get_line(request.app[SERVICES].session_factory, number)
+            await repo_manage.get_line(request.app[DEPS].session_factory, number)
             return problem_details(409, f"number {number} is in use", field="number")
         except ManageError:
             pass
@@ -345,7 +345,7 @@ async def create_line(request: web.Request) -> web.Response:
     if isinstance(report, web.Response):
         return report
     await _live(request)
-    rep = await repo_manage.get_line(request.app[SERVICES].session_factory, str(number))
+    rep = await repo_manage.get_line(request.app[DEPS].session_factory, str(number))
     out = dict(rep)
     if generated is not None:
         out["password"] = generated
@@ -358,7 +358,7 @@ async def create_line(request: web.Request) -> web.Response:
 @require("operator")
 async def get_line(request: web.Request) -> web.Response:
     try:
-        return _one(await repo_manage.get_line(request.app[SERVICES].session_factory, request.match_info["number"]))
+        return _one(await repo_manage.get_line(request.app[DEPS].session_factory, request.match_info["number"]))
     except ManageError as err:
         return _error(err)
 
@@ -372,7 +372,7 @@ async def patch_line(request: web.Request) -> web.Response:
         return body
     try:
         rep, line_id = await repo_manage.patch_line(
-            request.app[SERVICES].session_factory, request.match_info["number"], body, actor=_actor(request),
+            request.app[DEPS].session_factory, request.match_info["number"], body, actor=_actor(request),
             if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -384,10 +384,10 @@ async def patch_line(request: web.Request) -> web.Response:
 @require("operator")
 async def reset_password(request: web.Request) -> web.Response:
     """A new SIP password, shown once; it applies to the next REGISTER and the next config fetch."""
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     try:
         password, _line_id = await repo_manage.reset_line_password(
-            services.session_factory, request.match_info["number"], services.secret_box, _realm(request),
+            deps.session_factory, request.match_info["number"], deps.secret_box, _realm(request),
             actor=_actor(request))
     except ManageError as err:
         return _error(err)
@@ -400,7 +400,7 @@ async def reset_password(request: web.Request) -> web.Response:
 @require("operator")
 async def delete_line(request: web.Request) -> web.Response:
     try:
-        line_id = await repo_manage.delete_line(request.app[SERVICES].session_factory, request.match_info["number"],
+        line_id = await repo_manage.delete_line(request.app[DEPS].session_factory, request.match_info["number"],
                                                 actor=_actor(request), if_match=request.headers.get("If-Match"))
     except ManageError as err:
         return _error(err)
@@ -414,7 +414,7 @@ async def delete_line(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tokens")
 @require("operator")
 async def list_tokens(request: web.Request) -> web.Response:
-    rows = await repo_tokens.list_tokens(request.app[SERVICES].session_factory)
+    rows = await repo_tokens.list_tokens(request.app[DEPS].session_factory)
     return web.json_response({"items": [t.as_json() for t in rows]})
 
 
@@ -436,7 +436,7 @@ async def create_token(request: web.Request) -> web.Response:
         return problem_details(400, "customer: the customer number", field="customer")
     try:
         secret, info = await repo_tokens.create_token(
-            request.app[SERVICES].session_factory, TokenRole(role), customer_ref=customer, label=label)
+            request.app[DEPS].session_factory, TokenRole(role), customer_ref=customer, label=label)
     except ValueError as err:
         return problem_details(400 if "needs" in str(err) else 404, str(err), field="customer")
     return web.json_response({"id": info.token_id, "role": role, "customer": info.customer_ref, "label": label,
@@ -449,7 +449,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit():
         return problem_details(400, "id: must be a whole number", field="id")
-    ok = await repo_tokens.revoke_token(request.app[SERVICES].session_factory, int(raw))
+    ok = await repo_tokens.revoke_token(request.app[DEPS].session_factory, int(raw))
     if not ok:
         return problem_details(404, f"no live token {raw}")
     request.app[TOKEN_CACHE].clear()  # a revoked token stops working now, not after the cache's 30 s
@@ -487,7 +487,7 @@ async def audit(request: web.Request) -> web.Response:
     if (st is None) != (sid is None):
         return problem_details(400, "subject_type and subject_id go together", field="subject_id")
     rows = await list_audit_events(
-        request.app[SERVICES].session_factory, subject=(st, sid) if st and sid else None,
+        request.app[DEPS].session_factory, subject=(st, sid) if st and sid else None,
         actor=request.query.get("actor"), since=times["since"], until=times["until"], limit=limit)
     return web.json_response({"items": [
         {"at": e.at.isoformat(timespec="seconds"), "actor": e.actor, "action": e.action,

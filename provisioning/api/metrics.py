@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,10 +19,8 @@ from switch.services.metrics import CONTENT_TYPE
 
 from ..auth import require
 from ..errors import problem
-from ..keys import SERVICES
-
-if TYPE_CHECKING:
-    from switch.app import Services
+from ..deps import HttpDeps
+from ..keys import DEPS
 
 __all__ = ["routes", "start_metrics_http"]
 
@@ -33,7 +30,7 @@ routes = web.RouteTableDef()
 
 
 def _render(request: web.Request) -> web.Response:
-    metrics = request.app[SERVICES].metrics
+    metrics = request.app[DEPS].metrics
     if metrics is None:
         return problem(503, "metrics are not collected in this process")
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -47,7 +44,7 @@ async def _with_api_token(request: web.Request) -> web.StreamResponse:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The switch's metrics; needs the metrics token when one is set, else an operator API token."""
-    secret = request.app[SERVICES].settings.metrics_token
+    secret = request.app[DEPS].config.metrics_token
     if not secret:
         resp: web.StreamResponse = await _with_api_token(request)
         return resp
@@ -63,13 +60,13 @@ async def _open_metrics(request: web.Request) -> web.StreamResponse:
     return _render(request)
 
 
-async def start_metrics_http(services: Services, main: web.Application) -> None:
+async def start_metrics_http(deps: HttpDeps, main: web.Application) -> None:
     """The dedicated, token-free metrics listener (``metrics_listen``); stopped with the main HTTP app."""
-    listen = services.settings.metrics_listen
+    listen = deps.config.metrics_listen
     if listen is None:
         return
     app = web.Application()
-    app[SERVICES] = services
+    app[DEPS] = deps
     app.router.add_get("/metrics", _open_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

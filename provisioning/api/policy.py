@@ -32,13 +32,13 @@ from switch.store.repo_policy import LineRef
 
 from ..auth import PRINCIPAL, Principal, require
 from ..errors import problem
-from ..keys import SERVICES
+from ..keys import DEPS
 
 routes = web.RouteTableDef()
 
 
 def _policy(request: web.Request) -> PolicyService:
-    service = getattr(request.app[SERVICES], "policy", None)
+    service = request.app[DEPS].policy
     if not isinstance(service, PolicyService):
         raise web.HTTPServiceUnavailable(text="the call policy is not running")
     return service
@@ -58,7 +58,7 @@ async def _line(request: web.Request) -> LineRef | web.Response:
         e164 = normalise_number(raw)
     except ValueError:
         return problem(400, f"not a telephone number: {raw!r} (8-digit national or E.164)", field="number")
-    ref = await repo_policy.line_by_number(request.app[SERVICES].session_factory, e164)
+    ref = await repo_policy.line_by_number(request.app[DEPS].session_factory, e164)
     principal = request[PRINCIPAL]
     if ref is None or (principal.role == "customer" and principal.customer != ref.customer_ref):
         # The same answer for another customer's line: a customer token learns nothing about it.
@@ -82,7 +82,7 @@ def _refused(err: PolicyValidationError) -> web.Response:
 
 async def _customer(request: web.Request) -> tuple[int, str] | web.Response:
     ref = request.match_info["id"]
-    found = await repo_policy.customer_by_ref(request.app[SERVICES].session_factory, ref)
+    found = await repo_policy.customer_by_ref(request.app[DEPS].session_factory, ref)
     if found is None:
         return problem(404, f"no customer {ref!r}", field="customer")
     return found
@@ -236,7 +236,7 @@ async def create_suspension(request: web.Request) -> web.Response:
     unknown = set(body) - {"customer", "line", "level", "reason", "note"}
     if unknown:
         return problem(400, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
-    sf = request.app[SERVICES].session_factory
+    sf = request.app[DEPS].session_factory
     if not isinstance(body.get("customer"), str):
         return problem(400, "customer is required: the customer number, e.g. \"C1001\"", field="customer")
     note = body.get("note", "")
@@ -297,9 +297,9 @@ async def customer_suspensions(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     cid, ref = found
-    services = request.app[SERVICES]
-    rows = await repo_policy.suspension_history(services.session_factory, cid)
-    numbers = {li.line_id: li.number for li in services.lines.by_id.values()}
+    deps = request.app[DEPS]
+    rows = await repo_policy.suspension_history(deps.session_factory, cid)
+    numbers = {li.line_id: li.number for li in deps.lines.by_id.values()}
     return web.json_response({"customer": ref, "suspensions": [r.as_json(numbers) for r in rows]})
 
 

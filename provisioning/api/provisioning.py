@@ -7,29 +7,21 @@
 * ``GET  /api/v1/adapters/{mac}/profile-url`` -- the adapter's own authenticated URL and digest
   credentials, to set on a device by hand (staging). Audited: it hands out a secret.
 * ``POST /api/v1/adapters/{mac}/resync`` -- make the adapter fetch its config now: a SIP
-  NOTIFY to every registered contact of its lines, with the event its vendor understands.
-  Adapters challenge that NOTIFY (Cisco always, Grandstream and OBi as our configs set them);
-  the switch answers the challenge with the line's own credentials, which is how the adapter
-  knows the NOTIFY comes from its switch.
+  NOTIFY to every registered contact of its lines, with the event its vendor understands
+  (sent and digest-answered by ``switch.services.resync``; this handler picks the event,
+  waits and audits).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
 
-from switch.services.location import Binding
-from switch.services.qualify import build_request, peer_of
-from switch.sip import digest
-from switch.sip.message import Request
-from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
-from switch.store import adapter_models, repo_adapters, repo_lines
+from switch.store import adapter_models, repo_adapters
 from switch.store.engine import write_session
 from switch.store.models import Customer
 from switch.store.repo_adapters import AdapterInfo, format_mac, normalise_mac
@@ -38,7 +30,7 @@ from switch.store.repo_audit import add_audit_event
 from ..ata import CFG_PREFIX, DIGEST_REALM, adapter_credentials, config_status, origin_of
 from ..auth import PRINCIPAL, require
 from ..errors import problem
-from ..keys import SERVICES
+from ..keys import DEPS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +49,7 @@ async def _adapter(request: web.Request) -> AdapterInfo | web.Response:
         mac = normalise_mac(raw)
     except ValueError:
         return problem(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
-    adapter = await repo_adapters.get_adapter_by_mac(request.app[SERVICES].session_factory, mac)
+    adapter = await repo_adapters.get_adapter_by_mac(request.app[DEPS].session_factory, mac)
     if adapter is None:
         return problem(404, f"no adapter with MAC {format_mac(mac)}")
     return adapter
@@ -100,7 +92,7 @@ def _unclaimed_json(u: repo_adapters.UnclaimedInfo) -> dict[str, Any]:
 @require("operator")
 async def list_unclaimed(request: web.Request) -> web.Response:
     """Unknown MACs that asked for a config, most recently seen first."""
-    rows = await repo_adapters.list_unclaimed(request.app[SERVICES].session_factory)
+    rows = await repo_adapters.list_unclaimed(request.app[DEPS].session_factory)
     return web.json_response({"unclaimed": [_unclaimed_json(u) for u in rows]})
 
 
@@ -120,12 +112,12 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
         return problem(400, "body must be a JSON object")
     if not isinstance(body, dict):
         return problem(400, "body must be a JSON object")
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     customer_id = body.get("customer_id")
     ref = body.get("customer")
     if customer_id is None and ref is None:
         return problem(400, "give the customer: \"customer\" (customer number) or \"customer_id\"")
-    async with services.session_factory() as session:
+    async with deps.session_factory() as session:
         if customer_id is not None:
             stmt = select(Customer.id, Customer.external_id).where(Customer.id == customer_id)
         else:
@@ -139,7 +131,7 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
     description = body.get("description")
     try:
         adapter = await repo_adapters.assign_unclaimed(
-            services.session_factory, mac, customer_id=row[0], secret_box=services.secret_box,
+            deps.session_factory, mac, customer_id=row[0], secret_box=deps.secret_box,
             model=model, description=description if isinstance(description, str) else None,
         )
     except LookupError:
@@ -147,7 +139,7 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
     except ValueError as exc:
         status = 409 if "already exists" in str(exc) else 400
         return problem(status, str(exc))
-    async with write_session(services.session_factory) as session:
+    async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.assign", subject_type="adapter",
                         subject_id=adapter.mac, customer_id=row[0], details={"model": adapter.model})
     log.info("provisioning: unclaimed adapter %s assigned to customer %s as %s", mac, row[1], adapter.model)
@@ -173,8 +165,8 @@ async def config_fetches(request: web.Request) -> web.Response:
     except ValueError:
         return problem(400, "limit must be a number")
     limit = max(1, min(100, limit))
-    services = request.app[SERVICES]
-    rows = await repo_adapters.list_config_fetches(services.session_factory, adapter.adapter_id, limit=limit)
+    deps = request.app[DEPS]
+    rows = await repo_adapters.list_config_fetches(deps.session_factory, adapter.adapter_id, limit=limit)
     return web.json_response({
         "mac": format_mac(adapter.mac),
         "firmware": adapter.firmware_seen,
@@ -224,19 +216,19 @@ async def profile_url(request: web.Request) -> web.Response:
     origin = _origin(request)
     if isinstance(origin, web.Response):
         return origin
-    services = request.app[SERVICES]
+    deps = request.app[DEPS]
     info = adapter_models.model_info(adapter.model)
     if info is None:
         return problem(409, f"model {adapter.model!r} has no provisioning template")
     secret = await repo_adapters.get_provisioning_secret(
-        services.session_factory, adapter.adapter_id, services.secret_box
+        deps.session_factory, adapter.adapter_id, deps.secret_box
     )
     if secret is None:
         return problem(409, "adapter has no provisioning secret")
     creds = adapter_credentials(secret, adapter.mac)
     filename = info.config_filename_pattern.format(mac=adapter.mac)
     token_url = f"{origin}{CFG_PREFIX}/{creds.url_token}/{filename}"
-    async with write_session(services.session_factory) as session:
+    async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.profile_url.read",
                         subject_type="adapter", subject_id=adapter.mac, customer_id=adapter.customer_id)
     bootstrap = [origin + "/" + info.bootstrap_filename] if info.bootstrap_filename else []
@@ -258,89 +250,6 @@ async def profile_url(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- resync
 
 
-@dataclass(slots=True)
-class _NotifyOutcome:
-    port: int
-    contact: str
-    target: str
-    status: int | None = None
-    result: str = "pending"  # pending | accepted | refused | timeout | error
-    challenged: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"port": self.port, "contact": self.contact, "target": self.target, "status": self.status,
-                "result": self.result, "challenged": self.challenged}
-
-
-def _send_notify(request: web.Request, binding: Binding, event: str, auth_user: str, password: str,
-                 port: int) -> _NotifyOutcome:
-    """Send one NOTIFY; answer one 401/407 with the line's credentials (RFC 3261 §22.2)."""
-    services = request.app[SERVICES]
-    endpoint = services.endpoint
-    from_host = services.settings.effective_realm()
-    extra = [("Event", event), ("Subscription-State", "terminated")]
-    peer = peer_of(binding)
-    outcome = _NotifyOutcome(port=port, contact=binding.contact,
-                             target=f"{binding.transport}:{binding.received_host}:{binding.received_port}")
-    first = build_request("NOTIFY", binding, from_host, endpoint.user_agent, extra)
-    # The retry is the same request with CSeq + 1 and credentials (§8.1.3.5), so keep these.
-    from_value, call_id = first.headers.get("From"), first.headers.get("Call-ID")
-
-    def finish(status: int | None, result: str) -> None:
-        if outcome.done.is_set():
-            return
-        outcome.status, outcome.result = status, result
-        outcome.done.set()
-        log.info("resync: NOTIFY %s to %s (%s) -> %s %s", event, binding.contact, outcome.target,
-                 status if status is not None else "", result)
-
-    def retry(challenge_header: str, auth_header: str, values: list[str]) -> bool:
-        challenges: list[digest.Challenge] = []
-        for value in values:
-            try:
-                challenges.extend(digest.parse_challenges(value))
-            except digest.DigestError:
-                continue
-        try:
-            chosen = digest.choose_challenge(challenges)
-            authorization = digest.DigestClient(auth_user, password).authorize(chosen, "NOTIFY", binding.contact)
-        except digest.DigestError as exc:
-            log.warning("resync: cannot answer %s from %s: %s", challenge_header, binding.contact, exc)
-            return False
-        again: Request = build_request("NOTIFY", binding, from_host, endpoint.user_agent,
-                                       [*extra, (auth_header, authorization)])
-        if from_value is not None:
-            again.headers.set("From", from_value)
-        if call_id is not None:
-            again.headers.set("Call-ID", call_id)
-        again.headers.set("CSeq", "2 NOTIFY")
-        outcome.challenged = True
-        endpoint.request(again, peer, on_event)
-        return True
-
-    def on_event(ev: ResponseReceived | TransactionTimeout) -> None:
-        if isinstance(ev, TransactionTimeout):
-            finish(None, "timeout")
-            return
-        status = ev.response.status
-        if status < 200:
-            return
-        if status in (401, 407) and not outcome.challenged:
-            name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
-            auth = "Authorization" if status == 401 else "Proxy-Authorization"
-            if retry(name, auth, ev.response.headers.get_lines(name)):
-                return
-        finish(status, "accepted" if 200 <= status < 300 else "refused")
-
-    try:
-        endpoint.request(first, peer, on_event)
-    except Exception as exc:  # noqa: BLE001 - one unusable contact must not stop the others
-        log.warning("resync: cannot send NOTIFY to %s: %s", binding.contact, exc)
-        finish(None, "error")
-    return outcome
-
-
 @routes.post("/api/v1/adapters/{mac}/resync")
 @require("operator")
 async def resync(request: web.Request) -> web.Response:
@@ -356,19 +265,14 @@ async def resync(request: web.Request) -> web.Response:
     wait = max(0.0, min(MAX_WAIT, wait))
     info = adapter_models.model_info(adapter.model)
     event = info.resync_event if info else "resync"  # each model's event: switch.store.adapter_models
-    services = request.app[SERVICES]
-    lines = await repo_lines.load_adapter_lines(services.session_factory, adapter.adapter_id, services.secret_box)
-    targets = [(line, b) for line in lines for b in services.location.bindings(line.line_id)]
-    if not targets:
+    deps = request.app[DEPS]
+    if deps.resync is None:
+        return problem(503, "resync needs the SIP side of the switch, and it is not running here")
+    outcomes = await deps.resync.resync(adapter.adapter_id, event, wait)
+    if not outcomes:
         return problem(409, f"adapter {format_mac(adapter.mac)} has no registered line to send a resync to",
                        mac=format_mac(adapter.mac))
-    outcomes = [_send_notify(request, b, event, line.auth_user, line.secret, line.port) for line, b in targets]
-    if wait > 0:
-        try:
-            await asyncio.wait_for(asyncio.gather(*(o.done.wait() for o in outcomes)), wait)
-        except TimeoutError:
-            pass
-    async with write_session(services.session_factory) as session:
+    async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.resync", subject_type="adapter",
                         subject_id=adapter.mac, customer_id=adapter.customer_id,
                         details={"event": event, "contacts": [o.contact for o in outcomes]})

@@ -113,13 +113,15 @@ class Authenticator:
         on_failure: Callable[[str, str, CredentialLike | None, str], None] | None = None,
         md5_only_agents: str = "",
         sha256_first_agents: str = "",
+        served: Callable[[SipUri], bool] | None = None,
+        registered_from: Callable[[CredentialLike], Iterable[tuple[str, int]]] | None = None,
     ) -> None:
         self.realm = realm
-        #: URIs this server answers for (set by the app from its domains and addresses):
+        #: URIs this server answers for (given by the app from its domains and addresses):
         #: a REGISTER's digest ``uri`` may name any of them, see ``_uri_ok``
-        self.served: Callable[[SipUri], bool] | None = None
-        #: (host, port) pairs a line is registered from (set by the app from the location service)
-        self.registered_from: Callable[[CredentialLike], Iterable[tuple[str, int]]] | None = None
+        self.served = served
+        #: (host, port) pairs a line is registered from (the location service's ``sources_of``)
+        self.registered_from = registered_from
         self._secret = secret
         self._lookup = lookup
         self.algorithms = algorithms

@@ -40,6 +40,8 @@ from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from switch.store.groupcommit import GroupCommitter
 from switch.store.models import CallDirection
 
+from .periodic import Periodic
+
 __all__ = ["CdrDraft", "CdrWriter", "cdr_row"]
 
 log = logging.getLogger(__name__)
@@ -218,14 +220,13 @@ class CdrWriter:
         self._retry_interval = retry_interval
         #: rows that failed for a transient reason (database down), oldest first
         self._pending: list[dict[str, Any]] = []
-        self._retry_task: asyncio.Task[None] | None = None
+        self._retry = Periodic("CDR retry", self._retry_pending, retry_interval)
         self.written = 0
         self.spilled = 0
 
     def start(self) -> None:
         self._committer.start()
-        if self._retry_interval > 0:
-            self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
+        self._retry.start()
 
     def submit(self, draft: CdrDraft) -> None:
         """Queue a finished call's record. Never raises into the call path."""
@@ -306,12 +307,10 @@ class CdrWriter:
             return
         self._pending.append(row)
 
-    async def _retry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._retry_interval)
-            if self._pending:
-                rows, self._pending = self._pending, []
-                await self._write_batch(rows)
+    async def _retry_pending(self) -> None:
+        if self._pending:
+            rows, self._pending = self._pending, []
+            await self._write_batch(rows)
 
     def _spill(self, rows: list[dict[str, Any]]) -> None:
         self.spilled += len(rows)
@@ -330,13 +329,7 @@ class CdrWriter:
 
     async def close(self) -> None:
         """Write what is queued (one last try for rows waiting on the database), then stop."""
-        if self._retry_task is not None:
-            self._retry_task.cancel()
-            try:
-                await self._retry_task
-            except asyncio.CancelledError:
-                pass
-            self._retry_task = None
+        await self._retry.stop()
         await self._committer.close()
         if self._pending:
             rows, self._pending = self._pending, []

@@ -91,7 +91,7 @@ class Metrics:
 
     # -- live state --------------------------------------------------------------------------
     def watch(self, services: Any) -> None:
-        """Read the switch's own counters and state at each scrape (``switch.app.Services``)."""
+        """Read the switch's own counters and state at each scrape (``switch.app.Switch``)."""
         if self._live is None:
             self._live = _LiveCollector(services)
             self.registry.register(self._live)
@@ -125,7 +125,7 @@ class _LiveCollector(Collector):
         yield _counter("softswitch_sip_sent", "SIP messages sent", ep.stats.sent)
         yield _counter("softswitch_sip_rate_limited", "SIP messages dropped by the per-source flood limit",
                        ep.stats.rate_limited)
-        yield _gauge("softswitch_sip_transactions", "Live SIP transactions", ep.layer.live_transactions)
+        yield _gauge("softswitch_sip_transactions", "Live SIP transactions", ep.live_transactions)
 
         writers = GaugeMetricFamily("softswitch_db_writer_queue", "Items waiting for the database writer",
                                     labels=["writer"])

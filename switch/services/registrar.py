@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from switch.sip.errors import ParseError
@@ -56,6 +56,8 @@ class Registrar:
         reply: Callable[[str, Response], None],
         challenge_reply: Callable[[str, Response], None] | None = None,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Callable[[LineInfo | None, str, int], None]] = (),
+        latency_hook: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -68,9 +70,9 @@ class Registrar:
         self.clock = clock
         self.registered = 0
         #: called after every REGISTER outcome: (line or None, source host, status)
-        self.observers: list[Callable[[LineInfo | None, str, int], None]] = []
+        self.observers: list[Callable[[LineInfo | None, str, int], None]] = list(observers)
         #: called with the seconds from an authenticated REGISTER to its stored binding's 200 (``/metrics``)
-        self.latency_hook: Callable[[float], None] | None = None
+        self.latency_hook = latency_hook
 
     _date_cache: tuple[int, str] = (0, "")
 

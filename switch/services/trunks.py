@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from switch.sip.digest import DigestClient
-from switch.sip.headers import Headers
-from switch.sip.message import Request, new_call_id, new_tag
-from switch.sip.transaction.events import Peer, ResponseReceived, TransactionTimeout
+from switch.sip.transaction.events import Peer
 from switch.sip.uri import format_host
 
 from .numbering import PrefixTable
+from .outbound import out_of_dialog_request, ping
+from .periodic import Periodic
+from .sip_port import SipPort
 
 if TYPE_CHECKING:
     from switch.store.repo_trunks import RouteRecord, TrunkRecord
-    from switch.transport.endpoint import Endpoint
 
 __all__ = ["TrunkInfo", "RouteEntry", "RoutingTable", "TrunkService", "IPNetwork"]
 
@@ -179,7 +179,6 @@ class TrunkService:
         self.dead: set[int] = set()
         self._misses: dict[int, int] = {}
         self._clients: dict[int, DigestClient] = {}
-        self._task: asyncio.Task[None] | None = None
         #: after the first reload: is an enabled emergency trunk configured?
         self.has_emergency_trunk: bool | None = None
 
@@ -256,67 +255,30 @@ class TrunkService:
         t = self.table.trunks.get(trunk_id)
         return t.name if t else str(trunk_id)
 
-    def start_liveness(self, endpoint: Endpoint, *, interval: float, timeout: float, from_host: str) -> None:
-        """Ping every enabled trunk with OPTIONS every ``interval`` seconds."""
-        if interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(endpoint, interval, timeout, from_host))
+    def liveness(self, port: SipPort, *, interval: float, timeout: float, from_host: str) -> Periodic:
+        """The job pinging every enabled trunk with OPTIONS every ``interval`` seconds (not started)."""
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self, endpoint: Endpoint, interval: float, timeout: float, from_host: str) -> None:
-        while True:
-            if endpoint.layer.config.via_addresses:  # not before the sockets are open
+        async def round_() -> None:
+            if port.via_addresses:  # not before the sockets are open
                 for trunk in list(self.table.trunks.values()):
                     if trunk.enabled:
-                        self.ping(endpoint, trunk, timeout, from_host)
-            await asyncio.sleep(interval)
+                        self.ping(port, trunk, timeout, from_host)
 
-    def ping(self, endpoint: Endpoint, trunk: TrunkInfo, timeout: float, from_host: str) -> None:
+        return Periodic("trunk liveness", round_, interval, immediate=True)
+
+    def reloader(self, interval: float) -> Periodic:
+        """The job re-reading trunks and routes every ``interval`` seconds (``softswitch import``
+        runs in another process); a failed reload keeps routing with the table we have."""
+
+        async def step() -> None:
+            await self.reload()
+
+        return Periodic("reloading trunks and routes", step, interval)
+
+    def ping(self, port: SipPort, trunk: TrunkInfo, timeout: float, from_host: str) -> None:
         """One OPTIONS; any response (even 4xx/5xx) proves the carrier is there."""
-        loop = asyncio.get_running_loop()
-        finished = False
-        tid = ""
-
-        def finish(alive: bool) -> None:
-            nonlocal finished
-            if finished:
-                return
-            finished = True
-            timer.cancel()
-            if not alive and tid:
-                endpoint.forget_client(tid)
-            self.mark(trunk.trunk_id, alive)
-
-        def on_event(ev: ResponseReceived | TransactionTimeout) -> None:
-            finish(isinstance(ev, ResponseReceived))
-
         uri = f"sip:{format_host(trunk.host)}:{trunk.port}"
         if trunk.transport != "udp":
             uri += f";transport={trunk.transport}"
-        req = Request(
-            "OPTIONS",
-            uri,
-            Headers.of(
-                [
-                    ("From", f"<sip:softswitch@{from_host}>;tag={new_tag()}"),
-                    ("To", f"<{uri}>"),
-                    ("Call-ID", new_call_id(from_host)),
-                    ("CSeq", "1 OPTIONS"),
-                    ("Max-Forwards", "70"),
-                    ("User-Agent", endpoint.user_agent),
-                ]
-            ),
-        )
-        timer = loop.call_later(timeout, finish, False)
-        try:
-            tid = endpoint.request(req, trunk.peer, on_event)
-        except Exception:  # noqa: BLE001 - one bad trunk must not stop pinging the others
-            log.exception("OPTIONS to trunk %s failed", trunk.name)
-            finish(False)
+        req = out_of_dialog_request("OPTIONS", uri, from_host, port.user_agent)
+        ping(port, req, trunk.peer, timeout, lambda rtt: self.mark(trunk.trunk_id, rtt is not None))

@@ -68,6 +68,10 @@ class Endpoint:
         rate: float = 0.0,
         burst: float = 0.0,
         supported: frozenset[str] = frozenset({"path", "outbound", "replaces", "timer", "100rel"}),
+        tcp_idle_timeout: float = 600.0,
+        udp_buffer: int = DEFAULT_UDP_BUFFER,
+        tcp_max_per_source: int = 64,
+        shed_budget: float = 0.15,
     ) -> None:
         self.layer = TransactionLayer(
             LayerConfig(timers=timers or TimerConfig(), via_addresses={}, supported=supported, user_agent=user_agent)
@@ -90,11 +94,11 @@ class Endpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = EndpointStats()
         self.addresses: list[tuple[str, int]] = []
-        self.tcp_idle_timeout = 600.0
+        self.tcp_idle_timeout = tcp_idle_timeout
         #: an incomplete message (or a new connection's first one) older than this closes its connection
         self.tcp_read_timeout = 10.0
         #: accepted connections per source address (a NATed office has a few ATAs, not hundreds)
-        self.tcp_max_per_source = 64
+        self.tcp_max_per_source = tcp_max_per_source
         #: accepted connections in all; None: the descriptor budget (limit minus HTTP's reserve)
         self.tcp_max_connections: int | None = None
         self.tcp_per_source: dict[str, int] = {}
@@ -102,14 +106,14 @@ class Endpoint:
         self.conditions = ConditionLog(log)
         #: overload shedding: the longest a request may wait in the UDP socket queue
         #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
-        self.shed_budget = 0.15
+        self.shed_budget = shed_budget
         self.shed_retry_after = (2, 40)
         #: wall-clock time from which shedding applies (the app sets it once start-up work is
         #: done: requests queued while it held the loop are not an overload); None = never
         self.shed_from: float | None = None
         self.never_shed: Callable[[bytes], bool] = emergency_ruri
         self._random = random.Random()
-        self.udp_buffer = DEFAULT_UDP_BUFFER
+        self.udp_buffer = udp_buffer
         self._idle_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -376,6 +380,23 @@ class Endpoint:
             resp = response_for(req, 405, to_tag=_tag_for(req))
             resp.headers.add("Allow", ALLOW)
         self.reply(ev.tid, resp)
+
+    # -- what services see of the layer (switch.services.sip_port) ------------
+    @property
+    def via_addresses(self) -> dict[str, tuple[str, int]]:
+        """transport -> our (host, port) as put in Via and Contact; empty until ``start``."""
+        return self.layer.config.via_addresses
+
+    @property
+    def live_transactions(self) -> int:
+        return self.layer.live_transactions
+
+    def create_response(self, tid: str, status: int, reason: str | None = None) -> Response:
+        """A response to a server transaction's request, with the transaction's To tag."""
+        return self.layer.create_response(tid, status, reason)
+
+    def server_request(self, tid: str) -> Request | None:
+        return self.layer.server_request(tid)
 
     # -- outbound (used by services) -----------------------------------------
     def reply(self, tid: str, response: Response) -> None:

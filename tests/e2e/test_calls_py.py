@@ -1,7 +1,7 @@
 """Calls end to end over real loopback UDP: the switch in-process, small scripted Python UAs.
 
 The switch is the real composition (``switch.app.start`` on a fresh SQLite
-database, lines and trunks imported with the real importer, ``install_calls``),
+database, lines and trunks imported with the real importer, the call manager it builds),
 and every message crosses a real socket. The UAs are deliberately dumb: each
 test scripts every message, so what the switch sends is checked field by field.
 
@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from switch import app
-from switch.services.b2bua.manager import CallManager, install_calls
+from switch.services.b2bua.manager import CallManager
 from switch.services.numbering import normalise
 from switch.settings import Settings
 from switch.sip import digest, nonces
@@ -245,7 +245,7 @@ async def dial(ua: UA, user: str, password: str, number: str, *, body: bytes = S
 
 @dataclass
 class Net:
-    services: app.Services
+    services: app.Switch
     manager: CallManager
     alice: UA
     bob: UA
@@ -288,7 +288,7 @@ StartSwitch = Callable[..., Awaitable[Net]]
 
 @pytest.fixture
 async def start_switch(tmp_path: Path) -> AsyncIterator[StartSwitch]:
-    started: list[tuple[app.Services, CallManager, list[UA]]] = []
+    started: list[tuple[app.Switch, CallManager, list[UA]]] = []
 
     async def start(**overrides: Any) -> Net:
         port = free_port()
@@ -312,7 +312,7 @@ async def start_switch(tmp_path: Path) -> AsyncIterator[StartSwitch]:
         doc = importer.parse_import_document(_doc(uas[2], uas[3], uas[4]), source="test")
         await importer.import_document(services.session_factory, doc, services.secret_box, settings.effective_realm())
         await services.lines.reload()
-        manager = services.calls or await install_calls(services)
+        manager = services.calls
         await manager.trunks.reload()  # the import ran after the switch had loaded its (empty) table
         started.append((services, manager, uas))
         net = Net(services, manager, *uas)
@@ -323,8 +323,6 @@ async def start_switch(tmp_path: Path) -> AsyncIterator[StartSwitch]:
     yield start
     for services, manager, uas in started:
         await manager.close()
-        if services.calls is None:
-            services.calls = manager
         await app.stop(services)
         for ua in uas:
             ua.close()

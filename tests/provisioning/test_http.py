@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from provisioning import ata
 from provisioning.app import create_app
 from switch import app as switch_app
-from switch.app import Services
+from switch.app import Switch
 from switch.settings import Settings
 from switch.sip import digest
 from switch.sip.message import Request, Response
@@ -67,7 +67,7 @@ DOC = {
 @dataclass
 class Prov:
     client: TestClient  # type: ignore[type-arg]
-    services: Services
+    services: Switch
     token: str
     app: Any
 
@@ -102,7 +102,7 @@ async def prov(migrated_db: MigratedDb) -> AsyncIterator[Prov]:
                               settings.effective_realm())
         await services.lines.reload()
         token, _ = await repo_tokens.create_token(services.session_factory, TokenRole.OPERATOR, label="test")
-        app = create_app(services)
+        app = create_app(services.http)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         try:

@@ -59,7 +59,7 @@ async def test_bootstrap_and_configs_are_served_over_https(tmp_path: Path) -> No
         s.http_listen = ("127.0.0.1", probe.getsockname()[1])
     s.tls_cert, s.tls_key = str(cert), str(key)
     services = await app_mod.start(s)
-    runner = await start_http(services)
+    runner = await start_http(services.http, s.http_listen, tls_cert=s.tls_cert, tls_key=s.tls_key)
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
         base = f"https://127.0.0.1:{s.http_listen[1]}"

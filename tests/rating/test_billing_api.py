@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from harness.ports import free_port
 from provisioning.app import create_app
 from switch import app as switch_app
-from switch.app import Services
+from switch.app import Switch as Services
 from switch.services.cdr import CdrDraft
 from switch.settings import Settings
 from switch.store import models as m
@@ -70,7 +70,7 @@ async def api(migrated_db: MigratedDb) -> AsyncIterator[Api]:
         await services.lines.reload()
         operator, _ = await repo_tokens.create_token(services.session_factory, TokenRole.OPERATOR, label="test")
         kari, _ = await repo_tokens.create_token(services.session_factory, TokenRole.CUSTOMER, customer_ref="C1001")
-        client = TestClient(TestServer(create_app(services), host="127.0.0.1"))
+        client = TestClient(TestServer(create_app(services.http), host="127.0.0.1"))
         await client.start_server()
         try:
             yield Api(client, services, operator, kari)

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.ports import free_port
 from provisioning.app import start_http
 from switch import app as switch_app
-from switch.app import Services
+from switch.app import Switch as Services
 from switch.settings import Settings
 from switch.store import repo_tokens
 from switch.store.crypto import generate_key
@@ -32,7 +32,7 @@ async def start(migrated_db: MigratedDb) -> AsyncIterator[Start]:
                             database_url=migrated_db.url, key=generate_key().encode(), qualify_interval=0.0,
                             key_file="/nonexistent/never-read.key", cdr_spill_file=None, **overrides)
         services = await switch_app.start(settings)
-        runner = await start_http(services)
+        runner = await start_http(services.http, settings.http_listen)
         running.append((services, runner))
         token, _ = await repo_tokens.create_token(services.session_factory, TokenRole.OPERATOR, label="test")
         return services, f"http://127.0.0.1:{port}", token

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from switch import app as app_mod
+from switch.gc_policy import tune_gc
 from switch import gcstats
 
 
@@ -22,7 +22,7 @@ def restore_gc() -> Iterator[None]:
 
 async def test_full_collection_waits_for_quiet_then_runs(restore_gc: None) -> None:
     busy = True
-    app_mod.tune_gc(young_every=0.01, full_every=0.05, quiet=lambda: not busy, full_at_most=60.0)
+    tune_gc(young_every=0.01, full_every=0.05, quiet=lambda: not busy, full_at_most=60.0)
     assert gc.get_threshold()[2] >= 1_000_000  # no automatic full collection
     gens = gcstats.STATS.gens
     young0, full0 = gens[1].collections, gens[2].collections
@@ -35,7 +35,7 @@ async def test_full_collection_waits_for_quiet_then_runs(restore_gc: None) -> No
 
 
 async def test_full_collection_runs_when_overdue_even_if_busy(restore_gc: None) -> None:
-    app_mod.tune_gc(young_every=0.01, full_every=0.05, quiet=lambda: False, full_at_most=0.15)
+    tune_gc(young_every=0.01, full_every=0.05, quiet=lambda: False, full_at_most=0.15)
     full0 = gcstats.STATS.gens[2].collections
     await asyncio.sleep(0.4)
     assert gcstats.STATS.gens[2].collections > full0

@@ -27,7 +27,7 @@ def options(branch: str, host: str = "127.0.0.1", port: int = 5999, transport: s
     ).encode()
 
 
-async def start_switch(tmp: Path, hosts: list[str], **overrides: object) -> app_mod.Services:
+async def start_switch(tmp: Path, hosts: list[str], **overrides: object) -> app_mod.Switch:
     s = Settings()
     s.database_url = f"sqlite+aiosqlite:///{tmp}/sw.db"
     s.key_file = str(tmp / "key")
@@ -39,7 +39,7 @@ async def start_switch(tmp: Path, hosts: list[str], **overrides: object) -> app_
 
 
 @pytest.fixture
-async def switch4(tmp_path: Path) -> AsyncIterator[app_mod.Services]:
+async def switch4(tmp_path: Path) -> AsyncIterator[app_mod.Switch]:
     services = await start_switch(tmp_path, ["127.0.0.1"])
     yield services
     await app_mod.stop(services)
@@ -60,7 +60,7 @@ async def udp_exchange(data: bytes, addr: tuple[str, int], *, src: str | None = 
         sock.close()
 
 
-async def test_options_over_udp_ipv4(switch4: app_mod.Services) -> None:
+async def test_options_over_udp_ipv4(switch4: app_mod.Switch) -> None:
     addr = switch4.endpoint.addresses[0]
     reply = await udp_exchange(options("u4"), addr)
     assert reply is not None and reply.startswith(b"SIP/2.0 200 OK\r\n")
@@ -84,7 +84,7 @@ async def test_options_over_udp_and_tcp_ipv6(tmp_path: Path) -> None:
         await app_mod.stop(services)
 
 
-async def test_tcp_options_keepalive_and_reuse(switch4: app_mod.Services) -> None:
+async def test_tcp_options_keepalive_and_reuse(switch4: app_mod.Switch) -> None:
     host, port = switch4.endpoint.addresses[0]
     r, w = await asyncio.open_connection(host, port)
     # RFC 5626 §4.4.1: a double-CRLF ping gets a single CRLF pong.
@@ -100,7 +100,7 @@ async def test_tcp_options_keepalive_and_reuse(switch4: app_mod.Services) -> Non
     w.close()
 
 
-async def test_tcp_missing_content_length_is_answered_400_and_closed(switch4: app_mod.Services) -> None:
+async def test_tcp_missing_content_length_is_answered_400_and_closed(switch4: app_mod.Switch) -> None:
     host, port = switch4.endpoint.addresses[0]
     r, w = await asyncio.open_connection(host, port)
     bad = options("nocl", transport="TCP").replace(b"Content-Length: 0\r\n", b"")
@@ -125,7 +125,7 @@ async def test_tcp_missing_content_length_is_answered_400_and_closed(switch4: ap
         b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort",
     ],
 )
-async def test_garbage_never_stops_the_server(switch4: app_mod.Services, junk: bytes) -> None:
+async def test_garbage_never_stops_the_server(switch4: app_mod.Switch, junk: bytes) -> None:
     addr = switch4.endpoint.addresses[0]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -136,7 +136,7 @@ async def test_garbage_never_stops_the_server(switch4: app_mod.Services, junk: b
     assert reply is not None and reply.startswith(b"SIP/2.0 200 OK")
 
 
-async def test_wrong_version_gets_505_and_bad_scheme_416(switch4: app_mod.Services) -> None:
+async def test_wrong_version_gets_505_and_bad_scheme_416(switch4: app_mod.Switch) -> None:
     addr = switch4.endpoint.addresses[0]
     v7 = options("v7").replace(b"OPTIONS sip:127.0.0.1 SIP/2.0", b"OPTIONS sip:127.0.0.1 SIP/7.0")
     reply = await udp_exchange(v7, addr)
@@ -188,7 +188,7 @@ async def test_idle_tcp_connections_are_closed(tmp_path: Path) -> None:
         await app_mod.stop(services)
 
 
-async def test_tcp_connect_failure_ends_the_transaction_at_once(switch4: app_mod.Services) -> None:
+async def test_tcp_connect_failure_ends_the_transaction_at_once(switch4: app_mod.Switch) -> None:
     """§17.1.4: a refused TCP connection is reported to the TU now, not after Timer F (32 s)."""
     from switch.sip.headers import Headers
     from switch.sip.message import Request

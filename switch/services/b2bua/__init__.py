@@ -2,8 +2,8 @@
 
 Kept import-light on purpose: ``routing`` (pure) imports ``causes`` from here,
 so this package must not pull in the SIP legs or asyncio at import time.
-Import ``switch.services.b2bua.manager`` for ``CallManager`` and
-``install_calls``.
+Import ``switch.services.b2bua.manager`` for ``CallManager`` (the
+composition root, ``switch.app``, builds it and its trunks and CDR writer).
 """
 
 from .causes import Cause

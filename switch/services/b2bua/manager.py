@@ -36,7 +36,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -73,8 +73,10 @@ from ..routing import (
     Trunks,
     decide,
 )
+from ..periodic import Periodic
+from ..sip_port import CallPort
 from ..trunks import TrunkInfo, TrunkService
-from .announce import Announcer, build_announcer
+from .announce import Announcer
 from .bodies import refuse_body
 from .call import Call, CallConfig, Target
 from .causes import Cause
@@ -84,12 +86,9 @@ from .uac_leg import UacLeg
 from .uas_leg import UasLeg
 
 if TYPE_CHECKING:
-    from switch.app import Services
-
     from ..star_codes import StarCodeHandler
-    from switch.transport.endpoint import Endpoint
 
-__all__ = ["CallSettings", "CallManager", "ManagerStats", "LoopClock", "install_calls", "identity_for", "wants_privacy"]
+__all__ = ["CallSettings", "CallManager", "ManagerStats", "LoopClock", "identity_for", "wants_privacy"]
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +268,7 @@ class CallManager:
     def __init__(
         self,
         *,
-        endpoint: Endpoint,
+        endpoint: CallPort,
         auth: Authenticator,
         lines: LineDirectory,
         location: LocationService,
@@ -281,6 +280,8 @@ class CallManager:
         wall: Callable[[], float] = time.time,
         announcer: Announcer | None = None,
         policy_service: PolicyService | None = None,
+        call_budget: Callable[[Call], None] | None = None,
+        end_hooks: Sequence[Callable[[Call], None]] = (),
     ) -> None:
         self.endpoint = endpoint
         self.auth = auth
@@ -298,8 +299,8 @@ class CallManager:
         self.env = LegEnv(
             port=endpoint,
             clock=self.clock,
-            create_response=endpoint.layer.create_response,
-            addresses=endpoint.layer.config.via_addresses,
+            create_response=endpoint.create_response,
+            addresses=endpoint.via_addresses,
             domain=settings.domain,
             ack_timeout=settings.ack_timeout,
             setup_timeout=settings.setup_timeout,
@@ -308,14 +309,18 @@ class CallManager:
         )
         self.calls: set[Call] = set()
         #: Told of each answered call (the credit limit: ``switch.services.rating.credit``).
-        self.call_budget: Callable[[Call], None] | None = None
+        self.call_budget = call_budget
         #: Told of each ended call before its CDR is queued (``/metrics``).
-        self.end_hooks: list[Callable[[Call], None]] = []
+        self.end_hooks: list[Callable[[Call], None]] = list(end_hooks)
         self.stats = ManagerStats()
         self._closing = False
         self._previous: dict[str, Callable[[RequestReceived], None] | None] = {}
         self._previous_cancel: Callable[[CancelReceived], None] | None = None
-        self._reload_task: asyncio.Task[None] | None = None
+        self._jobs: list[Periodic] = [
+            trunks.liveness(endpoint, interval=settings.trunk_ping_interval, timeout=settings.trunk_ping_timeout,
+                            from_host=settings.domain),
+            trunks.reloader(settings.trunk_reload_interval),
+        ]
 
     # -- wiring ---------------------------------------------------------------------
     def install(self) -> None:
@@ -331,35 +336,16 @@ class CallManager:
 
     def start_background(self) -> None:
         """Trunk liveness pings and periodic reload of the trunk table."""
-        s = self.settings
-        self.trunks.start_liveness(
-            self.endpoint, interval=s.trunk_ping_interval, timeout=s.trunk_ping_timeout, from_host=s.domain
-        )
-        if s.trunk_reload_interval > 0:
-            self._reload_task = asyncio.get_running_loop().create_task(self._reload_loop(s.trunk_reload_interval))
-
-    async def _reload_loop(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.trunks.reload()
-            except Exception:  # noqa: BLE001 - keep routing with the table we have
-                log.exception("reloading trunks and routes failed")
+        for job in self._jobs:
+            job.start()
 
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Stop taking calls, let live ones finish for ``drain_timeout`` s, end the rest, flush CDRs."""
         if self._closing:
             return
         self._closing = True
-        if self._reload_task is not None:
-            self._reload_task.cancel()
-            try:
-                await self._reload_task
-            except asyncio.CancelledError:
-                pass
-        await self.trunks.stop()
-        if self.policy_service is not None:
-            await self.policy_service.close()
+        for job in self._jobs:
+            await job.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
         while self.calls and loop.time() < deadline:
@@ -406,7 +392,7 @@ class CallManager:
 
     def _answer(self, tid: str, req: Request, status: int, reason: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
         try:
-            resp = self.endpoint.layer.create_response(tid, status, reason)
+            resp = self.endpoint.create_response(tid, status, reason)
         except SipError:
             resp = response_for(req, status, reason)
         for name, value in headers:
@@ -866,7 +852,7 @@ class CallManager:
         elif self._previous_cancel is not None:
             self._previous_cancel(ev)
         else:
-            request = self.endpoint.layer.server_request(ev.tid)
+            request = self.endpoint.server_request(ev.tid)
             if request is not None:
                 self._answer(ev.tid, request, 487)
 
@@ -899,14 +885,6 @@ def _language(caller: Caller, decision: RouteDecision) -> str:
     if isinstance(decision, OnNet):
         return decision.line.language
     return "nb"
-def _customer_service(numbers: object) -> list[str]:
-    """Configured customer-service numbers as the engine compares them (E.164, or the short code)."""
-    out: list[str] = []
-    for raw in numbers if isinstance(numbers, (list, tuple)) else str(numbers).split(","):
-        n = normalise(str(raw).strip())
-        if n.number_class is not NumberClass.INVALID:
-            out.append(n.e164 or n.national or "")
-    return out
 
 
 def _onnet_marker(hop: Hop) -> RouteDecision:
@@ -920,66 +898,3 @@ def _direction(caller: Caller, decision: RouteDecision) -> CallDirection:
     if isinstance(decision, OnNet):
         return CallDirection.ONNET
     return CallDirection.OUTGOING
-
-
-async def install_calls(services: Services, *, policy: PolicyCheck | None = None) -> CallManager:
-    """Wire the B2BUA into a started (or starting) switch. Returns the manager; ``await manager.close()`` on stop.
-
-    Loads trunks and routes, starts the CDR writer, registers the SIP
-    handlers, and starts trunk liveness pings and the periodic table reload.
-    """
-    from switch.store.repo_trunks import load_routing
-
-    settings = services.settings
-
-    async def load() -> Any:
-        return await load_routing(services.session_factory, services.secret_box)
-
-    trunks = TrunkService(load)
-    await trunks.reload()
-    # A 100 ms window: at 400 calls/s that is ten commits a second instead of one per call.
-    # The raw-driver store: an ORM insert per batch cost ~3 ms a call (see hot_store).
-    write = services.hot_store.insert_call_records
-    rating = getattr(services, "rating", None)
-    cdr = CdrWriter(
-        write if rating is None else rating.wrap_write(write),
-        window=float(settings.cdr_commit_window),
-        spill_path=settings.cdr_spill_file,
-        rate=None if rating is None else rating.rate_rows,
-    )
-    cdr.start()
-    from ..policy.model import PolicyConfig
-    from ..policy.reach import LineReach
-    from ..policy.validate import parse_forward_classes
-
-    policy_service = PolicyService(
-        services.session_factory,
-        services.lines,
-        PolicyConfig(
-            hop_cap=int(getattr(settings, "forward_hop_cap", 5)),
-            customer_service=frozenset(_customer_service(getattr(settings, "customer_service_numbers", ()))),
-            forward_classes=parse_forward_classes(str(getattr(settings, "forward_classes", "fixed,mobile"))),
-        ),
-        timezone=str(getattr(settings, "policy_timezone", "Europe/Oslo")),
-    )
-    policy_service.reach = LineReach(services.location, services.status)
-    await policy_service.load()
-    policy_service.start()
-    services.policy = policy_service  # the API, star codes and the credit limit change policy through it
-    manager = CallManager(
-        endpoint=services.endpoint,
-        auth=services.registrar.auth,
-        lines=services.lines,
-        location=services.location,
-        trunks=trunks,
-        cdr=cdr,
-        settings=CallSettings.from_settings(settings),
-        policy=policy,
-        announcer=build_announcer(settings, services.endpoint.layer.config.via_addresses),
-        policy_service=policy_service,
-    )
-    if rating is not None:
-        manager.call_budget = rating.credit.on_answer
-    manager.install()
-    manager.start_background()
-    return manager

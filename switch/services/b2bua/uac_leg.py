@@ -12,12 +12,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from switch.sip.dialog import Dialog
-from switch.sip.digest import DigestClient, DigestError, choose_challenge, parse_challenges
+from switch.sip.digest import DigestClient, DigestError
 from switch.sip.errors import ParseError, SipError, TransactionError
 from switch.sip.headers import Headers
 from switch.sip.message import Request, Response, new_call_id, new_tag
 from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
 
+from ..digest_answer import answer_challenge
 from .causes import Cause
 from .events import Ack, Answer, Event, Fail, Progress, Redirect, Ring, Try
 from .leg import ALLOW, LOOP_HEADER, SDP, AckState, Identity, LegBase, LegEnv, LegState, body_of
@@ -210,21 +211,12 @@ class UacLeg(LegBase):
         if self.digest is None or self._auth_tries >= 1 or self.invite is None:
             return False
         self._auth_tries += 1
-        proxy = resp.status == 407
-        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         try:
-            challenges = [c for v in resp.headers.get_lines(header) for c in parse_challenges(v)]
-            challenge = choose_challenge(challenges)
-            old = self.invite
-            value = self.digest.authorize(challenge, "INVITE", old.uri, old.body)
+            again = answer_challenge(self.digest, self.invite, resp)
         except (DigestError, SipError) as exc:
             log.warning("%r: cannot answer the %d challenge: %s", self, resp.status, exc)
             return False
-        h = old.headers.copy()
-        h.remove("Via")
-        h.set("CSeq", f"{old.cseq.seq + 1} INVITE")
-        h.add("Proxy-Authorization" if proxy else "Authorization", value)
-        self._send_invite(Request("INVITE", old.uri, h, old.body))
+        self._send_invite(again)
         return True
 
     def _late_2xx(self, resp: Response) -> None:

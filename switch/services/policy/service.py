@@ -83,6 +83,7 @@ class PolicyService:
         wall: Callable[[], float] = time.time,
         reload_interval: float = 5.0,
         country_code: str = "47",
+        reach: Callable[[int], Reach] | None = None,
     ) -> None:
         self.sf = session_factory
         self.lines = lines
@@ -96,7 +97,8 @@ class PolicyService:
         self.calls_of_customer: dict[int, int] = {}
         self.attempts: dict[int, deque[float]] = {}
         self._alerts: deque[dict[str, Any]] = deque(maxlen=_MAX_ALERTS)
-        self.reach: Callable[[int], Reach] = lambda _line_id: Reach.REACHABLE
+        #: how reachable a line is now (``policy.reach.LineReach``: registrations and pings), for CFNRc
+        self.reach: Callable[[int], Reach] = reach or (lambda _line_id: Reach.REACHABLE)
         self.live = LiveView(self.calls_on_line, self.calls_of_customer, self.attempts, self._reach)
         self._fingerprint: object = None
         self._version = 0
