@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from switch import gc_policy as app_mod
 from switch.gc_policy import tune_gc
 from switch import gcstats
 
