@@ -14,8 +14,10 @@ Order of checks for a call from one of our lines (STYLE.md §2, INVITE step 3):
    credit or forwarding are even looked at. Dead-looking trunks are tried
    last rather than skipped: a stale liveness mark must never refuse an
    emergency call.
-2. Operator policy (barring categories, suspension, credit limit): a hook
-   (``snapshot.policy``) that the barring service plugs in; ``None`` = allow.
+2. Operator policy: the call policy (``switch/services/policy/engine.py``:
+   suspension, fraud guard, barring, forwarding) runs *around* this
+   function and calls it for the destination; ``snapshot.policy`` is an
+   extra refusal hook for callers outside the B2BUA (``None`` = allow).
 3. Invalid numbers: 484 when it looks like the caller stopped dialling too
    early, else 404.
 4. On-net: the E.164 number belongs to one of our lines.
