@@ -67,7 +67,7 @@ from .services.resync import ResyncService
 from .services.trunks import TrunkService
 from .settings import Settings
 
-__all__ = ["Switch", "run", "save_reachability", "start", "stop"]
+__all__ = ["Switch", "line_directory", "run", "save_reachability", "start", "stop"]
 
 log = logging.getLogger("switch")
 
@@ -101,7 +101,7 @@ class Switch:
     started_at: float
 
 
-def _line_directory(sf: SessionFactory, box: SecretBox, realm: str) -> LineDirectory:
+def line_directory(sf: SessionFactory, box: SecretBox, realm: str) -> LineDirectory:
     async def load_lines() -> list[LineInfo]:
         creds = await load_credentials(sf, realm, secret_box=box)
         return [
@@ -241,7 +241,7 @@ async def start(settings: Settings) -> Switch:
     sf, box = db.session_factory, db.secret_box
     realm = settings.effective_realm()
 
-    lines = _line_directory(sf, box, realm)
+    lines = line_directory(sf, box, realm)
     await lines.reload()
     hot = make_hot_store(settings.database_url)
     await hot.open()
