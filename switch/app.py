@@ -1,7 +1,8 @@
 """The composition root: the one place that builds the switch and hands each part what it uses.
 
 database → line directory → location (bindings) → SIP endpoint → lamps →
-registrar → qualifier → calls (trunks, rating, CDR writer, call manager) → resync →
+registrar → qualifier → calls (trunks, policy, star codes, rating, CDR writer,
+call manager) → resync →
 what the HTTP side gets (``provisioning.deps.HttpDeps``).
 
 Nothing below this module builds another part or reaches into one: every
