@@ -35,11 +35,13 @@ from provisioning.deps import HttpDeps, ProvisioningConfig
 from provisioning.ui.deps import BindingView, UiDeps
 from switch import _core_loader, gcstats
 from switch.sip.timers import TimerConfig
-from switch.store import lamp_history, repo_bindings
+from switch.store import lamp_history, repo_adapters, repo_bindings
+from switch.store.adapter_models import model_info
 from switch.store.crypto import SecretBox
-from switch.store.engine import SessionFactory
+from switch.store.engine import SessionFactory, write_session
 from switch.store.hot_store import HotStore, make_hot_store
 from switch.store.repo_lines import lines_fingerprint as stored_lines_fingerprint
+from switch.store.repo_audit import add_audit_event
 from switch.store.repo_lines import load_credentials
 from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
 from switch.transport.endpoint import Endpoint
@@ -194,8 +196,25 @@ def _policy_config(settings: Settings) -> PolicyConfig:
 
 
 def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: LineDirectory,
-             status: AdapterStatusService, location: LocationService, calls: CallManager) -> UiDeps:
+             status: AdapterStatusService, location: LocationService, calls: CallManager,
+             resync: ResyncService) -> UiDeps:
     """What the web pages use of the running switch (provisioning/ui/deps.py)."""
+
+    async def resync_adapter(mac: str, actor: str) -> str:
+        """The operator UI's resync button: the same NOTIFY as the API, audited the same way."""
+        adapter = await repo_adapters.get_adapter_by_mac(sf, mac)
+        if adapter is None:
+            raise LookupError(f"no adapter {mac}")
+        info = model_info(adapter.model)
+        event = info.resync_event if info else "resync"
+        outcomes = await resync.resync(adapter.adapter_id, event, 2.0)
+        async with write_session(sf) as session:
+            add_audit_event(session, actor=actor, action="adapter.resync", subject_type="adapter",
+                            subject_id=adapter.mac, customer_id=adapter.customer_id,
+                            details={"event": event, "contacts": [o.contact for o in outcomes]})
+        if not outcomes:
+            return "no line of this adapter is registered: nothing to send a NOTIFY to"
+        return "; ".join(f"port {o.port}: {o.result}" + (f" ({o.status})" if o.status else "") for o in outcomes)
 
     def bindings(line_id: int) -> list[BindingView]:
         now = time.time()
@@ -214,6 +233,7 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
         secret_box=box,
         realm=settings.effective_realm(),
         after_change=lines.reload,
+        resync=resync_adapter,
         secure_cookies=bool(settings.tls_cert and settings.tls_key),
     )
 
@@ -347,7 +367,7 @@ async def start(settings: Settings) -> Switch:
         policy=policy,
         rating=rating,
         star_codes=star_codes,
-        ui=_ui_deps(settings, sf, box, lines, status, location, calls),
+        ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync),
     )
     sw = Switch(
         settings=settings, engine=db.engine, session_factory=sf, secret_box=box, hot_store=hot, lines=lines,

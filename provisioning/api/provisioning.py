@@ -22,7 +22,8 @@ from aiohttp import web
 from sqlalchemy import select
 
 from switch.store import adapter_models, repo_adapters
-from switch.store.engine import write_session
+from switch.store.crypto import SecretBox
+from switch.store.engine import SessionFactory, write_session
 from switch.store.models import Customer
 from switch.store.repo_adapters import AdapterInfo, format_mac, normalise_mac
 from switch.store.repo_audit import add_audit_event
@@ -217,34 +218,42 @@ async def profile_url(request: web.Request) -> web.Response:
     if isinstance(origin, web.Response):
         return origin
     deps = request.app[DEPS]
-    info = adapter_models.model_info(adapter.model)
-    if info is None:
-        return problem(409, f"model {adapter.model!r} has no provisioning template")
-    secret = await repo_adapters.get_provisioning_secret(
-        deps.session_factory, adapter.adapter_id, deps.secret_box
-    )
-    if secret is None:
-        return problem(409, "adapter has no provisioning secret")
-    creds = adapter_credentials(secret, adapter.mac)
-    filename = info.config_filename_pattern.format(mac=adapter.mac)
-    token_url = f"{origin}{CFG_PREFIX}/{creds.url_token}/{filename}"
+    try:
+        body = await staging_values(deps.session_factory, deps.secret_box, adapter, origin)
+    except LookupError as err:
+        return problem(409, str(err))
     async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.profile_url.read",
                         subject_type="adapter", subject_id=adapter.mac, customer_id=adapter.customer_id)
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def staging_values(sf: SessionFactory, box: SecretBox, adapter: AdapterInfo, origin: str) -> dict[str, Any]:
+    """The adapter's own URL, digest credentials and per-vendor fields for staging it by hand.
+
+    Shared by this API and the operator UI's "staging values" page; the caller audits the read.
+    Raises LookupError when the model has no template or the adapter no secret.
+    """
+    info = adapter_models.model_info(adapter.model)
+    if info is None:
+        raise LookupError(f"model {adapter.model!r} has no provisioning template")
+    secret = await repo_adapters.get_provisioning_secret(sf, adapter.adapter_id, box)
+    if secret is None:
+        raise LookupError("adapter has no provisioning secret")
+    creds = adapter_credentials(secret, adapter.mac)
+    filename = info.config_filename_pattern.format(mac=adapter.mac)
+    token_url = f"{origin}{CFG_PREFIX}/{creds.url_token}/{filename}"
     bootstrap = [origin + "/" + info.bootstrap_filename] if info.bootstrap_filename else []
-    return web.json_response(
-        {
-            "mac": format_mac(adapter.mac),
-            "model": adapter.model,
-            "profile_url": token_url,
-            "digest": {"url": f"{origin}{CFG_PREFIX}/{filename}", "realm": DIGEST_REALM,
-                       "username": creds.digest_user, "password": creds.digest_password},
-            "bootstrap_urls": bootstrap,
-            "staging": _staging(info.family, origin, token_url, creds.url_token, creds.digest_user,
-                                creds.digest_password),
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+    return {
+        "mac": format_mac(adapter.mac),
+        "model": adapter.model,
+        "profile_url": token_url,
+        "digest": {"url": f"{origin}{CFG_PREFIX}/{filename}", "realm": DIGEST_REALM,
+                   "username": creds.digest_user, "password": creds.digest_password},
+        "bootstrap_urls": bootstrap,
+        "staging": _staging(info.family, origin, token_url, creds.url_token, creds.digest_user,
+                            creds.digest_password),
+    }
 
 
 # --------------------------------------------------------------------------- resync

@@ -52,10 +52,8 @@ class UiDeps:
     bindings: Callable[[int], Sequence[BindingView]] = lambda _line_id: ()
     calls_in_progress: Callable[[], int] = lambda: 0
     registered_lines: Callable[[], int] = lambda: 0
-    #: MAC (12 hex digits) → a sentence saying what was done; None when resync is not wired
-    resync: Callable[[str], Awaitable[str]] | None = None
-    #: MAC → what to type into the adapter's own web page when staging it by hand (URLs, credentials)
-    staging: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
+    #: (MAC as 12 hex digits, actor) → a sentence saying what was done; None when resync is not wired
+    resync: Callable[[str, str], Awaitable[str]] | None = None
     #: the call-policy service (forwarding, barring, suspensions); None in tests without it
     policy: Any = None
     #: for imports and assigning unclaimed adapters (secrets at rest, digest realm); None = those pages are off

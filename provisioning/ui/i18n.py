@@ -168,6 +168,13 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "created_at": ("Opprettet", "Created"),
     "last_login": ("Sist innlogget", "Last login"),
     "trunks_edit_hint": ("Endres med import av en fil med trunks og routes.", "Changed by importing a file with trunks and routes."),
+    "staging_hint": (
+        "Skriv disse inn på adapterens egen nettside når den settes opp for hånd. Lesingen logges.",
+        "Type these into the adapter's own web page when staging it by hand. Reading them is logged.",
+    ),
+    "profile_url": ("Oppsett-URL", "Profile URL"),
+    "parameter": ("Parameter", "Parameter"),
+    "value": ("Verdi", "Value"),
     "suspend": ("Sperr", "Suspend"),
     "lift": ("Opphev", "Lift"),
     "optional": ("valgfritt", "optional"),

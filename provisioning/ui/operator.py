@@ -191,7 +191,7 @@ async def _adapter_page(request: web.Request, template: str, notice: str | None 
     ]
     return render(request, template, a=a, display_mac=format_mac(a.mac), lamps=views, lines=lines,
                   contacts=contacts, timeline=timeline, notice=notice, can_write=_can_write(request),
-                  can_resync=deps.resync is not None, can_stage=deps.staging is not None)
+                  can_resync=deps.resync is not None, can_stage=deps.secret_box is not None)
 
 
 def _can_write(request: web.Request) -> bool:
@@ -207,10 +207,37 @@ async def adapter_resync(request: web.Request) -> web.StreamResponse:
     if mac is None or deps.resync is None:
         raise web.HTTPNotFound()
     try:
-        result = await deps.resync(mac)
+        result = await deps.resync(mac, _actor(request))
     except LookupError as err:
         result = str(err)
     return await _adapter_page(request, "adapter.html", notice=translate(language(request), "resync_sent", result=result))
+
+
+@routes.get("/ui/adapters/{mac}/staging")
+@require_operator(*_WRITE)
+async def adapter_staging(request: web.Request) -> web.StreamResponse:
+    """What to type into the adapter's own web page to stage it by hand (its URL and credentials)."""
+    from switch.store import repo_adapters as ra
+    from switch.store.engine import write_session
+    from switch.store.repo_audit import add_audit_event
+
+    from ..api.provisioning import staging_values
+
+    deps: UiDeps = request.app[UI_DEPS]
+    mac = _mac(request)
+    adapter = await ra.get_adapter_by_mac(deps.session_factory, mac) if mac and deps.secret_box else None
+    if adapter is None or deps.secret_box is None:
+        return render(request, "error.html", status=404,
+                      message=translate(language(request), "not_found", what=request.match_info["mac"][:40]))
+    origin = f"{request.scheme}://{request.host}"
+    try:
+        values = await staging_values(deps.session_factory, deps.secret_box, adapter, origin)
+    except LookupError as err:
+        return render(request, "error.html", status=409, message=str(err))
+    async with write_session(deps.session_factory) as session:
+        add_audit_event(session, actor=_actor(request), action="adapter.profile_url.read", subject_type="adapter",
+                        subject_id=adapter.mac, customer_id=adapter.customer_id)
+    return render(request, "staging.html", v=values, mac=adapter.mac)
 
 
 @routes.get("/ui/lines/{number}")

@@ -104,6 +104,10 @@ async def test_operator_finds_the_adapter_and_sees_the_lamps_the_status_api_repo
     assert api["tel1"]["reason"] in await tel1.inner_text()
     if db_backend == "sqlite":
         await page.screenshot(path=str(_shot("adapter.png")), full_page=True)
+    # Resync: a NOTIFY to the registered contact (SIPp has gone, so it is not answered), said on the page.
+    await page.get_by_role("button", name="Be adapteren hente oppsett nå").click()
+    await page.wait_for_selector('p.notice[role="status"]')
+    assert "port 1:" in await page.inner_text('p.notice[role="status"]')
 
     # Search by number → the line page; then to its customer, keyboard only.
     await page.get_by_label("Søk").fill("22000001")

@@ -289,3 +289,15 @@ async def test_admin_pages_users_and_tokens_are_for_admins_only(ui_app: Ui) -> N
     listed = await repo_tokens.list_tokens(sf)
     assert listed[-1].revoked_at is not None and listed[-1].label == "Kari app"
     assert (await c.get("/ui/admin/trunks")).status == 200
+
+
+async def test_staging_values_page_shows_the_adapters_own_url_and_is_audited(ui_app: Ui) -> None:
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    html = await (await c.get("/ui/adapters/000e08abcd01/staging")).text()
+    assert "Profile_Rule" in html and "/cfg/" in html
+    audit = await (await c.get("/ui/audit", params={"subject_type": "adapter", "subject_id": "000e08abcd01"})).text()
+    assert "adapter.profile_url.read" in audit
+    await c.post("/ui/logout", data={"csrf": csrf_of(html)})
+    assert await ui_app.login("reader", "reader-password-1") == 302
+    assert (await c.get("/ui/adapters/000e08abcd01/staging")).status == 403, "credentials are not for read-only users"
