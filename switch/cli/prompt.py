@@ -7,7 +7,7 @@ import os
 
 from switch.settings import Settings
 
-from .common import Subparsers, no_settings
+from .common import Subparsers, no_settings, state_dir
 
 __all__ = ["add"]
 
@@ -15,8 +15,9 @@ __all__ = ["add"]
 def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     prompt = sub.add_parser("prompt", help="replace an announcement with a recording (docs/announcements.md)",
                             parents=parents)
-    prompt.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR", "prompts"),
-                        help="where recordings go (the switch's --prompt-dir; env SOFTSWITCH_PROMPT_DIR)")
+    prompt.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR"),
+                        help="where recordings go: the switch's --prompt-dir (default STATE_DIR/prompts; "
+                        "env SOFTSWITCH_PROMPT_DIR)")
     prompt.set_defaults(configure=no_settings, handle=_handle)
     ps = prompt.add_subparsers(dest="prompt_command", required=True)
     pi = ps.add_parser("install", help="install FILE.wav as prompt KEY in LANG (nb/en); heard on the next call")
@@ -32,4 +33,6 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
     from switch.media.install import prompt_command
 
+    if not args.prompt_dir:
+        args.prompt_dir = str(state_dir(args.state_dir) / "prompts")
     return prompt_command(args)

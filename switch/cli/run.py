@@ -8,7 +8,7 @@ import os
 
 from switch.settings import Settings, parse_hostport
 
-from .common import Subparsers
+from .common import Subparsers, state_dir
 
 __all__ = ["add", "configure", "handle"]
 
@@ -133,8 +133,9 @@ def _announcement_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--plain-causes", default="busy,no_answer", metavar="CAUSES",
                      help="causes answered without a prompt (default busy,no_answer: the adapter's own tone; "
                      "'' announces them too)")
-    run.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR", "prompts"),
-                     help="operator recordings that replace shipped prompts (env SOFTSWITCH_PROMPT_DIR)")
+    run.add_argument("--prompt-dir", default=os.environ.get("SOFTSWITCH_PROMPT_DIR"),
+                     help="operator recordings that replace shipped prompts (default STATE_DIR/prompts; "
+                     "env SOFTSWITCH_PROMPT_DIR)")
 
 
 def _announcement_settings(s: Settings, args: argparse.Namespace) -> None:
@@ -156,7 +157,7 @@ def _announcement_settings(s: Settings, args: argparse.Namespace) -> None:
     if unknown:
         raise SystemExit(f"--plain-causes: unknown cause {', '.join(unknown)} (see switch/services/b2bua/causes.py)")
     s.plain_causes = plain
-    s.prompt_dir = args.prompt_dir
+    s.prompt_dir = args.prompt_dir or str(state_dir(args.state_dir) / "prompts")
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
