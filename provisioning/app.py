@@ -21,6 +21,7 @@ from .api import adapters, billing, calls, feature_codes, manage, metrics, opena
 from .auth import AUTH_THROTTLE
 from .deps import HttpDeps
 from .errors import json_errors
+from .guards import access_log, limits
 from .keys import DEPS, TOKEN_CACHE
 
 __all__ = ["create_app", "start_http"]
@@ -38,7 +39,7 @@ API_ROUTES = (adapters.routes, calls.routes, billing.routes, metrics.routes, pol
 
 
 def create_app(deps: HttpDeps) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[access_log, json_errors, limits], client_max_size=2 * 1024 * 1024)
     app[DEPS] = deps
     app[TOKEN_CACHE] = {}
     app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)

@@ -55,6 +55,13 @@ async def _verify(request: web.Request, token: str) -> Principal | None:
     return principal
 
 
+def _too_many(throttle: FailureThrottle[str], source: str, now: float) -> web.Response:
+    until = throttle.blocked_until(source, now)
+    resp = problem(429, "too many failed authentication attempts from this address; try again later")
+    resp.headers["Retry-After"] = str(max(1, int((until or now + 60) - now + 0.999)))
+    return resp
+
+
 def require(*roles: str) -> Callable[[Callable[[web.Request], Awaitable[web.StreamResponse]]], Any]:
     """Decorator: the handler needs a bearer token with one of ``roles``."""
 
@@ -63,16 +70,22 @@ def require(*roles: str) -> Callable[[Callable[[web.Request], Awaitable[web.Stre
             throttle = request.app[AUTH_THROTTLE]
             source = request.remote or "?"
             now = time.time()
-            if throttle.is_blocked(source, now):
-                return problem(429, "too many failed authentication attempts; try again later")
+            blocked = throttle.is_blocked(source, now)
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
+                if blocked:
+                    return _too_many(throttle, source, now)
                 resp = problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch"'
                 return resp
+            # A blocked address still gets in with a valid token: behind one NAT a whole
+            # support desk shares it, and someone else's typos must not lock them out.
+            # Guessing stays hopeless (256-bit tokens); the block only stops the answers.
             principal = await _verify(request, token.strip())
             if principal is None:
+                if blocked:
+                    return _too_many(throttle, source, now)
                 throttle.record_failure(source, now)
                 resp = problem(401, "invalid or revoked token")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch", error="invalid_token"'

@@ -318,6 +318,12 @@ class AdapterStatusService:
         r.record(rtt, self.clock())
         after = r.consecutive_lost >= self.loss_threshold
         line = self.lines.by_id.get(binding.line_id)
+        if before != after and line is not None:
+            if after:
+                log.info("line %s unreachable: %d pings to %s:%s unanswered", line.number, r.consecutive_lost,
+                         binding.received_host, binding.received_port)
+            else:
+                log.info("line %s reachable again at %s:%s", line.number, binding.received_host, binding.received_port)
         if line is not None and line.adapter_id is not None:
             if rtt is not None:
                 self.adapters.setdefault(line.adapter_id, AdapterEvidence()).last_sip_at = self.clock()

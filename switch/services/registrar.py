@@ -209,6 +209,11 @@ class Registrar:
                 return
             done = self.clock()
             self._ok(tid, req, bindings, done, line)
+            if not current and bindings:
+                log.info("line %s registered from %s:%s (%s)", line.number, host, port,
+                         (req.headers.get("User-Agent") or "no User-Agent")[:80])
+            elif current and not bindings:
+                log.info("line %s unregistered (from %s:%s)", line.number, host, port)
             if self.latency_hook is not None:
                 self.latency_hook(done - now)
 

@@ -9,13 +9,14 @@ RFC 4475/5118 messages a server must still answer, and what ``Server`` tells.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from switch.sip import digest
 from switch.sip.message import Request, Response, new_branch, new_call_id, new_tag, response_for
 
-from .test_calls_py import ALICE, SDP_A, SDP_B, UA, Dlg, StartSwitch, dial, start_switch  # noqa: F401 - the fixture
+from .test_calls_py import ALICE, SDP_A, SDP_B, UA, Dlg, StartSwitch, dial, register, start_switch  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +182,34 @@ async def test_bodies_that_are_not_well_formed_sdp_are_not_relayed(
     if status == 415:
         assert resp.headers.get("Accept") == "application/sdp"
     await net.bob.quiet("INVITE")
+
+
+async def test_info_lines_for_registration_and_each_finished_call(start_switch: StartSwitch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    net = await start_switch()  # registers alice and bob
+    call, inv, bob_tag = await _answered(net)
+    net.bob.send(Dlg.as_callee(net.bob, inv, bob_tag).request("BYE"))
+    await net.bob.expect(200)
+    bye: Request = await net.alice.expect("BYE")
+    net.alice.send(response_for(bye, 200))
+    await asyncio.sleep(0.2)
+    text = [r.getMessage() for r in caplog.records]
+    assert any(t.startswith("line +4722000001 registered from 127.0.0.1:") for t in text), text
+    ended = [t for t in text if t.startswith("call ended: ")]
+    assert len(ended) == 1 and "+4722000001 -> +4722000002" in ended[0] and "cause=normal" in ended[0]
+    # a refresh is not news; an unregistration is
+    before = len(caplog.records)
+    await register(net.alice, *ALICE)
+    assert not any("registered from" in r.getMessage() for r in caplog.records[before:])
+    host = net.alice.switch[0]
+    cid, tag = new_call_id(), new_tag()
+    net.alice.send(net.alice.request("REGISTER", f"sip:{host}", to=f"sip:22000001@{host}", call_id=cid, from_tag=tag,
+                                     cseq=1, headers=(("Expires", "0"),), from_uri=f"sip:22000001@{host}"))
+    ch: Response = await net.alice.expect(401)
+    c = digest.choose_challenge([x for v in ch.headers.get_lines("WWW-Authenticate") for x in digest.parse_challenges(v)])
+    auth = digest.DigestClient(*ALICE).authorize(c, "REGISTER", f"sip:{host}")
+    net.alice.send(net.alice.request("REGISTER", f"sip:{host}", to=f"sip:22000001@{host}", call_id=cid, from_tag=tag,
+                                     cseq=2, headers=(("Expires", "0"), ("Authorization", auth)), from_uri=f"sip:22000001@{host}"))
+    await net.alice.expect(200)
+    await asyncio.sleep(0.1)
+    assert any(r.getMessage().startswith("line +4722000001 unregistered") for r in caplog.records[before:])

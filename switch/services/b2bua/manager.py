@@ -801,6 +801,10 @@ class CallManager:
             stats.answered += 1
         cause = rec.cause or "?"
         stats.by_cause[cause] = stats.by_cause.get(cause, 0) + 1
+        talked = (rec.end_at or rec.answer_at or 0.0) - rec.answer_at if rec.answer_at is not None else 0.0
+        log.info("call ended: %s -> %s cause=%s code=%s answered=%s duration=%.0fs call-id=%s",
+                 rec.calling_number, rec.normalised or rec.dialled, cause, rec.final_code,
+                 "yes" if rec.answer_at is not None else "no", talked, rec.call_id)
         for hook in self.end_hooks:
             hook(call)
         if self.cdr is not None:
