@@ -367,7 +367,7 @@ def run_overload(switch: SwitchProcess, plain: Path, args: argparse.Namespace, r
                  switch_cpu_s=round(proc_cpu_seconds(switch.pid or 0) - cpu0, 1), rss_mib=round(switch.rss_kib() / 1024, 1))
         res.overload.append(r)
         print(f"[{res.backend}] overload {mult}x ({rate}/s): {json.dumps(r)}", flush=True)
-        time.sleep(max(args.pause, 45.0))  # the shed ones were told to come back within 40 s
+        time.sleep(max(args.pause, 25.0))  # the shed ones were told to come back within 20 s
 
 
 def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res: BackendResult) -> None:

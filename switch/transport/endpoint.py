@@ -107,7 +107,7 @@ class Endpoint:
         #: overload shedding: the longest a request may wait in the UDP socket queue
         #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
         self.shed_budget = shed_budget
-        self.shed_retry_after = (2, 40)
+        self.shed_retry_after = (2, 20)  # short: refusing again is cheap, and a storm must be done within a minute
         #: wall-clock time from which shedding applies (the app sets it once start-up work is
         #: done: requests queued while it held the loop are not an overload); None = never
         self.shed_from: float | None = None

@@ -52,7 +52,7 @@ async def _replies(sock: socket.socket, within: float) -> dict[str, list[int]]:
         assert isinstance(msg, Response)
         got.setdefault(msg.call_id, []).append(msg.status)
         if msg.status == 503:
-            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 40
+            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 20
     return got
 
 
