@@ -286,7 +286,9 @@ def _caller_checks(
     customer = state.customers.get(lp.customer_id) if lp is not None else None
 
     # 2. Suspension.
-    suspension = _strongest((lp.suspensions if lp else ()) + (customer.suspensions if customer else ()))
+    own = lp.suspensions if lp is not None else ()
+    inherited = customer.suspensions if customer is not None else ()
+    suspension = _strongest(own + inherited) if own or inherited else None
     if suspension is not None:
         scope = "line" if suspension.line_id is not None else "customer"
         service = number.e164 in state.config.customer_service or number.national in state.config.customer_service
@@ -329,19 +331,22 @@ def _caller_checks(
     trail.append(f"{tag}fraud guard: ok" if tag else "fraud guard: ok")
 
     # 4. Outgoing barring.
-    line_barring = lp.barring if lp is not None else frozenset()
-    customer_barring = customer.barring if customer is not None else frozenset()
-    for scope, barred in (("line", line_barring), ("customer", customer_barring)):
-        if not barred:
-            continue
-        if BarringCategory.ALL_OUTGOING in barred:
-            text = f"{tag}barring: all outgoing calls barred ({scope}): refused"
-            trail.append(text)
-            return Cause.BARRED_ALL_OUTGOING, text, None
-        if category is not None and category in barred:
-            text = f"{tag}barring: {category._value_} barred ({scope}): refused"
-            trail.append(text)
-            return _BARRED[category], text, None
+    # By value (str): membership of an enum member in a set calls its Python-level __hash__.
+    line_barring = lp.barred if lp is not None else _NONE
+    customer_barring = customer.barred if customer is not None else _NONE
+    if line_barring or customer_barring:
+        value = category._value_ if category is not None else None
+        for scope, barred in (("line", line_barring), ("customer", customer_barring)):
+            if not barred:
+                continue
+            if _ALL in barred:
+                text = f"{tag}barring: all outgoing calls barred ({scope}): refused"
+                trail.append(text)
+                return Cause.BARRED_ALL_OUTGOING, text, None
+            if value is not None and value in barred:
+                text = f"{tag}barring: {value} barred ({scope}): refused"
+                trail.append(text)
+                return _BARRED_BY_VALUE[value], text, None
     if tag:
         trail.append(f"{tag}barring: {category._value_ if category else number.number_class._value_} not barred")
     else:
@@ -454,6 +459,9 @@ _BARRED: dict[BarringCategory, Cause] = {
 }
 assert set(_BARRED) == set(BarringCategory), "every barring category needs a cause"
 assert ATTEMPT_CATEGORIES == {BarringCategory.INTERNATIONAL, BarringCategory.PREMIUM}, "the fraud guard's inline check"
+_NONE: frozenset[str] = frozenset()
+_ALL = BarringCategory.ALL_OUTGOING.value
+_BARRED_BY_VALUE = {c.value: cause for c, cause in _BARRED.items()}
 # Keyed by the enum's value: an enum member's hash is a Python-level call.
 _NOT_BARRED = {c.value: f"barring: {c.value} not barred" for c in BarringCategory}
 _CLASS_NOT_BARRED = {c.value: f"barring: {c.value} not barred" for c in NumberClass}

@@ -121,11 +121,14 @@ class LinePolicy:
     cfnrc: str | None = field(init=False, default=None, compare=False)
     """Targets of the unconditional, busy and unreachable forwards (enum-keyed lookups cost µs per call)."""
 
+    barred: frozenset[str] = field(init=False, default=frozenset(), compare=False)
+    """``barring`` as values (str membership is C-level; an enum member's hash is a Python call)."""
     caller_text: str = field(init=False, default="", compare=False)
     dest_text: str = field(init=False, default="", compare=False)
     """Trail steps naming this line, built once."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "barred", frozenset(c.value for c in self.barring))
         object.__setattr__(self, "caller_text", f"caller: line {self.number} authenticated")
         object.__setattr__(self, "dest_text", f"destination: on-net line {self.number}")
         for attr, kind in (("cfu", ForwardKind.UNCONDITIONAL), ("cfb", ForwardKind.BUSY), ("cfnrc", ForwardKind.UNREACHABLE)):
@@ -150,8 +153,10 @@ class CustomerPolicy:
     limits: FraudLimits = FraudLimits()
     hard: ActiveSuspension | None = field(init=False, default=None, compare=False)
     """The first hard customer-wide suspension, if any (derived)."""
+    barred: frozenset[str] = field(init=False, default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "barred", frozenset(c.value for c in self.barring))
         object.__setattr__(self, "hard", next((x for x in self.suspensions if x.level is SuspensionLevel.HARD), None))
 
 
