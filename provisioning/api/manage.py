@@ -494,3 +494,54 @@ async def audit(request: web.Request) -> web.Response:
          "subject_type": e.subject_type, "subject_id": e.subject_id, "details": e.details}
         for e in rows
     ]})
+
+
+# ------------------------------------------------------------------------- numbers
+
+
+@routes.get("/api/v1/numbers")
+@require("operator")
+async def list_numbers(request: web.Request) -> web.Response:
+    """The operator's numbers; ``state=free`` lists those on no line (e.g. freed by a termination)."""
+    try:
+        page = await repo_manage.list_numbers(
+            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100], state=request.query.get("state"),
+            limit=_int_query(request, "limit", 50), offset=_int_query(request, "offset", 0))
+    except ManageError as err:
+        return _error(err)
+    return _page(page)
+
+
+@routes.get("/api/v1/numbers/{number}")
+@require("operator")
+async def get_number(request: web.Request) -> web.Response:
+    try:
+        return _one(await repo_manage.get_number(request.app[DEPS].session_factory, request.match_info["number"]))
+    except ManageError as err:
+        return _error(err)
+
+
+@routes.patch("/api/v1/numbers/{number}")
+@require("operator")
+async def patch_number(request: web.Request) -> web.Response:
+    """``{"unlisted": true}`` keeps the number out of the directory export."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        rep = await repo_manage.patch_number(request.app[DEPS].session_factory, request.match_info["number"], body,
+                                             actor=_actor(request), if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
+    return _one(rep)
+
+
+@routes.delete("/api/v1/numbers/{number}")
+@require("operator")
+async def delete_number(request: web.Request) -> web.Response:
+    try:
+        await repo_manage.delete_number(request.app[DEPS].session_factory, request.match_info["number"],
+                                        actor=_actor(request))
+    except ManageError as err:
+        return _error(err)
+    return web.Response(status=204)

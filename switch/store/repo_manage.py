@@ -50,6 +50,11 @@ __all__ = [
     "customer_repr",
     "delete_adapter",
     "delete_line",
+    "delete_number",
+    "get_number",
+    "list_numbers",
+    "number_repr",
+    "patch_number",
     "etag_of",
     "get_adapter",
     "get_customer",
@@ -499,3 +504,79 @@ async def delete_line(sf: SessionFactory, number: str, *, actor: str, if_match: 
         await session.flush()
         n.customer_id = None
         return line_id
+
+
+# ------------------------------------------------------------------------- numbers
+
+
+def number_repr(n: Number, customer_ref: str | None, line_number: str | None) -> dict[str, Any]:
+    return {"number": n.e164, "customer": customer_ref, "in_use": line_number is not None, "unlisted": n.unlisted}
+
+
+def _number_select() -> Any:
+    return (
+        select(Number, Customer.external_id, Line.id)
+        .outerjoin(Customer, Customer.id == Number.customer_id)
+        .outerjoin(Line, Line.number_id == Number.id)
+    )
+
+
+async def list_numbers(sf: SessionFactory, *, q: str = "", state: str | None = None, limit: int = 50,
+                       offset: int = 0) -> Page:
+    """The operator's numbers: ``state`` ``free`` (on no line), ``assigned`` (on a line) or all."""
+    limit, offset = _limits(limit, offset)
+    stmt = _number_select()
+    if q:
+        digits = "".join(ch for ch in q if ch.isdigit() or ch == "+")
+        stmt = stmt.where(Number.e164.like(f"%{_escape_like(digits)}%", escape="\\"))
+    if state == "free":
+        stmt = stmt.where(Line.id.is_(None))
+    elif state == "assigned":
+        stmt = stmt.where(Line.id.is_not(None))
+    elif state is not None:
+        raise ManageError(400, "state", "must be free or assigned")
+    async with sf() as session:
+        total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = (await session.execute(stmt.order_by(Number.e164).limit(limit).offset(offset))).all()
+        return Page([number_repr(n, ref, n.e164 if lid else None) for n, ref, lid in rows], int(total), limit, offset)
+
+
+async def _number(session: AsyncSession, number: str) -> tuple[Number, str | None, int | None]:
+    row = (await session.execute(_number_select().where(Number.e164 == _e164(number)))).first()
+    if row is None:
+        raise ManageError(404, "", f"no number {number!r}")
+    return row[0], row[1], row[2]
+
+
+async def get_number(sf: SessionFactory, number: str) -> dict[str, Any]:
+    async with sf() as session:
+        n, ref, lid = await _number(session, number)
+        return number_repr(n, ref, n.e164 if lid else None)
+
+
+async def patch_number(sf: SessionFactory, number: str, changes: dict[str, Any], *, actor: str,
+                       if_match: str | None = None) -> dict[str, Any]:
+    """``unlisted`` (kept out of the directory export) is what can change on a number itself."""
+    _unknown(changes, ("unlisted",))
+    async with write_session(sf) as session:
+        n, ref, lid = await _number(session, number)
+        before = number_repr(n, ref, n.e164 if lid else None)
+        _check_match(before, if_match)
+        if "unlisted" in changes:
+            n.unlisted = _bool(changes["unlisted"], "unlisted")
+        after = number_repr(n, ref, n.e164 if lid else None)
+        if after != before:
+            add_audit_event(session, actor=actor, action="number.update", subject_type="number", subject_id=n.e164,
+                            customer_id=n.customer_id, details={"before": before, "after": after})
+        return after
+
+
+async def delete_number(sf: SessionFactory, number: str, *, actor: str) -> None:
+    """Give a free number back (not one a line uses: delete or renumber the line first)."""
+    async with write_session(sf) as session:
+        n, _ref, lid = await _number(session, number)
+        if lid is not None:
+            raise ManageError(409, "number", "a line uses this number: delete or renumber the line first")
+        add_audit_event(session, actor=actor, action="number.delete", subject_type="number", subject_id=n.e164,
+                        customer_id=n.customer_id)
+        await session.delete(n)

@@ -173,3 +173,19 @@ def test_tokens_are_listed_created_and_revoked_at_once(switch: SwitchProcess, ap
     assert call(switch, "POST", "/api/v1/tokens/999999/revoke", api_token)[0] == 404
     s, _, body = call(switch, "POST", "/api/v1/tokens", api_token, {"role": "customer"})
     assert s == 400 and body["field"] == "customer"
+
+
+def test_numbers_free_after_a_line_is_deleted_unlisted_and_given_back(switch: SwitchProcess, api_token: str) -> None:
+    s, _, page = call(switch, "GET", "/api/v1/numbers?state=assigned", api_token)
+    assert s == 200 and {n["number"] for n in page["items"]} == {"+4722000001", "+4722000002"}
+    assert call(switch, "DELETE", "/api/v1/numbers/22000002", api_token)[0] == 409, "a line uses it"
+    assert call(switch, "DELETE", "/api/v1/lines/22000002", api_token)[0] == 204
+    s, _, page = call(switch, "GET", "/api/v1/numbers?state=free", api_token)
+    assert [n["number"] for n in page["items"]] == ["+4722000002"]
+    s, h, body = call(switch, "PATCH", "/api/v1/numbers/22000002", api_token, {"unlisted": True})
+    assert s == 200 and body["unlisted"] is True
+    s, _, body = call(switch, "PATCH", "/api/v1/numbers/22000002", api_token, {"unlisted": "yes"})
+    assert s == 400 and body["field"] == "unlisted"
+    assert call(switch, "DELETE", "/api/v1/numbers/22000002", api_token)[0] == 204
+    assert call(switch, "GET", "/api/v1/numbers/22000002", api_token)[0] == 404
+    assert call(switch, "GET", "/api/v1/numbers?state=gone", api_token)[0] == 400
