@@ -36,7 +36,8 @@ echo "test.sh: PostgreSQL at $SOFTSWITCH_TEST_PG_URL" >&2
 # allow-list makes pytest exit 1, and the list of every skip is printed before the summary.
 report=$(mktemp "${TMPDIR:-/tmp}/softswitch-test-report.XXXXXX")
 trap 'rm -f "$report"' EXIT
-SOFTSWITCH_TEST_REPORT="$report" .venv/bin/pytest -q "$@"
+# --durations: the slowest tests are printed, so a suite creeping towards its time budget shows where.
+SOFTSWITCH_TEST_REPORT="$report" .venv/bin/pytest -q --durations=25 "$@"
 rc=$?
 elapsed=$(( $(date +%s) - started ))
 count() { local v; v=$(grep -m1 "^$1=" "$report" 2>/dev/null | cut -d= -f2); echo "${v:-0}"; }
