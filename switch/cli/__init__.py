@@ -18,12 +18,12 @@ from types import ModuleType
 
 from switch.operator_cli import OperatorError
 
-from . import common, importing, migrate, prompt, run, tokens
+from . import billing, common, importing, migrate, prompt, run, tokens
 
 __all__ = ["COMMANDS", "main", "parser"]
 
 #: in the order ``softswitch --help`` lists them
-COMMANDS: tuple[ModuleType, ...] = (run, importing, tokens, migrate, prompt)
+COMMANDS: tuple[ModuleType, ...] = (run, importing, tokens, migrate, prompt, billing)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -58,7 +58,43 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
                      help="TCP connections one source address may hold (default 64)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
+    _billing_flags(run)
     run.set_defaults(configure=configure, handle=handle)
+
+
+def _billing_flags(run: argparse.ArgumentParser) -> None:
+    """Rating, the credit limit and /metrics (docs/api.md "Billing" and "/metrics")."""
+    run.add_argument("--billing-timezone", default=None, metavar="ZONE",
+                     help="billing periods are calendar months in this zone (default Europe/Oslo)")
+    run.add_argument("--credit-cut-margin", type=int, default=None, metavar="ORE",
+                     help="a call in progress is cut when it would pass the customer's credit limit by more "
+                     "than this many øre (default 5000; never 110/112/113)")
+    run.add_argument("--metrics-token", default=os.environ.get("SOFTSWITCH_METRICS_TOKEN"), metavar="SECRET",
+                     help="/metrics takes 'Authorization: Bearer SECRET' instead of an operator API token "
+                     "(env SOFTSWITCH_METRICS_TOKEN)")
+    run.add_argument("--metrics-listen", default=None, metavar="HOST:PORT",
+                     help="serve /metrics alone, without a token, on this address (e.g. a management network)")
+
+
+def _billing_settings(s: Settings, args: argparse.Namespace) -> None:
+    if args.billing_timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(args.billing_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SystemExit(f"--billing-timezone: unknown time zone {args.billing_timezone!r} (e.g. Europe/Oslo)")
+        s.billing_timezone = args.billing_timezone
+    if args.credit_cut_margin is not None:
+        if args.credit_cut_margin < 0:
+            raise SystemExit("--credit-cut-margin must be 0 or more øre")
+        s.credit_cut_margin_ore = args.credit_cut_margin
+    if args.metrics_token:
+        if len(args.metrics_token) < 16:
+            raise SystemExit("--metrics-token must be at least 16 characters (it guards the switch's figures)")
+        s.metrics_token = args.metrics_token
+    if args.metrics_listen:
+        s.metrics_listen = parse_hostport(args.metrics_listen, 9464)
 
 
 def configure(args: argparse.Namespace, s: Settings) -> None:
@@ -88,6 +124,7 @@ def configure(args: argparse.Namespace, s: Settings) -> None:
         s.md5_only_agents = args.md5_only_agents
     _announcement_settings(s, args)
     _policy_settings(s, args)
+    _billing_settings(s, args)
     if args.sha256_first_agents is not None:
         s.sha256_first_agents = args.sha256_first_agents
     if args.overload_budget is not None:
