@@ -277,7 +277,7 @@ async def lift_suspension(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit():
         return problem(404, f"no suspension {raw!r}", field="id")
-    body = await _body(request) if request.can_read_body else {}
+    body = await _body(request) if request.body_exists else {}  # not can_read_body: a guard may have read it already
     if isinstance(body, web.Response):
         return body
     note = body.get("note", "")
