@@ -57,7 +57,8 @@ from typing import Any
 from aiohttp import web
 
 from switch.sip import digest
-from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
+from switch.services.digest_verify import DigestVerifier, Verdict
+from switch.sip.nonces import NonceCounter, NonceManager
 from switch.store import adapter_models, repo_adapters, repo_lines
 from switch.store.repo_adapters import AdapterInfo
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
@@ -149,6 +150,8 @@ class AtaState:
     counter: NonceCounter
     throttle: AuthThrottle
     algorithms: tuple[str, ...]
+    #: the server-side digest check the SIP registrar uses too (switch/services/digest_verify.py)
+    verifier: DigestVerifier
     #: adapter id -> origin ("http://host:port") its last config was rendered for
     last_origin: dict[int, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
@@ -161,11 +164,15 @@ def setup(app: web.Application) -> None:
     """Create the state the adapter endpoints need and add their routes."""
     config = app[DEPS].config
     algorithms = tuple(a for a in config.digest_algorithms if digest.canonical_algorithm(a)) or ("MD5",)
+    nonces = NonceManager(config.nonce_secret, config.nonce_lifetime)
+    counter = NonceCounter(ttl=config.nonce_lifetime * 2)
     app[ATA_STATE] = AtaState(
-        nonces=NonceManager(config.nonce_secret, config.nonce_lifetime),
-        counter=NonceCounter(ttl=config.nonce_lifetime * 2),
+        nonces=nonces,
+        counter=counter,
         throttle=AuthThrottle(THROTTLE_POLICY),
         algorithms=algorithms,
+        # without qop a nonce stays good until it expires (adapters re-fetch with the same one)
+        verifier=DigestVerifier(nonces, counter, algorithms, single_use_without_qop=False),
     )
     app.router.add_routes(bootstrap_routes())
     app.router.add_get(CFG_PREFIX + "/{token:[A-Za-z0-9_-]{1,128}}/{filename}", token_config)
@@ -497,11 +504,8 @@ async def digest_config(request: web.Request) -> web.StreamResponse:
     if creds is None:
         return _challenge(request)
     now = state.clock()
-    algorithm = digest.canonical_algorithm(creds.algorithm)
-    if algorithm is None or algorithm not in state.algorithms:
-        return _challenge(request)
-    status = state.nonces.check(creds.nonce, now)
-    if status is NonceStatus.INVALID:
+    status = state.verifier.screen(creds, now)
+    if status is None:
         return _challenge(request)
     # RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the digest must be for this very request target.
     if creds.uri not in (request.raw_path, request.path):
@@ -518,13 +522,15 @@ async def digest_config(request: web.Request) -> web.StreamResponse:
     if secret is None:
         return _challenge(request)
     mine = adapter_credentials(secret, adapter.mac)
+    algorithm = digest.canonical_algorithm(creds.algorithm) or "MD5"
     ha1 = digest.ha1(mine.digest_user, DIGEST_REALM, mine.digest_password, algorithm)
-    if not digest.verify(creds, request.method, ha1):
+    verdict = state.verifier.conclude(creds, request.method, ha1, status, now)
+    if verdict is Verdict.WRONG:
         _failure(request, source, adapter.mac, "wrong digest password")
         return _challenge(request)
-    if status is NonceStatus.STALE:
+    if verdict is Verdict.STALE:
         return _challenge(request, stale=True)
-    if creds.qop is not None and not state.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now):
+    if verdict is Verdict.REPLAY:
         return _challenge(request)  # a replayed nonce count
     return await _serve(request, source, adapter, secret)
 

@@ -34,9 +34,11 @@ from switch.sip import digest
 from switch.sip.digest import Credentials
 from switch.sip.errors import ParseError
 from switch.sip.message import Request
-from switch.sip.nonces import NonceCounter, NonceManager, NonceStatus
+from switch.sip.nonces import NonceCounter, NonceManager
 from switch.sip.uri import SipUri, parse_uri, uri_equal
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
+
+from .digest_verify import DigestVerifier, Verdict
 
 log = logging.getLogger(__name__)
 #: the fail2ban feed: one line per failed digest check (see ``_log_failure``)
@@ -127,6 +129,8 @@ class Authenticator:
         self.algorithms = algorithms
         self.nonces = NonceManager(secret, nonce_lifetime)
         self.counter = NonceCounter(ttl=nonce_lifetime * 2)
+        #: the server-side digest check, shared with HTTP provisioning (switch/services/digest_verify.py)
+        self.verifier = DigestVerifier(self.nonces, self.counter, algorithms)
         self.throttle = AuthThrottle(
             AuthThrottlePolicy(
                 pair_threshold=fail_threshold,
@@ -225,12 +229,10 @@ class Authenticator:
         if blocked:
             self._log_failure(source, port, username, "throttled")
             return AuthRejected(username, "throttled")
-        algorithm = digest.canonical_algorithm(creds.algorithm)
-        if algorithm not in self.algorithms:
-            return self.challenge(now, user_agent=ua, binding=binding)
-        status = self.nonces.check(creds.nonce, now, binding)
-        if status is NonceStatus.INVALID:
-            # Not ours, or issued to another source or another user: a fresh challenge.
+        status = self.verifier.screen(creds, now, binding)
+        if status is None:
+            # An algorithm we did not offer, or a nonce not ours (or issued to another
+            # source or another user): a fresh challenge.
             return self.challenge(now, user_agent=ua, binding=binding)
         if not self._uri_ok(creds.uri, request):
             # RFC 7616 §3.4.6 / RFC 2617 §3.2.2.5: credentials computed for another
@@ -241,21 +243,15 @@ class Authenticator:
             self._failed(key, home, username, now)
             self._log_failure(source, port, username, "digest_uri_mismatch")
             return AuthRejected(username, "digest uri does not match the Request-URI", status=400)
-        ok = digest.verify(creds, request.method, self._ha1_for(cred, username, algorithm))
-        if ok and status is NonceStatus.STALE:
+        algorithm = digest.canonical_algorithm(creds.algorithm) or ""
+        verdict = self.verifier.conclude(creds, request.method, self._ha1_for(cred, username, algorithm), status, now)
+        if verdict is Verdict.STALE:
             return self.challenge(now, stale=True, user_agent=ua, binding=binding)
-        if ok and cred is not None:
-            # With qop the nonce-count must grow per (nonce, cnonce); without qop there is
-            # no count, so the nonce itself is good for one request (RFC 2069 replay).
-            fresh = (
-                self.counter.accept(creds.nonce, creds.cnonce, creds.nc or "0", now)
-                if creds.qop is not None
-                else self.counter.accept(creds.nonce, "\0rfc2069", 1, now)
-            )
-            if not fresh:
-                # A replayed request: someone resent captured credentials. Ask again.
-                self._log_failure(source, port, username, "replay")
-                return self.challenge(now, user_agent=ua, binding=binding)
+        if verdict is Verdict.REPLAY and cred is not None:
+            # A replayed request: someone resent captured credentials. Ask again.
+            self._log_failure(source, port, username, "replay")
+            return self.challenge(now, user_agent=ua, binding=binding)
+        if verdict is Verdict.OK and cred is not None:
             self.throttle.record_success(key, username, now)
             return AuthOk(cred, username)
         # Wrong password and unknown user end here alike.
