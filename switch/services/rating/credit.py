@@ -119,8 +119,9 @@ class CreditControl:
         """The current period's totals from the database (at start)."""
         self.totals = dict(totals)
 
-    def charged(self, customer_id: int, period_start: datetime, ore: int) -> None:
-        """A call of ``customer_id`` was priced (the RatingService listener)."""
+    def charged(self, customer_id: int, period_start: datetime, ore: int, cut: bool = False) -> None:
+        """A call of ``customer_id`` was priced (the RatingService listener); ``cut``: it was ended
+        for the credit limit (it may have stopped a few øre short of it: suspended all the same)."""
         self.tick()
         if period_start != self.period:
             return  # a late record of an earlier period: its invoice, not this month's limit
@@ -129,7 +130,7 @@ class CreditControl:
         limit = self.limit_of(customer_id)
         if limit is None:
             return
-        if total >= limit and customer_id not in self.suspended:
+        if (total >= limit or cut) and customer_id not in self.suspended:
             self.suspended.add(customer_id)
             self._spawn(self._suspend(customer_id, total, limit))
         self._recompute(customer_id, limit)

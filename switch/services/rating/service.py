@@ -48,7 +48,7 @@ class Account:
 class TotalsListener(Protocol):
     """Told of every priced call (the credit limit)."""
 
-    def charged(self, customer_id: int, period_start: datetime, ore: int) -> None: ...
+    def charged(self, customer_id: int, period_start: datetime, ore: int, cut: bool = False) -> None: ...
 
 
 class RatingService:
@@ -211,8 +211,9 @@ class RatingService:
         self.rated += 1
         if rating.price_ore > 0 and account is not None:
             period = self.periods.start_of(epoch)
+            cut = row.get("cause") == "credit_limit"
             for listener in self.listeners:
-                listener.charged(account.customer_id, period, rating.price_ore)
+                listener.charged(account.customer_id, period, rating.price_ore, cut)
 
     async def rate_rows(self, rows: Rows) -> None:
         """The CdrWriter hook: reload accounts first if a line is unknown (created since the last load)."""
