@@ -21,7 +21,7 @@ from .api import adapters, billing, calls, feature_codes, manage, metrics, opena
 from .auth import AUTH_THROTTLE
 from .deps import HttpDeps
 from .errors import json_errors
-from .guards import access_log, limits
+from .guards import access_log, limits, plain_server_header
 from .keys import DEPS, TOKEN_CACHE
 
 __all__ = ["create_app", "start_http"]
@@ -41,6 +41,7 @@ API_ROUTES = (adapters.routes, calls.routes, billing.routes, metrics.routes, pol
 def create_app(deps: HttpDeps) -> web.Application:
     app = web.Application(middlewares=[access_log, json_errors, limits], client_max_size=2 * 1024 * 1024)
     app[DEPS] = deps
+    app.on_response_prepare.append(plain_server_header)
     app[TOKEN_CACHE] = {}
     app[AUTH_THROTTLE] = FailureThrottle(threshold=20, window=60.0, block=60.0)
     app.router.add_get("/health", health)

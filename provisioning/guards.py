@@ -6,6 +6,9 @@ field) — a 1 MB customer name used to be stored as given. Handlers keep their
 own tighter, field-specific checks; this is the floor under all of them, so an
 endpoint added later cannot forget it.
 
+Server header: ``softswitch``, no versions (aiohttp's default names Python's and
+its own, which only helps a scanner pick an exploit).
+
 Access log: one INFO line per API request on logger ``softswitch.access``:
 method, path (no query: tokens and searches stay out of logs), status, time,
 source address and the token id that made it (never the token).
@@ -89,3 +92,8 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         who = f"token={principal.token_id}" if principal is not None and principal.token_id is not None else "token=-"
         access.info("%s %s %d %.1fms source=%s %s", request.method, request.path, status,
                     (time.monotonic() - start) * 1000, request.remote or "-", who)
+
+
+async def plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: no software versions in ``Server``."""
+    response.headers["Server"] = "softswitch"

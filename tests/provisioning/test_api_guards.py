@@ -50,3 +50,9 @@ async def test_every_api_request_gets_one_access_log_line(prov: Prov, caplog: py
     assert lines[0].startswith("GET /api/v1/unclaimed-adapters 200 ") and "token=" in lines[0]
     assert "secret-query" not in lines[0] and prov.token not in lines[0]
     assert lines[1].startswith("GET /api/v1/unclaimed-adapters 401 ") and lines[1].endswith("token=-")
+
+
+async def test_no_software_versions_in_the_server_header(prov: Prov) -> None:
+    for path in ("/health", "/api/v1/unclaimed-adapters", "/no/such/page"):
+        async with prov.client.get(path) as r:
+            assert r.headers.get("Server") == "softswitch", path
