@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +66,39 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     if not raw.isdigit():
         raise ManageError(400, name, "must be a whole number")
     return int(raw)
+
+
+async def _listed(request: web.Request, lister: Callable[..., Awaitable[Page]], *filters: str) -> web.Response:
+    """A paginated, searchable list: ``q``, ``limit``, ``offset`` and the named filters from the query."""
+    try:
+        page = await lister(request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
+                            limit=_int_query(request, "limit", 50), offset=_int_query(request, "offset", 0),
+                            **{name: request.query.get(name) for name in filters})
+    except ManageError as err:
+        return _error(err)
+    return _page(page)
+
+
+async def _got(request: web.Request, getter: Callable[..., Awaitable[dict[str, Any]]], key: str) -> web.Response:
+    try:
+        return _one(await getter(request.app[DEPS].session_factory, request.match_info[key]))
+    except ManageError as err:
+        return _error(err)
+
+
+async def _changed(request: web.Request, change: Callable[..., Awaitable[Any]], key: str, *,
+                   body: bool = True) -> Any:
+    """Run a repo_manage change with the JSON body, the actor and If-Match; a problem answer on error."""
+    args: list[Any] = [request.app[DEPS].session_factory, request.match_info[key]]
+    if body:
+        data = await _body(request)
+        if isinstance(data, web.Response):
+            return data
+        args.append(data)
+    try:
+        return await change(*args, actor=_actor(request), if_match=request.headers.get("If-Match"))
+    except ManageError as err:
+        return _error(err)
 
 
 def _one(rep: dict[str, Any], status: int = 200) -> web.Response:
@@ -128,14 +161,7 @@ async def post_import(request: web.Request) -> web.Response:
 @routes.get("/api/v1/customers")
 @require("operator")
 async def list_customers(request: web.Request) -> web.Response:
-    try:
-        page = await repo_manage.list_customers(
-            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
-            state=request.query.get("state"), limit=_int_query(request, "limit", 50),
-            offset=_int_query(request, "offset", 0))
-    except ManageError as err:
-        return _error(err)
-    return _page(page)
+    return await _listed(request, repo_manage.list_customers, "state")
 
 
 @routes.post("/api/v1/customers")
@@ -165,36 +191,24 @@ async def create_customer(request: web.Request) -> web.Response:
 @routes.get("/api/v1/customers/{ref}")
 @require("operator")
 async def get_customer(request: web.Request) -> web.Response:
-    try:
-        return _one(await repo_manage.get_customer(request.app[DEPS].session_factory, request.match_info["ref"]))
-    except ManageError as err:
-        return _error(err)
+    return await _got(request, repo_manage.get_customer, "ref")
 
 
 @routes.patch("/api/v1/customers/{ref}")
 @require("operator")
 async def patch_customer(request: web.Request) -> web.Response:
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        rep = await repo_manage.patch_customer(request.app[DEPS].session_factory, request.match_info["ref"], body,
-                                               actor=_actor(request), if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
-    return _one(rep)
+    rep = await _changed(request, repo_manage.patch_customer, "ref")
+    return rep if isinstance(rep, web.Response) else _one(rep)
 
 
 @routes.post("/api/v1/customers/{ref}/terminate")
 @require("operator")
 async def terminate_customer(request: web.Request) -> web.Response:
     """End the contract: lines disabled and unregistered, numbers freed, history kept."""
-    try:
-        rep, line_ids = await repo_manage.terminate_customer(
-            request.app[DEPS].session_factory, request.match_info["ref"], actor=_actor(request),
-            if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
+    done = await _changed(request, repo_manage.terminate_customer, "ref", body=False)
+    if isinstance(done, web.Response):
+        return done
+    rep, line_ids = done
     await _live(request, line_ids)
     return _one(rep)
 
@@ -205,14 +219,7 @@ async def terminate_customer(request: web.Request) -> web.Response:
 @routes.get("/api/v1/adapters")
 @require("operator")
 async def list_adapters(request: web.Request) -> web.Response:
-    try:
-        page = await repo_manage.list_adapters(
-            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
-            customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
-            offset=_int_query(request, "offset", 0))
-    except ManageError as err:
-        return _error(err)
-    return _page(page)
+    return await _listed(request, repo_manage.list_adapters, "customer")
 
 
 async def _customer_entry(request: web.Request, ref: Any) -> dict[str, Any] | web.Response:
@@ -256,25 +263,17 @@ async def create_adapter(request: web.Request) -> web.Response:
 @routes.get("/api/v1/adapters/{mac}")
 @require("operator")
 async def get_adapter(request: web.Request) -> web.Response:
-    try:
-        return _one(await repo_manage.get_adapter(request.app[DEPS].session_factory, request.match_info["mac"]))
-    except ManageError as err:
-        return _error(err)
+    return await _got(request, repo_manage.get_adapter, "mac")
 
 
 @routes.patch("/api/v1/adapters/{mac}")
 @require("operator")
 async def patch_adapter(request: web.Request) -> web.Response:
     """Model, description, owner — or ``mac`` to swap the unit (its lines stay; they register from the new one)."""
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        rep, dropped = await repo_manage.patch_adapter(
-            request.app[DEPS].session_factory, request.match_info["mac"], body, actor=_actor(request),
-            if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
+    done = await _changed(request, repo_manage.patch_adapter, "mac")
+    if isinstance(done, web.Response):
+        return done
+    rep, dropped = done
     await _live(request, dropped)
     return _one(rep)
 
@@ -282,12 +281,8 @@ async def patch_adapter(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/adapters/{mac}")
 @require("operator")
 async def delete_adapter(request: web.Request) -> web.Response:
-    try:
-        await repo_manage.delete_adapter(request.app[DEPS].session_factory, request.match_info["mac"],
-                                         actor=_actor(request), if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
-    return web.Response(status=204)
+    done = await _changed(request, repo_manage.delete_adapter, "mac", body=False)
+    return done if isinstance(done, web.Response) else web.Response(status=204)
 
 
 # ------------------------------------------------------------------------- lines
@@ -296,14 +291,7 @@ async def delete_adapter(request: web.Request) -> web.Response:
 @routes.get("/api/v1/lines")
 @require("operator")
 async def list_lines(request: web.Request) -> web.Response:
-    try:
-        page = await repo_manage.list_lines(
-            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100],
-            customer=request.query.get("customer"), limit=_int_query(request, "limit", 50),
-            offset=_int_query(request, "offset", 0))
-    except ManageError as err:
-        return _error(err)
-    return _page(page)
+    return await _listed(request, repo_manage.list_lines, "customer")
 
 
 @routes.post("/api/v1/lines")
@@ -357,25 +345,17 @@ async def create_line(request: web.Request) -> web.Response:
 @routes.get("/api/v1/lines/{number}")
 @require("operator")
 async def get_line(request: web.Request) -> web.Response:
-    try:
-        return _one(await repo_manage.get_line(request.app[DEPS].session_factory, request.match_info["number"]))
-    except ManageError as err:
-        return _error(err)
+    return await _got(request, repo_manage.get_line, "number")
 
 
 @routes.patch("/api/v1/lines/{number}")
 @require("operator")
 async def patch_line(request: web.Request) -> web.Response:
     """display_name, language, alarm, unlisted, enabled (disabling unregisters it at once)."""
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        rep, line_id = await repo_manage.patch_line(
-            request.app[DEPS].session_factory, request.match_info["number"], body, actor=_actor(request),
-            if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
+    done = await _changed(request, repo_manage.patch_line, "number")
+    if isinstance(done, web.Response):
+        return done
+    rep, line_id = done
     await _live(request, [line_id] if not rep["enabled"] else [])
     return _one(rep)
 
@@ -399,11 +379,9 @@ async def reset_password(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/lines/{number}")
 @require("operator")
 async def delete_line(request: web.Request) -> web.Response:
-    try:
-        line_id = await repo_manage.delete_line(request.app[DEPS].session_factory, request.match_info["number"],
-                                                actor=_actor(request), if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
+    line_id = await _changed(request, repo_manage.delete_line, "number", body=False)
+    if isinstance(line_id, web.Response):
+        return line_id
     await _live(request, [line_id])
     return web.Response(status=204)
 
@@ -503,45 +481,25 @@ async def audit(request: web.Request) -> web.Response:
 @require("operator")
 async def list_numbers(request: web.Request) -> web.Response:
     """The operator's numbers; ``state=free`` lists those on no line (e.g. freed by a termination)."""
-    try:
-        page = await repo_manage.list_numbers(
-            request.app[DEPS].session_factory, q=request.query.get("q", "")[:100], state=request.query.get("state"),
-            limit=_int_query(request, "limit", 50), offset=_int_query(request, "offset", 0))
-    except ManageError as err:
-        return _error(err)
-    return _page(page)
+    return await _listed(request, repo_manage.list_numbers, "state")
 
 
 @routes.get("/api/v1/numbers/{number}")
 @require("operator")
 async def get_number(request: web.Request) -> web.Response:
-    try:
-        return _one(await repo_manage.get_number(request.app[DEPS].session_factory, request.match_info["number"]))
-    except ManageError as err:
-        return _error(err)
+    return await _got(request, repo_manage.get_number, "number")
 
 
 @routes.patch("/api/v1/numbers/{number}")
 @require("operator")
 async def patch_number(request: web.Request) -> web.Response:
     """``{"unlisted": true}`` keeps the number out of the directory export."""
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        rep = await repo_manage.patch_number(request.app[DEPS].session_factory, request.match_info["number"], body,
-                                             actor=_actor(request), if_match=request.headers.get("If-Match"))
-    except ManageError as err:
-        return _error(err)
-    return _one(rep)
+    rep = await _changed(request, repo_manage.patch_number, "number")
+    return rep if isinstance(rep, web.Response) else _one(rep)
 
 
 @routes.delete("/api/v1/numbers/{number}")
 @require("operator")
 async def delete_number(request: web.Request) -> web.Response:
-    try:
-        await repo_manage.delete_number(request.app[DEPS].session_factory, request.match_info["number"],
-                                        actor=_actor(request))
-    except ManageError as err:
-        return _error(err)
-    return web.Response(status=204)
+    done = await _changed(request, repo_manage.delete_number, "number", body=False)
+    return done if isinstance(done, web.Response) else web.Response(status=204)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp.web import Application
 
 from . import minside, operator, operator_admin
 from .deps import UI_DEPS, UiDeps
@@ -19,7 +19,7 @@ __all__ = ["UiDeps", "setup"]
 STATIC = Path(__file__).with_name("static")
 
 
-def setup(app: web.Application, deps: UiDeps) -> None:
+def setup(app: Application, deps: UiDeps) -> None:
     app[UI_DEPS] = deps
     app.router.add_routes(operator.routes)
     app.router.add_routes(operator_admin.routes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 
 from aiohttp import web
 
@@ -20,18 +19,13 @@ from switch.store.models import BarringCategory, ForwardKind
 
 from . import queries
 from .deps import UI_DEPS, UiDeps
+import provisioning.ui.web as web_flow
 from .i18n import translate
 from .web import (
     SESSION_KEY,
-    check_csrf,
-    clear_session_cookie,
-    current_session,
     language,
-    login_csrf_token,
-    set_login_csrf_cookie,
     render,
     require_customer,
-    safe_next,
     set_session_cookie,
 )
 
@@ -50,60 +44,22 @@ async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/min-side/")
 
 
-def _login_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
-    token = login_csrf_token(request)
-    resp = _page(request, "login.html", status=status, login_csrf=token, error=error,
-                 next=safe_next(request.query.get("next", "/min-side/"), "customer"), action="/min-side/login",
-                 user_label="customer_number")
-    set_login_csrf_cookie(request, resp, token)
-    return resp
-
-
 @routes.get("/min-side/login")
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if await current_session(request, "customer") is not None:
-        raise web.HTTPFound("/min-side/")
-    return _login_page(request, None)
+    return await web_flow.login_form(request, "customer")
 
 
 @routes.post("/min-side/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    form = await request.post()
-    lang = language(request)
-    if not await check_csrf(request, form):
-        return _login_page(request, translate(lang, "csrf_failed"), status=403)
-    ref = str(form.get("username", "")).strip()[:64]
-    password = str(form.get("password", ""))
-    source = request.remote or "?"
-    now = time.time()
-    key = "customer:" + ref
-    until = deps.login_throttle.blocked_until(source, key, now)
-    if until is not None:
-        resp = _login_page(request, translate(lang, "login_throttled", seconds=int(until - now) + 1), status=429)
-        resp.headers["Retry-After"] = str(int(until - now) + 1)
-        return resp
-    login = await repo_users.authenticate_customer(deps.session_factory, ref, password)
-    if login is None:
-        deps.login_throttle.record_failure(source, key, now)
-        return _login_page(request, translate(lang, "login_failed"), status=401)
-    deps.login_throttle.record_success(source, key, now)
-    secret, _ = await repo_users.create_session(
-        deps.session_factory, customer=login, remote_addr=source, user_agent=request.headers.get("User-Agent", "")
-    )
-    resp = web.HTTPFound(safe_next(str(form.get("next", "/min-side/")), "customer"))
-    set_session_cookie(request, resp, "customer", secret)
-    raise resp
+    sf = request.app[UI_DEPS].session_factory
+    return await web_flow.login_submit(request, "customer",
+                                       lambda ref, pw: repo_users.authenticate_customer(sf, ref, pw))
 
 
 @routes.post("/min-side/logout")
 @require_customer
 async def logout(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    await repo_users.revoke_session(deps.session_factory, request[SESSION_KEY].session_id)
-    resp = web.HTTPFound("/min-side/login")
-    clear_session_cookie(request, resp, "customer")
-    raise resp
+    return await web_flow.logout(request, "customer")
 
 
 def _customer_id(request: web.Request) -> int:

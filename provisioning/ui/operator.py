@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from aiohttp import web
 
@@ -14,17 +13,12 @@ from .deps import UI_DEPS, UiDeps
 from .lamps import LAMP_ORDER, lamp_view, needs_attention
 from .web import (
     SESSION_KEY,
-    check_csrf,
-    clear_session_cookie,
-    current_session,
     language,
-    login_csrf_token,
-    set_login_csrf_cookie,
     render,
     require_operator,
     safe_next,
-    set_session_cookie,
 )
+import provisioning.ui.web as web_flow
 from .i18n import translate
 
 routes = web.RouteTableDef()
@@ -40,58 +34,19 @@ async def ui_root(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/ui/login")
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if await current_session(request, "operator") is not None:
-        raise web.HTTPFound(safe_next(request.query.get("next", "/ui/"), "operator"))
-    return _login_page(request, error=None)
-
-
-def _login_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
-    token = login_csrf_token(request)
-    resp = render(request, "login.html", status=status, login_csrf=token, error=error,
-                  next=safe_next(request.query.get("next", "/ui/"), "operator"), action="/ui/login",
-                  user_label="username")
-    set_login_csrf_cookie(request, resp, token)
-    return resp
+    return await web_flow.login_form(request, "operator")
 
 
 @routes.post("/ui/login")
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    form = await request.post()
-    lang = language(request)
-    if not await check_csrf(request, form):
-        return _login_page(request, translate(lang, "csrf_failed"), status=403)
-    username = str(form.get("username", "")).strip()[:64]
-    password = str(form.get("password", ""))
-    source = request.remote or "?"
-    now = time.time()
-    throttle = deps.login_throttle
-    until = throttle.blocked_until(source, username, now)
-    if until is not None:
-        resp = _login_page(request, translate(lang, "login_throttled", seconds=int(until - now) + 1), status=429)
-        resp.headers["Retry-After"] = str(int(until - now) + 1)
-        return resp
-    user = await repo_users.authenticate_user(deps.session_factory, username, password)
-    if user is None:
-        throttle.record_failure(source, username, now)
-        return _login_page(request, translate(lang, "login_failed"), status=401)
-    throttle.record_success(source, username, now)
-    secret, _info = await repo_users.create_session(
-        deps.session_factory, user=user, remote_addr=source, user_agent=request.headers.get("User-Agent", "")
-    )
-    resp = web.HTTPFound(safe_next(str(form.get("next", "/ui/")), "operator"))
-    set_session_cookie(request, resp, "operator", secret)
-    raise resp
+    sf = request.app[UI_DEPS].session_factory
+    return await web_flow.login_submit(request, "operator", lambda name, pw: repo_users.authenticate_user(sf, name, pw))
 
 
 @routes.post("/ui/logout")
 @require_operator()
 async def logout(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    await repo_users.revoke_session(deps.session_factory, request[SESSION_KEY].session_id)
-    resp = web.HTTPFound("/ui/login")
-    clear_session_cookie(request, resp, "operator")
-    raise resp
+    return await web_flow.logout(request, "operator")
 
 
 @routes.get("/ui/lang/{lang}")

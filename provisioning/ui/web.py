@@ -245,3 +245,73 @@ def now() -> float:
 
 def safe_next(target: str, audience: str) -> str:
     return _safe_next(target, audience)
+
+
+# ------------------------------------------------------------------ the login flow (both audiences)
+
+_HOME: Final = {"operator": "/ui/", "customer": "/min-side/"}
+_LOGIN_LABEL: Final = {"operator": "username", "customer": "customer_number"}
+
+
+def login_page(request: web.Request, audience: str, error: str | None, status: int = 200) -> web.Response:
+    token = login_csrf_token(request)
+    home = _HOME[audience]
+    resp = render(request, "login.html", audience=audience, status=status, login_csrf=token, error=error,
+                  next=safe_next(request.query.get("next", home), audience), action=home + "login",
+                  user_label=_LOGIN_LABEL[audience])
+    set_login_csrf_cookie(request, resp, token)
+    return resp
+
+
+async def login_form(request: web.Request, audience: str) -> web.StreamResponse:
+    if await current_session(request, audience) is not None:
+        raise web.HTTPFound(safe_next(request.query.get("next", _HOME[audience]), audience))
+    return login_page(request, audience, None)
+
+
+async def login_submit(
+    request: web.Request,
+    audience: str,
+    authenticate: Callable[[str, str], Awaitable[repo_users.UserInfo | repo_users.CustomerLogin | None]],
+) -> web.StreamResponse:
+    """Check CSRF, the throttle (per source and name), the password; then a new session and a redirect."""
+    deps: UiDeps = request.app[UI_DEPS]
+    form = await request.post()
+    lang = language(request)
+    if not await check_csrf(request, form):
+        return login_page(request, audience, translate(lang, "csrf_failed"), status=403)
+    name = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))
+    source = request.remote or "?"
+    key = name if audience == "operator" else f"customer:{name}"
+    now = time.time()
+    throttle = deps.login_throttle
+    until = throttle.blocked_until(source, key, now)
+    if until is not None:
+        wait = int(until - now) + 1
+        resp = login_page(request, audience, translate(lang, "login_throttled", seconds=wait), status=429)
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+    who = await authenticate(name, password)
+    if who is None:
+        throttle.record_failure(source, key, now)
+        return login_page(request, audience, translate(lang, "login_failed"), status=401)
+    throttle.record_success(source, key, now)
+    agent = request.headers.get("User-Agent", "")
+    if isinstance(who, repo_users.UserInfo):
+        secret, _ = await repo_users.create_session(deps.session_factory, user=who, remote_addr=source, user_agent=agent)
+    else:
+        secret, _ = await repo_users.create_session(deps.session_factory, customer=who, remote_addr=source,
+                                                    user_agent=agent)
+    resp = web.HTTPFound(safe_next(str(form.get("next", _HOME[audience])), audience))
+    set_session_cookie(request, resp, audience, secret)
+    raise resp
+
+
+async def logout(request: web.Request, audience: str) -> web.StreamResponse:
+    """Revoke the session server-side (the cookie alone would not end it) and go to the login page."""
+    deps: UiDeps = request.app[UI_DEPS]
+    await repo_users.revoke_session(deps.session_factory, request[SESSION_KEY].session_id)
+    resp = web.HTTPFound(_HOME[audience] + "login")
+    clear_session_cookie(request, resp, audience)
+    raise resp

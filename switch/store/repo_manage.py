@@ -571,10 +571,11 @@ async def patch_number(sf: SessionFactory, number: str, changes: dict[str, Any],
         return after
 
 
-async def delete_number(sf: SessionFactory, number: str, *, actor: str) -> None:
+async def delete_number(sf: SessionFactory, number: str, *, actor: str, if_match: str | None = None) -> None:
     """Give a free number back (not one a line uses: delete or renumber the line first)."""
     async with write_session(sf) as session:
-        n, _ref, lid = await _number(session, number)
+        n, ref, lid = await _number(session, number)
+        _check_match(number_repr(n, ref, n.e164 if lid else None), if_match)
         if lid is not None:
             raise ManageError(409, "number", "a line uses this number: delete or renumber the line first")
         add_audit_event(session, actor=actor, action="number.delete", subject_type="number", subject_id=n.e164,
