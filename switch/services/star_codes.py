@@ -68,6 +68,7 @@ from switch.store.repo_feature_codes import (
 from .b2bua.causes import Cause
 from .lines import LineInfo
 from .numbering import normalise
+from .periodic import Periodic
 from .policy.categories import category_of
 from .policy.model import ForwardRule, PolicyState
 from .policy.validate import PolicyValidationError
@@ -168,7 +169,7 @@ class StarCodes:
         self.policies = FeaturePolicies()
         self._fingerprint: object = None
         self._version = 0
-        self._task: asyncio.Task[None] | None = None
+        self._reload = Periodic("reloading star-code policies", self._reload_step, reload_interval)
         self._running: set[asyncio.Task[Any]] = set()
         self.max_changes = max_changes
         self.change_window = change_window
@@ -195,19 +196,15 @@ class StarCodes:
         return True
 
     def start(self) -> None:
-        if self.reload_interval > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._reload_loop())
+        self._reload.start()
 
-    async def _reload_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_interval)
-            try:
-                await self.reload_if_changed()
-            except Exception:  # noqa: BLE001 - keep the policies we have
-                log.exception("reloading star-code policies failed")
+    async def _reload_step(self) -> None:
+        """A failed reload is logged by the job; the policies we have stay."""
+        await self.reload_if_changed()
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, *self._running) if t is not None]
+        await self._reload.stop()
+        tasks = list(self._running)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -215,7 +212,6 @@ class StarCodes:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        self._task = None
 
     async def set_policy(self, policy: CodePolicy, actor: str) -> CodePolicy:
         """Store one code's policy (PolicyError: unknown code, a locked code refused, bad prompt key)."""

@@ -36,6 +36,7 @@ from switch.store.models import BarringCategory, ForwardKind, SuspensionLevel, S
 from switch.store.repo_policy import LineRef, PolicyRows, SuspensionRow
 
 from ..lines import LineDirectory
+from ..periodic import Periodic
 from .engine import FraudTrip, Instant
 from .model import (
     ActiveSuspension,
@@ -102,7 +103,7 @@ class PolicyService:
         self.live = LiveView(self.calls_on_line, self.calls_of_customer, self.attempts, self._reach)
         self._fingerprint: object = None
         self._version = 0
-        self._task: asyncio.Task[None] | None = None
+        self._reload = Periodic("reloading call policy", self._reload_step, reload_interval)
         self._tripping: set[int] = set()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -128,27 +129,22 @@ class PolicyService:
         return True
 
     def start(self) -> None:
-        if self.reload_interval > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._reload_loop())
+        self._reload.start()
 
-    async def _reload_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.reload_interval)
-            try:
-                if await self.reload_if_changed():
-                    log.info("policy reloaded (changed in the database)")
-            except Exception:  # noqa: BLE001 - keep deciding with the state we have
-                log.exception("reloading call policy failed")
+    async def _reload_step(self) -> None:
+        """A failed reload is logged by the job; the calls keep deciding with the state we have."""
+        if await self.reload_if_changed():
+            log.info("policy reloaded (changed in the database)")
 
     async def close(self) -> None:
-        for task in [self._task, *self._background]:
+        await self._reload.stop()
+        for task in self._background:
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):  # noqa: BLE001
                     pass
-        self._task = None
 
     # -- the call path --------------------------------------------------------------------
     def now(self) -> Instant:

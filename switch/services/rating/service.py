@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from switch.store.engine import SessionFactory
 from switch.store.repo_billing import add_totals, load_line_accounts, load_tariff_documents, period_totals
 
+from ..periodic import Periodic
 from .credit import CreditControl, Suspender
 from .periods import MonthlyPeriods
 from .rater import Rating, TariffBook
@@ -71,7 +72,8 @@ class RatingService:
         self._sf = session_factory
         self._unsaved: dict[tuple[int, datetime], list[int]] = {}
         self._accounts_loaded_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._reload: Periodic | None = None
+        self._adopted = False
         self.rated = 0
         self.unpriced = 0
 
@@ -96,41 +98,32 @@ class RatingService:
         service.listeners.append(service.credit)
         await service.reload()
         service.credit.load_totals(await period_totals(sf, service.credit.period))
-        if reload_interval > 0:
-            service._task = asyncio.get_running_loop().create_task(service._reload_loop(reload_interval))
+        service._reload = Periodic("reloading tariffs, billing accounts and totals", service._reload_step,
+                                   reload_interval)
+        service._reload.start()
         return service
 
-    async def _reload_loop(self, interval: float) -> None:
-        adopted = False
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.flush_totals()
-                await self.reload()
-                credit = self.credit
-                if credit is not None and self._sf is not None:
-                    credit.tick()
-                    # Re-read the totals: a ``softswitch rerate`` in another process may have changed them.
-                    totals = await period_totals(self._sf, credit.period)
-                    for (cid, period), (ore, _calls) in self._unsaved.items():
-                        if period == credit.period:
-                            totals[cid] = totals.get(cid, 0) + ore
-                    credit.load_totals(totals)
-                    if not adopted and credit.suspender() is not None:
-                        await credit.adopt_existing(self._sf)
-                        adopted = True
-            except Exception:  # noqa: BLE001 - keep rating with what we have
-                log.exception("reloading tariffs, billing accounts and totals failed")
+    async def _reload_step(self) -> None:
+        """A failed step is logged by the job; rating goes on with what we have."""
+        await self.flush_totals()
+        await self.reload()
+        credit = self.credit
+        if credit is not None and self._sf is not None:
+            credit.tick()
+            # Re-read the totals: a ``softswitch rerate`` in another process may have changed them.
+            totals = await period_totals(self._sf, credit.period)
+            for (cid, period), (ore, _calls) in self._unsaved.items():
+                if period == credit.period:
+                    totals[cid] = totals.get(cid, 0) + ore
+            credit.load_totals(totals)
+            if not self._adopted and credit.suspender() is not None:
+                await credit.adopt_existing(self._sf)
+                self._adopted = True
 
     async def close(self) -> None:
         """Stop reloading; write totals still owed (call after the CDR writer has closed)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        if self._reload is not None:
+            await self._reload.stop()
         await self.flush_totals()
         if self.credit is not None:
             await self.credit.close()
