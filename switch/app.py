@@ -200,6 +200,12 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
              resync: ResyncService) -> UiDeps:
     """What the web pages use of the running switch (provisioning/ui/deps.py)."""
 
+    async def after_change() -> None:
+        """After a UI import: the new lines can register, and their policy applies, at once."""
+        await lines.reload()
+        if calls.policy_service is not None:
+            await calls.policy_service.reload_if_changed()
+
     async def resync_adapter(mac: str, actor: str) -> str:
         """The operator UI's resync button: the same NOTIFY as the API, audited the same way."""
         adapter = await repo_adapters.get_adapter_by_mac(sf, mac)
@@ -232,7 +238,7 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
         policy=calls.policy_service,
         secret_box=box,
         realm=settings.effective_realm(),
-        after_change=lines.reload,
+        after_change=after_change,
         resync=resync_adapter,
         secure_cookies=bool(settings.tls_cert and settings.tls_key),
     )

@@ -115,6 +115,9 @@ async def _live(request: web.Request, drop_bindings: Iterable[int] = ()) -> None
     """Make the running switch see the change now (not at the next 5 s reload)."""
     deps = request.app[DEPS]
     await deps.lines.reload()
+    if deps.policy is not None:
+        # new lines and customers enter the policy state too (a suspension of their customer applies at once)
+        await deps.policy.reload_if_changed()
     for line_id in drop_bindings:
         if deps.location.bindings(line_id):
             deps.location.replace(line_id, [], lambda _exc: None)
