@@ -13,7 +13,7 @@ from switch.store import lamp_history, repo_adapters
 from switch.store.repo_adapters import normalise_mac
 
 from ..ata import config_status, origin_of
-from ..auth import require
+from ..auth import STAFF_READ, require
 from ..errors import problem
 from ..deps import HttpDeps
 from ..keys import DEPS
@@ -36,7 +36,7 @@ async def _adapter(request: web.Request) -> m.Adapter | web.Response:
 
 
 @routes.get("/api/v1/adapters/{mac}/status")
-@require("operator")
+@require(*STAFF_READ)
 async def adapter_status(request: web.Request) -> web.Response:
     """The adapter's lamps as the switch knows them (PWR, WAN, Tel1, Tel2)."""
     adapter = await _adapter(request)
@@ -88,7 +88,7 @@ def _line_details(deps: HttpDeps, adapter_id: int) -> list[dict[str, object]]:
 
 
 @routes.get("/api/v1/adapters/{mac}/lamp-events")
-@require("operator")
+@require(*STAFF_READ)
 async def lamp_events(request: web.Request) -> web.Response:
     """History of the adapter's lamps, newest first (``?limit=`` up to 500, default 100)."""
     adapter = await _adapter(request)

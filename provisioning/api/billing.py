@@ -31,7 +31,7 @@ from switch.store.repo_billing import (
 )
 from switch.store.repo_lines import normalise_number
 
-from ..auth import PRINCIPAL, require
+from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem
 from ..keys import DEPS
 
@@ -65,7 +65,7 @@ async def _scope(request: web.Request) -> tuple[int, str, str, list[int]] | web.
     """(customer id, customer number, name, line ids) the request may see."""
     external = request.match_info["customer"]
     principal = request[PRINCIPAL]
-    if principal.role == "customer" and principal.customer != external:
+    if principal.role == CUSTOMER and principal.customer != external:
         return problem(403, "a customer token can only read its own customer's invoice")
     sf = request.app[DEPS].session_factory
     found = await customer_ref(sf, external)
@@ -90,7 +90,7 @@ def _iso(dt: datetime) -> str:
 
 
 @routes.get("/api/v1/customers/{customer}/invoice")
-@require("operator", "customer")
+@require(*STAFF_READ, CUSTOMER)
 async def invoice(request: web.Request) -> web.StreamResponse:
     """Every billed call of the customer (or ``line=``) in ``period=YYYY-MM``, oldest first; ``format=csv``."""
     period = _period(request)
@@ -175,7 +175,7 @@ async def _write_json(resp: web.StreamResponse, calls: AsyncIterator[object], he
 
 
 @routes.get("/api/v1/customers/{customer}/invoice/summary")
-@require("operator", "customer")
+@require(*STAFF_READ, CUSTOMER)
 async def invoice_period_summary(request: web.Request) -> web.StreamResponse:
     """Per zone: calls, minutes and amount in ``period=YYYY-MM``, with the totals."""
     period = _period(request)
@@ -200,7 +200,7 @@ async def invoice_period_summary(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/reports/inactive-lines")
-@require("operator")
+@require(*STAFF_READ)
 async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
     """Termination candidates: lines with no outgoing and no answered call for ``months=`` (default 6)."""
     raw = request.query.get("months", "6")
@@ -230,7 +230,7 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/reports/directory")
-@require("operator")
+@require(*STAFF_READ)
 async def report_directory(request: web.Request) -> web.StreamResponse:
     """The directory listing export (CSV): listed numbers with name and address where known."""
     entries = await directory_listing(request.app[DEPS].session_factory)
@@ -272,12 +272,12 @@ async def _credit_json(request: web.Request, customer_id: int, external: str) ->
 
 
 @routes.get("/api/v1/customers/{customer}/credit")
-@require("operator", "customer")
+@require(*STAFF_READ, CUSTOMER)
 async def credit_state(request: web.Request) -> web.StreamResponse:
     """The credit limit, this month's rated total and whether the limit suspended the customer."""
     external = request.match_info["customer"]
     principal = request[PRINCIPAL]
-    if principal.role == "customer" and principal.customer != external:
+    if principal.role == CUSTOMER and principal.customer != external:
         return problem(403, "a customer token can only read its own customer")
     found = await customer_ref(request.app[DEPS].session_factory, external)
     if found is None:
@@ -286,7 +286,7 @@ async def credit_state(request: web.Request) -> web.StreamResponse:
 
 
 @routes.put("/api/v1/customers/{customer}/credit-limit")
-@require("operator")
+@require(*STAFF_WRITE)
 async def put_credit_limit(request: web.Request) -> web.StreamResponse:
     """Body ``{"credit_limit_ore": N}`` (whole øre, ≥ 0) or ``{"credit_limit_ore": null}`` to remove it.
 
@@ -307,8 +307,7 @@ async def put_credit_limit(request: web.Request) -> web.StreamResponse:
     limit = body["credit_limit_ore"]
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
         return problem(400, f"credit_limit_ore must be a whole number of øre from 0 to 1000000000, or null; got {limit!r}")
-    principal = request[PRINCIPAL]
-    actor = f"token:{principal.token_id}" if principal.token_id is not None else "operator"
+    actor = request[PRINCIPAL].actor
     await set_credit_limit(deps.session_factory, found[0], limit, actor)
     rating = deps.rating
     if rating is not None:

@@ -1,4 +1,4 @@
-"""Operator API: call detail records (CDRs), per line.
+"""Operator and customer API: call detail records (CDRs), per line (a customer token: its own lines only).
 
 Support answers "I heard an error message" by looking up the same cause on the
 line's call history; the customer's invoice specification comes from here too.
@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from switch.store import models as m
 from switch.store.repo_lines import normalise_number
 
-from ..auth import require
+from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, require
 from ..errors import problem
 from ..keys import DEPS
 
@@ -55,7 +55,7 @@ def _parse_time(raw: str | None, name: str) -> datetime | None | web.Response:
 
 
 @routes.get("/api/v1/lines/{number}/calls")
-@require("operator")
+@require(*STAFF_READ, CUSTOMER)
 async def line_calls(request: web.Request) -> web.StreamResponse:
     """Calls made from or to the line with this number, newest first.
 
@@ -77,11 +77,12 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
             return t
     deps = request.app[DEPS]
     async with deps.session_factory() as session:
-        line_id = (
-            await session.execute(
-                select(m.Line.id).join(m.Number, m.Line.number_id == m.Number.id).where(m.Number.e164 == e164)
-            )
-        ).scalar_one_or_none()
+        stmt_line = select(m.Line.id).join(m.Number, m.Line.number_id == m.Number.id).where(m.Number.e164 == e164)
+        principal = request[PRINCIPAL]
+        if principal.role == CUSTOMER:  # its own lines only; another's answers as if it did not exist
+            stmt_line = stmt_line.join(m.Customer, m.Line.customer_id == m.Customer.id).where(
+                m.Customer.external_id == principal.customer)
+        line_id = (await session.execute(stmt_line)).scalar_one_or_none()
         if line_id is None:
             return problem(404, f"no line has the number {e164}")
         stmt = select(m.CallRecord).where(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from feature_codes import CODES, CodePolicy, PolicyError
 
-from ..auth import PRINCIPAL, require
+from ..auth import PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem
 from ..keys import DEPS
 from .policy import actor_of
@@ -44,7 +44,7 @@ def _star_codes(request: web.Request) -> Any:
 
 
 @routes.get("/api/v1/feature-codes")
-@require("operator")
+@require(*STAFF_READ)
 async def list_feature_codes(request: web.Request) -> web.StreamResponse:
     """Every code's policy as the switch applies it now (stored override or default)."""
     from feature_codes import DEFAULT_POLICIES
@@ -54,7 +54,7 @@ async def list_feature_codes(request: web.Request) -> web.StreamResponse:
 
 
 @routes.put("/api/v1/feature-codes/{code}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def put_feature_code(request: web.Request) -> web.StreamResponse:
     """Body ``{"enabled": bool, "announcement": "prompt_key" | null, "description": "..."}``.
 

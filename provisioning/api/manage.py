@@ -23,22 +23,25 @@ from aiohttp import web
 from switch.store import importer, repo_manage, repo_tokens
 from switch.store.import_validation import ImportValidationError, parse_import_document
 from switch.store.models import TokenRole
-from switch.store.repo_audit import list_audit_events
+from switch.store.engine import write_session
+from switch.store.repo_audit import add_audit_event, list_audit_events
 from switch.store.repo_manage import ManageError, Page, etag_of
 
-from ..auth import PRINCIPAL, require
+from ..auth import ADMIN, PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem_details
 from ..keys import DEPS, TOKEN_CACHE
 
 routes = web.RouteTableDef()
+
+#: What ``POST /api/v1/tokens`` takes (``operator``, the role before roles existed, is made as admin now).
+_TOKEN_ROLES = (TokenRole.ADMIN.value, TokenRole.SUPPORT.value, TokenRole.READONLY.value, TokenRole.CUSTOMER.value)
 
 MAX_BODY = 1024 * 1024
 
 
 def _actor(request: web.Request) -> str:
     principal = request.get(PRINCIPAL)
-    token_id = getattr(principal, "token_id", None)
-    return f"token:{token_id}" if token_id is not None else "operator"
+    return principal.actor if principal is not None else "operator"
 
 
 def _error(err: ManageError) -> web.Response:
@@ -144,12 +147,15 @@ async def _import(request: web.Request, doc_data: dict[str, Any]) -> importer.Im
 
 
 @routes.post("/api/v1/imports")
-@require("operator")
+@require(*STAFF_WRITE)
 async def post_import(request: web.Request) -> web.Response:
     """A whole import document (customers, adapters, lines, trunks, routes), as `softswitch import`."""
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
+    for section in ("trunks", "routes"):
+        if section in body and request[PRINCIPAL].role != ADMIN:
+            return problem_details(403, f"{section}: trunks and routes need an admin token", field=section)
     report = await _import(request, body)
     if isinstance(report, web.Response):
         return report
@@ -162,13 +168,13 @@ async def post_import(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/customers")
-@require("operator")
+@require(*STAFF_READ)
 async def list_customers(request: web.Request) -> web.Response:
     return await _listed(request, repo_manage.list_customers, "state")
 
 
 @routes.post("/api/v1/customers")
-@require("operator")
+@require(*STAFF_WRITE)
 async def create_customer(request: web.Request) -> web.Response:
     """A new customer, in the import file's shape (``adapters`` and their ``lines`` may come along)."""
     body = await _body(request)
@@ -192,20 +198,20 @@ async def create_customer(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/customers/{ref}")
-@require("operator")
+@require(*STAFF_READ)
 async def get_customer(request: web.Request) -> web.Response:
     return await _got(request, repo_manage.get_customer, "ref")
 
 
 @routes.patch("/api/v1/customers/{ref}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def patch_customer(request: web.Request) -> web.Response:
     rep = await _changed(request, repo_manage.patch_customer, "ref")
     return rep if isinstance(rep, web.Response) else _one(rep)
 
 
 @routes.post("/api/v1/customers/{ref}/terminate")
-@require("operator")
+@require(*STAFF_WRITE)
 async def terminate_customer(request: web.Request) -> web.Response:
     """End the contract: lines disabled and unregistered, numbers freed, history kept."""
     done = await _changed(request, repo_manage.terminate_customer, "ref", body=False)
@@ -220,7 +226,7 @@ async def terminate_customer(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/adapters")
-@require("operator")
+@require(*STAFF_READ)
 async def list_adapters(request: web.Request) -> web.Response:
     return await _listed(request, repo_manage.list_adapters, "customer")
 
@@ -236,7 +242,7 @@ async def _customer_entry(request: web.Request, ref: Any) -> dict[str, Any] | we
 
 
 @routes.post("/api/v1/adapters")
-@require("operator")
+@require(*STAFF_WRITE)
 async def create_adapter(request: web.Request) -> web.Response:
     """``{"customer": "C1001", "mac": "...", "model": "spa112", "lines": [...]}`` (the import file's adapter)."""
     body = await _body(request)
@@ -264,13 +270,13 @@ async def create_adapter(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/adapters/{mac}")
-@require("operator")
+@require(*STAFF_READ)
 async def get_adapter(request: web.Request) -> web.Response:
     return await _got(request, repo_manage.get_adapter, "mac")
 
 
 @routes.patch("/api/v1/adapters/{mac}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def patch_adapter(request: web.Request) -> web.Response:
     """Model, description, owner — or ``mac`` to swap the unit (its lines stay; they register from the new one)."""
     done = await _changed(request, repo_manage.patch_adapter, "mac")
@@ -282,7 +288,7 @@ async def patch_adapter(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/adapters/{mac}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def delete_adapter(request: web.Request) -> web.Response:
     done = await _changed(request, repo_manage.delete_adapter, "mac", body=False)
     return done if isinstance(done, web.Response) else web.Response(status=204)
@@ -292,13 +298,13 @@ async def delete_adapter(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/lines")
-@require("operator")
+@require(*STAFF_READ)
 async def list_lines(request: web.Request) -> web.Response:
     return await _listed(request, repo_manage.list_lines, "customer")
 
 
 @routes.post("/api/v1/lines")
-@require("operator")
+@require(*STAFF_WRITE)
 async def create_line(request: web.Request) -> web.Response:
     """``{"customer": "C1001", "adapter": "00:0E:08:AB:CD:01", "port": 2, "number": "22000002", ...}``.
 
@@ -346,13 +352,13 @@ async def create_line(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/lines/{number}")
-@require("operator")
+@require(*STAFF_READ)
 async def get_line(request: web.Request) -> web.Response:
     return await _got(request, repo_manage.get_line, "number")
 
 
 @routes.patch("/api/v1/lines/{number}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def patch_line(request: web.Request) -> web.Response:
     """display_name, language, alarm, unlisted, enabled (disabling unregisters it at once)."""
     done = await _changed(request, repo_manage.patch_line, "number")
@@ -364,7 +370,7 @@ async def patch_line(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/lines/{number}/password")
-@require("operator")
+@require(*STAFF_WRITE)
 async def reset_password(request: web.Request) -> web.Response:
     """A new SIP password, shown once; it applies to the next REGISTER and the next config fetch."""
     deps = request.app[DEPS]
@@ -380,7 +386,7 @@ async def reset_password(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/lines/{number}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def delete_line(request: web.Request) -> web.Response:
     line_id = await _changed(request, repo_manage.delete_line, "number", body=False)
     if isinstance(line_id, web.Response):
@@ -393,39 +399,63 @@ async def delete_line(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/tokens")
-@require("operator")
+@require(ADMIN)
 async def list_tokens(request: web.Request) -> web.Response:
     rows = await repo_tokens.list_tokens(request.app[DEPS].session_factory)
     return web.json_response({"items": [t.as_json() for t in rows]})
 
 
 @routes.post("/api/v1/tokens")
-@require("operator")
+@require(ADMIN)
 async def create_token(request: web.Request) -> web.Response:
-    """``{"role": "operator" | "customer", "customer": "C1001", "label": "..."}``; the secret is shown once."""
+    """``{"role": "admin" | "support" | "readonly" | "customer", "customer": "C1001", "user": "kari", "label": "..."}``.
+
+    A token for an operator user (``user``) acts with the user's role, so it takes no ``role``;
+    the secret is shown once.
+    """
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
-    role = body.get("role")
-    if role not in ("operator", "customer"):
-        return problem_details(400, "role: must be operator or customer", field="role")
+    unknown = set(body) - {"role", "customer", "user", "label"}
+    if unknown:
+        return problem_details(400, f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or not user):
+        return problem_details(400, "user: the operator user's username", field="user")
+    role = body.get("role", TokenRole.ADMIN.value if user is not None else None)
+    if role == TokenRole.OPERATOR.value:
+        role = TokenRole.ADMIN.value  # the one staff role before roles existed
+    if role not in _TOKEN_ROLES:
+        return problem_details(400, f"role: must be one of {', '.join(_TOKEN_ROLES)}", field="role")
+    if user is not None and role == TokenRole.CUSTOMER.value:
+        return problem_details(400, "role: a token for an operator user has the user's role", field="role")
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
         return problem_details(400, "label: a string of at most 200 characters", field="label")
     customer = body.get("customer")
     if customer is not None and not isinstance(customer, str):
         return problem_details(400, "customer: the customer number", field="customer")
+    if (customer is not None) != (role == TokenRole.CUSTOMER.value):
+        return problem_details(400, "customer: a customer token names its customer, and only it does",
+                               field="customer")
     try:
         secret, info = await repo_tokens.create_token(
-            request.app[DEPS].session_factory, TokenRole(role), customer_ref=customer, label=label)
+            request.app[DEPS].session_factory, TokenRole(role), customer_ref=customer, username=user,
+            label=label)
     except ValueError as err:
-        return problem_details(400 if "needs" in str(err) else 404, str(err), field="customer")
-    return web.json_response({"id": info.token_id, "role": role, "customer": info.customer_ref, "label": label,
-                              "token": secret}, status=201, headers={"Cache-Control": "no-store"})
+        field = "user" if user is not None and "user" in str(err) else "customer"
+        return problem_details(404 if str(err).startswith("no ") else 400, str(err), field=field)
+    async with write_session(request.app[DEPS].session_factory) as session:
+        add_audit_event(session, actor=_actor(request), action="token.create", subject_type="token",
+                        subject_id=str(info.token_id), details={"role": info.effective_role, "customer": customer,
+                                                                "user": info.username, "label": label})
+    return web.json_response({"id": info.token_id, "role": info.effective_role, "customer": info.customer_ref,
+                              "user": info.username, "label": label, "token": secret},
+                             status=201, headers={"Cache-Control": "no-store"})
 
 
 @routes.post("/api/v1/tokens/{id}/revoke")
-@require("operator")
+@require(ADMIN)
 async def revoke_token(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit():
@@ -441,7 +471,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/audit")
-@require("operator")
+@require(*STAFF_READ)
 async def audit(request: web.Request) -> web.Response:
     """Newest first; ``subject_type`` + ``subject_id``, ``actor``, ``since``/``until`` (ISO 8601), ``limit`` ≤ 500."""
     try:
@@ -481,20 +511,20 @@ async def audit(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/numbers")
-@require("operator")
+@require(*STAFF_READ)
 async def list_numbers(request: web.Request) -> web.Response:
     """The operator's numbers; ``state=free`` lists those on no line (e.g. freed by a termination)."""
     return await _listed(request, repo_manage.list_numbers, "state")
 
 
 @routes.get("/api/v1/numbers/{number}")
-@require("operator")
+@require(*STAFF_READ)
 async def get_number(request: web.Request) -> web.Response:
     return await _got(request, repo_manage.get_number, "number")
 
 
 @routes.patch("/api/v1/numbers/{number}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def patch_number(request: web.Request) -> web.Response:
     """``{"unlisted": true}`` keeps the number out of the directory export."""
     rep = await _changed(request, repo_manage.patch_number, "number")
@@ -502,7 +532,7 @@ async def patch_number(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/numbers/{number}")
-@require("operator")
+@require(*STAFF_WRITE)
 async def delete_number(request: web.Request) -> web.Response:
     done = await _changed(request, repo_manage.delete_number, "number", body=False)
     return done if isinstance(done, web.Response) else web.Response(status=204)

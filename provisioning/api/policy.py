@@ -7,8 +7,8 @@ route takes, 422 for a value the policy refuses, 404 for an unknown line,
 customer or suspension; nothing is changed on error.
 
 A customer token (role ``customer``) may read a line's policy and set its
-forwarding and barring, for its own lines only; every other route needs an
-operator token.
+forwarding and barring, for its own lines only; every other route needs a
+staff token (``support`` or ``admin`` to change, ``readonly`` to read).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from switch.store import repo_policy
 from switch.store.repo_lines import normalise_number
 from switch.store.repo_policy import LineRef
 
-from ..auth import PRINCIPAL, Principal, require
+from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, Principal, require
 from ..errors import problem
 from ..keys import DEPS
 
@@ -45,10 +45,10 @@ def _policy(request: web.Request) -> PolicyService:
 
 
 def actor_of(p: Principal) -> str:
-    """``operator:token-<id>`` or ``customer:<external id>`` for the audit trail."""
-    if p.role == "customer":
+    """``operator:<user>`` (``operator:token-<id>`` for a token of no user) or ``customer:<external id>``."""
+    if p.role == CUSTOMER:
         return f"customer:{p.customer}"
-    return f"operator:token-{p.token_id}"
+    return f"operator:{p.username}" if p.username is not None else f"operator:token-{p.token_id}"
 
 
 async def _line(request: web.Request) -> LineRef | web.Response:
@@ -60,7 +60,7 @@ async def _line(request: web.Request) -> LineRef | web.Response:
         return problem(400, f"not a telephone number: {raw!r} (8-digit national or E.164)", field="number")
     ref = await repo_policy.line_by_number(request.app[DEPS].session_factory, e164)
     principal = request[PRINCIPAL]
-    if ref is None or (principal.role == "customer" and principal.customer != ref.customer_ref):
+    if ref is None or (principal.role == CUSTOMER and principal.customer != ref.customer_ref):
         # The same answer for another customer's line: a customer token learns nothing about it.
         return problem(404, f"no line has the number {e164}", field="number")
     return ref
@@ -93,7 +93,7 @@ def _rule_json(rule: Any) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/lines/{number}/policy")
-@require("operator", "customer")
+@require(*STAFF_READ, CUSTOMER)
 async def line_policy(request: web.Request) -> web.Response:
     """Forwarding, barring (line and customer), active suspensions, fraud limits and counters of a line."""
     ref = await _line(request)
@@ -127,7 +127,7 @@ async def line_policy(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/lines/{number}/forwarding/{kind}")
-@require("operator", "customer")
+@require(*STAFF_WRITE, CUSTOMER)
 async def put_forwarding(request: web.Request) -> web.Response:
     """``{"target": "22000003", "timeout_s": 20}``; ``timeout_s`` for ``no_answer`` only (5-120, default 20)."""
     ref = await _line(request)
@@ -152,7 +152,7 @@ async def put_forwarding(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/lines/{number}/forwarding/{kind}")
-@require("operator", "customer")
+@require(*STAFF_WRITE, CUSTOMER)
 async def delete_forwarding(request: web.Request) -> web.Response:
     ref = await _line(request)
     if isinstance(ref, web.Response):
@@ -168,7 +168,7 @@ async def delete_forwarding(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/lines/{number}/barring")
-@require("operator", "customer")
+@require(*STAFF_WRITE, CUSTOMER)
 async def put_line_barring(request: web.Request) -> web.Response:
     """``{"categories": ["international", "premium"]}``: the whole set (``[]`` clears)."""
     ref = await _line(request)
@@ -188,7 +188,7 @@ async def put_line_barring(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/customers/{id}/barring")
-@require("operator")
+@require(*STAFF_WRITE)
 async def put_customer_barring(request: web.Request) -> web.Response:
     """Barring categories for every line of the customer (the whole set; ``[]`` clears)."""
     found = await _customer(request)
@@ -209,7 +209,7 @@ async def put_customer_barring(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/customers/{id}/fraud-limits")
-@require("operator")
+@require(*STAFF_WRITE)
 async def put_fraud_limits(request: web.Request) -> web.Response:
     """``{"calls_per_line": 4, ...}``: the customer's own limits; omitted ones go back to the default."""
     found = await _customer(request)
@@ -227,7 +227,7 @@ async def put_fraud_limits(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/suspensions")
-@require("operator")
+@require(*STAFF_WRITE)
 async def create_suspension(request: web.Request) -> web.Response:
     """``{"customer": "C1001", "line": "22000001" (optional), "level": "soft"|"hard", "reason": "unpaid", "note": "..."}``."""
     body = await _body(request)
@@ -272,7 +272,7 @@ async def create_suspension(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/suspensions/{id}/lift")
-@require("operator")
+@require(*STAFF_WRITE)
 async def lift_suspension(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit():
@@ -290,7 +290,7 @@ async def lift_suspension(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/customers/{id}/suspensions")
-@require("operator")
+@require(*STAFF_READ)
 async def customer_suspensions(request: web.Request) -> web.Response:
     """Every suspension of the customer, newest first, lifted ones included (rows are never deleted)."""
     found = await _customer(request)
@@ -304,7 +304,7 @@ async def customer_suspensions(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/alerts")
-@require("operator")
+@require(*STAFF_READ)
 async def alerts(request: web.Request) -> web.Response:
     """Operator alerts raised by the fraud guard, newest first (the last 500 since start)."""
     return web.json_response({"alerts": _policy(request).alerts()})

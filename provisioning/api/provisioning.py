@@ -29,7 +29,7 @@ from switch.store.repo_adapters import AdapterInfo, format_mac, normalise_mac
 from switch.store.repo_audit import add_audit_event
 
 from ..ata import CFG_PREFIX, DIGEST_REALM, adapter_credentials, config_status, origin_of
-from ..auth import PRINCIPAL, require
+from ..auth import PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem
 from ..keys import DEPS
 
@@ -70,8 +70,7 @@ def _origin(request: web.Request) -> str | web.Response:
 
 def _actor(request: web.Request) -> str:
     principal = request.get(PRINCIPAL)
-    token_id = getattr(principal, "token_id", None)
-    return f"token:{token_id}" if token_id is not None else "operator"
+    return principal.actor if principal is not None else "operator"
 
 
 def _unclaimed_json(u: repo_adapters.UnclaimedInfo) -> dict[str, Any]:
@@ -90,7 +89,7 @@ def _unclaimed_json(u: repo_adapters.UnclaimedInfo) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/unclaimed-adapters")
-@require("operator")
+@require(*STAFF_READ)
 async def list_unclaimed(request: web.Request) -> web.Response:
     """Unknown MACs that asked for a config, most recently seen first."""
     rows = await repo_adapters.list_unclaimed(request.app[DEPS].session_factory)
@@ -98,7 +97,7 @@ async def list_unclaimed(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/unclaimed-adapters/{mac}/assign")
-@require("operator")
+@require(*STAFF_WRITE)
 async def assign_unclaimed(request: web.Request) -> web.Response:
     """Body: ``{"customer": "C1001"}`` (customer number) or ``{"customer_id": 7}``;
     optional ``"model"`` (default: recognised from the adapter's User-Agent), ``"description"``."""
@@ -155,7 +154,7 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/adapters/{mac}/config-fetches")
-@require("operator")
+@require(*STAFF_READ)
 async def config_fetches(request: web.Request) -> web.Response:
     """Newest first (``?limit=`` 1..100, default 20), and whether the config changed since."""
     adapter = await _adapter(request)
@@ -204,7 +203,7 @@ def _staging(family: str, origin: str, token_url: str, token: str, digest_user: 
 
 
 @routes.get("/api/v1/adapters/{mac}/profile-url")
-@require("operator")
+@require(*STAFF_WRITE)
 async def profile_url(request: web.Request) -> web.Response:
     """The adapter's own authenticated URL (and digest credentials) for staging it by hand.
 
@@ -260,7 +259,7 @@ async def staging_values(sf: SessionFactory, box: SecretBox, adapter: AdapterInf
 
 
 @routes.post("/api/v1/adapters/{mac}/resync")
-@require("operator")
+@require(*STAFF_WRITE)
 async def resync(request: web.Request) -> web.Response:
     """Make the adapter re-fetch its config now. 202 with what was sent (and the answers that
     came within ``?wait=`` seconds, default 2); 409 when no line of it is registered."""

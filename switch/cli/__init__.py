@@ -1,7 +1,7 @@
-"""The ``softswitch`` command: run, import, token, migrate, prompt.
+"""The ``softswitch`` command: run, import, token, user, customer-password, migrate, prompt.
 
 Operators' scripts rely on these names and flags; keep them stable. One
-module per command (``run``, ``importing``, ``tokens``, ``migrate``, ``prompt``), each
+module per command (``run``, ``importing``, ``tokens``, ``users``, ``migrate``, ``prompt``), each
 with ``add(subparsers, parents)``: it adds its parser (``parents`` carry the global
 options, so they may follow the subcommand too) and sets two defaults,
 ``configure(args, settings)`` (its flags into the Settings, before logging
@@ -18,12 +18,12 @@ from types import ModuleType
 
 from switch.operator_cli import OperatorError
 
-from . import billing, common, importing, migrate, prompt, run, tokens
+from . import billing, common, importing, migrate, prompt, run, tokens, users
 
 __all__ = ["COMMANDS", "main", "parser"]
 
 #: in the order ``softswitch --help`` lists them
-COMMANDS: tuple[ModuleType, ...] = (run, importing, tokens, migrate, prompt, billing)
+COMMANDS: tuple[ModuleType, ...] = (run, importing, tokens, users, migrate, prompt, billing)
 
 
 def parser() -> argparse.ArgumentParser:

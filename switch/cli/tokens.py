@@ -22,8 +22,12 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     tok.set_defaults(configure=no_settings)
     verbs = tok.add_subparsers(dest="token_command", required=True)
     tc = verbs.add_parser("create", help="create a bearer token (printed alone on the last line)", parents=parents)
-    tc.add_argument("--role", choices=["operator", "customer"], default="operator")
+    tc.add_argument("--role", choices=["admin", "support", "readonly", "customer", "operator"], default=None,
+                    help="admin (default), support, readonly, or customer (with --customer); "
+                         "operator is the pre-roles name of admin")
     tc.add_argument("--customer", default=None, help="customer id (for --role customer)")
+    tc.add_argument("--user", default=None, help="operator user the token belongs to: it acts with the user's "
+                    "role and stops working when the user is disabled")
     tc.add_argument("--name", default="", help="label for the token")
     tc.set_defaults(handle=_create)
     tl = verbs.add_parser("list", help="every token: id, role, customer, label, created, last used, state",
@@ -36,7 +40,7 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    return guarded(create_token(settings, args.role, args.customer, args.name), settings)
+    return guarded(create_token(settings, args.role, args.customer, args.name, user=args.user), settings)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,20 +51,25 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     return guarded(token_revoke(settings, args.token_id), settings)
 
 
-async def create_token(settings: Settings, role: str, customer: str | None, name: str) -> int:
+async def create_token(settings: Settings, role: str | None, customer: str | None, name: str, *,
+                       user: str | None = None) -> int:
     from switch.database import open_database
     from switch.store import repo_tokens
     from switch.store.models import TokenRole
 
+    if user is not None and role is not None:
+        print("error: a token for --user has the user's role; leave out --role")
+        return 1
     db = await open_database(settings)
     try:
         try:
-            secret, _info = await repo_tokens.create_token(db.session_factory, TokenRole(role),
-                                                           customer_ref=customer, label=name)
+            secret, info = await repo_tokens.create_token(db.session_factory, TokenRole(role or "admin"),
+                                                          customer_ref=customer, username=user, label=name)
         except ValueError as err:
             print(f"error: {err}")
             return 1
-        print(f"Created {role} token. Keep it secret; it is shown only once:")
+        owner = f" for user {info.username}" if info.username else ""
+        print(f"Created {info.effective_role} token{owner}. Keep it secret; it is shown only once:")
         print(secret)
         return 0
     finally:

@@ -174,8 +174,16 @@ class FeatureCodeAction(enum.StrEnum):
 
 
 class TokenRole(enum.StrEnum):
+    """A bearer token's own role (a token linked to an operator user takes the user's role instead).
+
+    ``operator`` is the role of tokens made before roles existed: it acts as ``admin``.
+    """
+
     OPERATOR = "operator"
     CUSTOMER = "customer"
+    ADMIN = "admin"
+    SUPPORT = "support"
+    READONLY = "readonly"
 
 
 class OperatorRole(enum.StrEnum):

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from switch.store.base import utcnow
 from switch.store.engine import SessionFactory, write_session
-from switch.store.models import ApiToken, Customer, TokenRole
+from switch.store.models import ApiToken, Customer, OperatorRole, OperatorUser, TokenRole
 
 __all__ = [
     "TOKEN_PREFIX", "TokenInfo", "TokenListing", "create_token", "hash_token", "list_tokens", "revoke_token",
@@ -37,6 +37,17 @@ class TokenInfo:
     customer_ref: str | None
     operator_user_id: int | None
     label: str
+    #: For a token linked to an operator user: the user's name and role (the role that applies).
+    username: str | None = None
+    user_role: OperatorRole | None = None
+
+    @property
+    def effective_role(self) -> str:
+        """The role the API applies: the linked user's, else the token's own (``operator`` = admin)."""
+        if self.user_role is not None:
+            return self.user_role.value
+        role = TokenRole(self.role)
+        return TokenRole.ADMIN.value if role is TokenRole.OPERATOR else role.value
 
 
 async def create_token(
@@ -46,6 +57,7 @@ async def create_token(
     customer_id: int | None = None,
     customer_ref: str | None = None,
     operator_user_id: int | None = None,
+    username: str | None = None,
     label: str = "",
     expires_at: datetime | None = None,
 ) -> tuple[str, TokenInfo]:
@@ -53,13 +65,28 @@ async def create_token(
 
     The customer is given by row id (``customer_id``) or customer number
     (``customer_ref``, e.g. "C1001"). A customer token must name one; an unknown
-    customer is a ValueError.
+    customer is a ValueError. A token linked to an operator user (``operator_user_id``,
+    or ``username``) acts with the user's role and stops working when the user is disabled.
     """
     role = TokenRole(role)
     if role is TokenRole.CUSTOMER and customer_id is None and customer_ref is None:
         raise ValueError("a customer token needs a customer")
+    if role is not TokenRole.CUSTOMER and (customer_id is not None or customer_ref is not None):
+        raise ValueError("only a customer token names a customer")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    user_name: str | None = None
+    user_role: OperatorRole | None = None
     async with write_session(session_factory) as session:
+        if username is not None or operator_user_id is not None:
+            if role is TokenRole.CUSTOMER:
+                raise ValueError("a customer token cannot belong to an operator user")
+            ustmt = select(OperatorUser.id, OperatorUser.username, OperatorUser.role)
+            ustmt = (ustmt.where(OperatorUser.username == username) if username is not None
+                     else ustmt.where(OperatorUser.id == operator_user_id))
+            user = (await session.execute(ustmt)).first()
+            if user is None:
+                raise ValueError(f"no operator user {username if username is not None else operator_user_id}")
+            operator_user_id, user_name, user_role = user[0], user[1], OperatorRole(user[2])
         if customer_id is not None or customer_ref is not None:
             stmt = select(Customer.id, Customer.external_id)
             if customer_id is not None:
@@ -87,6 +114,8 @@ async def create_token(
             customer_ref=customer_ref,
             operator_user_id=operator_user_id,
             label=label,
+            username=user_name,
+            user_role=user_role,
         )
     return secret, info
 
@@ -94,7 +123,7 @@ async def create_token(
 async def verify_token(
     session_factory: SessionFactory, secret: str, *, now: datetime | None = None
 ) -> TokenInfo | None:
-    """The token's role and scope, or None if unknown, revoked or expired.
+    """The token's role and scope, or None if unknown, revoked, expired or its operator user is disabled.
 
     Lookup is by hash, so timing reveals nothing about stored secrets."""
     if not secret.startswith(TOKEN_PREFIX):
@@ -103,16 +132,20 @@ async def verify_token(
     async with session_factory() as session:
         row = (
             await session.execute(
-                select(ApiToken, Customer.external_id)
+                select(ApiToken, Customer.external_id, OperatorUser.username, OperatorUser.role,
+                       OperatorUser.enabled)
                 .outerjoin(Customer, Customer.id == ApiToken.customer_id)
+                .outerjoin(OperatorUser, OperatorUser.id == ApiToken.operator_user_id)
                 .where(ApiToken.token_hash == hash_token(secret))
             )
         ).first()
     if row is None:
         return None
-    token, customer_ref = row
+    token, customer_ref, username, user_role, user_enabled = row
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
+    if token.operator_user_id is not None and not user_enabled:
+        return None  # a disabled (or deleted) user's tokens stop working with the user
     return TokenInfo(
         token_id=token.id,
         role=token.role,
@@ -120,6 +153,8 @@ async def verify_token(
         customer_ref=customer_ref,
         operator_user_id=token.operator_user_id,
         label=token.label,
+        username=username,
+        user_role=OperatorRole(user_role) if user_role is not None else None,
     )
 
 
