@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from switch.store.base import utcnow
 from switch.store.engine import SessionFactory, write_session
 from switch.store.models import Customer, OperatorRole, OperatorUser, WebSession
+from switch.store.repo_audit import add_audit_event
 
 __all__ = [
     "CustomerLogin",
@@ -46,6 +47,7 @@ __all__ = [
     "revoke_sessions_of",
     "set_customer_password",
     "set_user_password",
+    "update_user",
     "verify_password",
 ]
 
@@ -319,3 +321,47 @@ async def revoke_sessions_of(
     async with write_session(session_factory) as session:
         result = await session.execute(stmt.values(revoked_at=utcnow()))
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def update_user(
+    session_factory: SessionFactory,
+    username: str,
+    *,
+    role: OperatorRole | str | None = None,
+    enabled: bool | None = None,
+    display_name: str | None = None,
+    new_password: str | None = None,
+    actor: str = "operator",
+) -> UserInfo:
+    """Change an operator user (one transaction, audited as ``user.update``); LookupError if unknown.
+
+    ``new_password`` is stored hashed. Disabling a user or changing the password
+    also ends the user's browser sessions (the caller drops its token cache).
+    """
+    hashed = await hash_password(new_password) if new_password is not None else None
+    async with write_session(session_factory) as session:
+        user = (await session.execute(select(OperatorUser).where(OperatorUser.username == username))).scalar_one_or_none()
+        if user is None:
+            raise LookupError(f"no user {username!r}")
+        before = _user_info(user)
+        if role is not None:
+            user.role = OperatorRole(role)
+        if enabled is not None:
+            user.enabled = enabled
+        if display_name is not None:
+            user.display_name = display_name[:200]
+        if hashed is not None:
+            user.password_hash = hashed
+        if (enabled is False and before.enabled) or hashed is not None:
+            await session.execute(
+                update(WebSession).where(WebSession.operator_user_id == user.id, WebSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow()))
+        after = _user_info(user)
+        changes: dict[str, list[object]] = {
+            k: [str(getattr(before, k)), str(getattr(after, k))]
+            for k in ("role", "enabled", "display_name") if getattr(before, k) != getattr(after, k)}
+        if hashed is not None:
+            changes["password"] = ["", "reset"]
+        add_audit_event(session, actor=actor, action="user.update", subject_type="user", subject_id=username,
+                        details=changes)
+    return after

@@ -260,3 +260,47 @@ def test_user_tokens_take_the_users_role_and_stop_with_the_user(switch: SwitchPr
     _run(disable())
     # `second` was never used, so no cache stands between the database and the answer.
     assert call(switch, "GET", "/api/v1/customers", second)[0] == 401
+
+
+@pytest.mark.e2e
+def test_operator_users_over_the_api(switch: SwitchProcess, api_token: str) -> None:
+    s, h, body = call(switch, "POST", "/api/v1/users", api_token,
+                      {"username": "kari", "role": "support", "display_name": "Kari N."})
+    assert s == 201, body
+    assert h["Location"] == "/api/v1/users/kari" and h["Cache-Control"] == "no-store" and len(body["password"]) >= 12
+    first_password = body["password"]
+    s, _, body = call(switch, "POST", "/api/v1/users", api_token, {"username": "kari", "role": "admin"})
+    assert s == 409 and body["field"] == "username"
+    s, _, body = call(switch, "POST", "/api/v1/users", api_token, {"username": "per", "role": "customer"})
+    assert s == 400 and body["field"] == "role"
+    s, _, body = call(switch, "POST", "/api/v1/users", api_token, {"username": "two words", "role": "admin"})
+    assert s == 400 and body["field"] == "username"
+    s, h, listing = call(switch, "GET", "/api/v1/users", api_token)
+    assert listing["items"] == [{"username": "kari", "display_name": "Kari N.", "role": "support", "enabled": True}]
+    assert first_password not in json.dumps(listing)
+
+    kari = _token(switch, api_token, user="kari", label="kari's script")
+    assert call(switch, "GET", "/api/v1/customers", kari)[0] == 200
+    assert call(switch, "GET", "/api/v1/users", kari)[0] == 403
+    # A role change applies to the user's (cached) token at once.
+    s, h, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"role": "readonly"})
+    assert s == 200 and body["role"] == "readonly" and "password" not in body
+    etag = h["ETag"]
+    assert call(switch, "POST", "/api/v1/customers", kari, OTHER)[0] == 403
+    assert call(switch, "GET", "/api/v1/customers", kari)[0] == 200
+    s, _, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"enabled": "no"})
+    assert s == 400 and body["field"] == "enabled"
+    s, _, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"colour": "red"})
+    assert s == 400 and body["field"] == "colour"
+    s, _, body = call(switch, "PATCH", "/api/v1/users/nobody", api_token, {"enabled": False})
+    assert s == 404
+    s, h, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"reset_password": True}, {"If-Match": etag})
+    assert s == 200 and body["password"] != first_password and h["Cache-Control"] == "no-store"
+    s, _, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"enabled": False}, {"If-Match": '"stale"'})
+    assert s == 412 and call(switch, "GET", "/api/v1/customers", kari)[0] == 200, "nothing changed on 412"
+    s, _, body = call(switch, "PATCH", "/api/v1/users/kari", api_token, {"enabled": False})
+    assert s == 200 and body["enabled"] is False
+    assert call(switch, "GET", "/api/v1/customers", kari)[0] == 401, "a disabled user's token stops at once"
+    audit = call(switch, "GET", "/api/v1/audit?subject_type=user&subject_id=kari", api_token)[2]["items"]
+    assert [e["action"] for e in audit] == ["user.update", "user.update", "user.update", "user.create"]
+    assert audit[0]["details"] == {"enabled": ["True", "False"]} and audit[1]["details"] == {"password": ["", "reset"]}
