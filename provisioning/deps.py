@@ -9,7 +9,7 @@ nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -128,3 +128,5 @@ class HttpDeps:
     metrics: MetricsView | None = None
     #: the web pages' own set (provisioning/ui/deps.py); None: no /ui/ and /min-side/
     ui: UiDeps | None = None
+    #: reload the trunks and routes into the running switch now (not at the next 30 s tick); None: no SIP side
+    routing_reload: Callable[[], Awaitable[object]] | None = None

@@ -374,6 +374,7 @@ async def start(settings: Settings) -> Switch:
         rating=rating,
         star_codes=star_codes,
         ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync),
+        routing_reload=trunks.reload,
     )
     sw = Switch(
         settings=settings, engine=db.engine, session_factory=sf, secret_box=box, hot_store=hot, lines=lines,

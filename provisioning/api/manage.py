@@ -160,6 +160,9 @@ async def post_import(request: web.Request) -> web.Response:
     if isinstance(report, web.Response):
         return report
     await _live(request)
+    reload_routing = request.app[DEPS].routing_reload
+    if reload_routing is not None and ("trunks" in body or "routes" in body):
+        await reload_routing()  # the next call routes by the imported table, not after the 30 s tick
     return web.json_response({"created": report.created, "updated": report.updated, "routing": report.routing,
                               "summary": report.summary()})
 

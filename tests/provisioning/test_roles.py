@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, update
 
-from harness.softswitch import SwitchProcess, _cli
+from harness.softswitch import SwitchProcess, _cli, poll_until
 from provisioning import app as provisioning_app
 from provisioning.auth import require
 from switch.store import models as m
@@ -304,3 +304,48 @@ def test_operator_users_over_the_api(switch: SwitchProcess, api_token: str) -> N
     audit = call(switch, "GET", "/api/v1/audit?subject_type=user&subject_id=kari", api_token)[2]["items"]
     assert [e["action"] for e in audit] == ["user.update", "user.update", "user.update", "user.create"]
     assert audit[0]["details"] == {"enabled": ["True", "False"]} and audit[1]["details"] == {"password": ["", "reset"]}
+
+
+@pytest.mark.e2e
+def test_trunks_and_routes_over_the_api_apply_at_once(switch: SwitchProcess, api_token: str) -> None:
+    support = _token(switch, api_token, role="support")
+    carrier = {"name": "carrierA", "host": "127.0.0.1", "port": 5999, "username": "acct", "password": "t-secret",
+               "allowed_sources": ["127.0.0.0/30"], "emergency": True}
+    assert call(switch, "POST", "/api/v1/trunks", support, carrier)[0] == 403
+    s, h, body = call(switch, "POST", "/api/v1/trunks", api_token, carrier)
+    assert s == 201, body
+    assert h["Location"] == "/api/v1/trunks/carrierA" and body["has_password"] is True and "t-secret" not in str(body)
+    # The running switch reloaded its table now (it logs when an emergency trunk appears), not at the 30 s tick.
+    assert poll_until(lambda: "emergency trunk enabled again" in switch.log_text(), timeout=3)
+    s, _, body = call(switch, "POST", "/api/v1/trunks", api_token, carrier)
+    assert s == 409 and body["field"] == "name"
+    s, _, body = call(switch, "POST", "/api/v1/trunks", api_token, {**carrier, "name": "carrierB", "port": 70000})
+    assert s == 422 and body["field"] == "port"
+    s, _, body = call(switch, "POST", "/api/v1/trunks", api_token, {**carrier, "name": "carrierB",
+                                                                    "allowed_sources": ["nonsense"]})
+    assert s == 422 and body["field"] == "allowed_sources"
+    assert call(switch, "GET", "/api/v1/trunks/carrierB", api_token)[0] == 404, "nothing stored on error"
+    s, _, body = call(switch, "PATCH", "/api/v1/trunks/carrierA", api_token, {"transport": "carrier-pigeon"})
+    assert s == 422 and body["field"] == "transport"
+    s, _, body = call(switch, "PATCH", "/api/v1/trunks/carrierA", api_token, {"port": 5998, "password": ""})
+    assert s == 200 and body["port"] == 5998 and body["has_password"] is False
+
+    s, _, body = call(switch, "PUT", "/api/v1/routes/+47", api_token, {"trunks": ["carrierA"]})
+    assert s == 201 and body == {"prefix": "+47", "trunks": ["carrierA"], "enabled": True, "description": ""}
+    s, _, body = call(switch, "PUT", "/api/v1/routes/+", api_token, {"trunks": ["carrierA"], "description": "default"})
+    assert s == 201 and body["prefix"] == "+"
+    s, _, body = call(switch, "PUT", "/api/v1/routes/+47", api_token, {"trunks": ["nope"]})
+    assert s == 422 and body["field"] == "trunks"
+    s, _, body = call(switch, "PUT", "/api/v1/routes/47x", api_token, {"trunks": ["carrierA"]})
+    assert s == 400 and body["field"] == "prefix"
+    s, _, listing = call(switch, "GET", "/api/v1/routes", api_token)
+    assert [r["prefix"] for r in listing["items"]] == ["+", "+47"]
+    s, _, body = call(switch, "DELETE", "/api/v1/trunks/carrierA", api_token)
+    assert s == 409 and "+47" in body["detail"]
+    assert call(switch, "DELETE", "/api/v1/routes/+47", api_token)[0] == 204
+    assert call(switch, "DELETE", "/api/v1/routes/%2B", api_token)[0] == 204
+    assert call(switch, "GET", "/api/v1/routes/+47", api_token)[0] == 404
+    assert call(switch, "DELETE", "/api/v1/trunks/carrierA", api_token)[0] == 204
+    audit = call(switch, "GET", "/api/v1/audit?subject_type=trunk&subject_id=carrierA", api_token)[2]["items"]
+    assert [e["action"] for e in audit] == ["trunk.delete", "trunk.update", "trunk.create"]
+    assert "t-secret" not in json.dumps(audit)
