@@ -155,3 +155,25 @@ def test_star_codes_from_a_line(switch: SwitchProcess, switch_home: SwitchHome, 
     ]
     actors = {r["actor"] for r in sql(db, "SELECT actor FROM audit_events")}
     assert ACTOR in actors and "line:+4722000002 via star code" in actors
+
+
+def test_the_other_code_forms_over_sip(switch: SwitchProcess, switch_home: SwitchHome, api_token: str,
+                                       tmp_path: Path) -> None:
+    """The forms the story above does not dial: *62* (unreachable), each status read-out (*#61#, *#62#,
+    *#67#) and each single deactivation (#61#, #62#, #67#), over SIP, with the stored rules after each."""
+    db = switch_home.db_url
+    for code in ("*61*", "*62*", "*67*"):
+        assert put(switch, api_token, f"/api/v1/feature-codes/{code}", {"enabled": True})[0] == 200
+    for dialled in (f"*61*{TARGET}#", f"*62*{TARGET}%23", f"*67*{TARGET}#"):
+        assert dial(switch, tmp_path, KARI, dialled) == (480, DONE), dialled
+    assert set(rules(db)) == {"no_answer", "unreachable", "busy"}
+    for status in ("*#61#", "*#62%23", "*%2367#"):
+        assert dial(switch, tmp_path, KARI, status) == (480, DONE), status
+    assert set(rules(db)) == {"no_answer", "unreachable", "busy"}, "a status read-out changes nothing"
+    assert dial(switch, tmp_path, KARI, "#61#") == (480, DONE)
+    assert set(rules(db)) == {"unreachable", "busy"}
+    assert dial(switch, tmp_path, KARI, "%2362%23") == (480, DONE)
+    assert set(rules(db)) == {"busy"}
+    assert dial(switch, tmp_path, KARI, "#67#") == (480, DONE)
+    assert rules(db) == {}
+    assert dial(switch, tmp_path, KARI, "*#67#") == (480, DONE), "status of a kind that is off"
