@@ -539,3 +539,28 @@ async def patch_number(request: web.Request) -> web.Response:
 async def delete_number(request: web.Request) -> web.Response:
     done = await _changed(request, repo_manage.delete_number, "number", body=False)
     return done if isinstance(done, web.Response) else web.Response(status=204)
+
+
+@routes.post("/api/v1/customers/{ref}/portal-password")
+@require(*STAFF_WRITE)
+async def reset_portal_password(request: web.Request) -> web.Response:
+    """A new Min side password for the customer, shown once; its open Min side sessions end."""
+    from switch.store import repo_users
+    from switch.store.engine import write_session
+    from switch.store.repo_audit import add_audit_event
+
+    deps = request.app[DEPS]
+    ref = request.match_info["ref"]
+    try:
+        customer = await repo_manage.get_customer(deps.session_factory, ref)
+        password = await repo_users.set_customer_password(deps.session_factory, ref)
+    except (ManageError, LookupError):
+        return problem_details(404, f"no customer {ref!r}")
+    login = await repo_users.authenticate_customer(deps.session_factory, ref, password)
+    if login is not None:
+        await repo_users.revoke_sessions_of(deps.session_factory, customer_id=login.customer_id)
+    async with write_session(deps.session_factory) as session:
+        add_audit_event(session, actor=_actor(request), action="customer.portal_password_reset",
+                        subject_type="customer", subject_id=customer["id"],
+                        customer_id=login.customer_id if login else None)
+    return web.json_response({"customer": customer["id"], "password": password}, headers={"Cache-Control": "no-store"})

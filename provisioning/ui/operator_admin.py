@@ -178,6 +178,43 @@ async def create_user(request: web.Request) -> web.StreamResponse:
                   roles=[r.value for r in OperatorRole], created=created, error=error)
 
 
+@routes.post("/ui/admin/users/{username}")
+@require_operator("admin")
+async def change_user(request: web.Request) -> web.StreamResponse:
+    """Disable, enable, change the role, or reset the password (shown once) of an operator user."""
+    deps: UiDeps = request.app[UI_DEPS]
+    form = await request.post()
+    username = request.match_info["username"][:64]
+    me = request[SESSION_KEY].user
+    action = str(form.get("action", ""))
+    created = error = None
+    try:
+        if me is not None and me.username == username and action in ("disable", "role"):
+            raise ValueError("you cannot disable or re-role yourself (another admin can)")
+        if action == "disable":
+            await repo_users.update_user(deps.session_factory, username, enabled=False, actor=_actor(request))
+        elif action == "enable":
+            await repo_users.update_user(deps.session_factory, username, enabled=True, actor=_actor(request))
+        elif action == "role":
+            await repo_users.update_user(deps.session_factory, username, role=OperatorRole(str(form.get("role", ""))),
+                                         actor=_actor(request))
+        elif action == "reset":
+            password = repo_users.generate_password()
+            await repo_users.update_user(deps.session_factory, username, new_password=password, actor=_actor(request))
+            created = (username, password)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        if deps.token_revoked is not None:
+            deps.token_revoked()  # the user's API tokens follow the change at once
+    except LookupError as err:
+        error = str(err)
+    except ValueError as err:
+        error = str(err)
+    return render(request, "users.html", status=400 if error else 200,
+                  users=await repo_users.list_users(deps.session_factory),
+                  roles=[r.value for r in OperatorRole], created=created, error=error)
+
+
 @routes.get("/ui/admin/tokens")
 @require_operator("admin")
 async def tokens(request: web.Request) -> web.StreamResponse:

@@ -33,6 +33,7 @@ from switch.store.models import (
     Adapter,
     Binding,
     Customer,
+    CustomerContact,
     CustomerKind,
     CustomerState,
     Language,
@@ -188,12 +189,48 @@ async def _customer(session: AsyncSession, ref: str) -> Customer:
     return c
 
 
+async def _contacts(session: AsyncSession, customer_id: int) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(CustomerContact).where(CustomerContact.customer_id == customer_id).order_by(CustomerContact.id))
+    return [{"name": x.name, "email": x.email, "phone": x.phone, "primary": x.is_primary} for x in rows.scalars()]
+
+
+async def _customer_full(session: AsyncSession, c: Customer) -> dict[str, Any]:
+    return {**customer_repr(c), "contacts": await _contacts(session, c.id)}
+
+
 async def get_customer(sf: SessionFactory, ref: str) -> dict[str, Any]:
     async with sf() as session:
-        return customer_repr(await _customer(session, ref))
+        return await _customer_full(session, await _customer(session, ref))
 
 
-_CUSTOMER_FIELDS = ("name", "kind", "language", "credit_limit_ore")
+_CUSTOMER_FIELDS = ("name", "kind", "language", "credit_limit_ore", "contacts")
+_CONTACT_FIELDS = {"name": 200, "email": 254, "phone": 32}
+
+
+def _contact_rows(value: Any) -> list[dict[str, Any]]:
+    """``contacts``: the whole list (at most 10), each ``{name, email, phone, primary}``; ``[]`` clears."""
+    if not isinstance(value, list) or len(value) > 10:
+        raise ManageError(400, "contacts", "must be a list of at most 10 contacts")
+    out = []
+    for i, item in enumerate(value):
+        where = f"contacts[{i}]"
+        if not isinstance(item, dict):
+            raise ManageError(400, where, "must be an object with name, email, phone, primary")
+        extra = sorted(set(item) - {*_CONTACT_FIELDS, "primary"})
+        if extra:
+            raise ManageError(400, f"{where}.{extra[0]}", "unknown field (name, email, phone, primary)")
+        row: dict[str, Any] = {}
+        for key, size in _CONTACT_FIELDS.items():
+            v = item.get(key)
+            row[key] = None if v is None else (_text(v, f"{where}.{key}", size, allow_empty=True) or None)
+        if row["email"] is not None and "@" not in row["email"]:
+            raise ManageError(400, f"{where}.email", "not an e-mail address")
+        if not any(row.values()):
+            raise ManageError(400, where, "give at least a name, an e-mail address or a phone number")
+        row["primary"] = _bool(item.get("primary", i == 0), f"{where}.primary")
+        out.append(row)
+    return out
 
 
 async def patch_customer(sf: SessionFactory, ref: str, changes: dict[str, Any], *, actor: str,
@@ -201,10 +238,17 @@ async def patch_customer(sf: SessionFactory, ref: str, changes: dict[str, Any], 
     _unknown(changes, _CUSTOMER_FIELDS)
     async with write_session(sf) as session:
         c = await _customer(session, ref)
-        before = customer_repr(c)
+        before = await _customer_full(session, c)
         _check_match(before, if_match)
         if str(c.state) == CustomerState.TERMINATED:
             raise ManageError(409, "state", "the customer is terminated")
+        if "contacts" in changes:
+            contacts = _contact_rows(changes["contacts"])
+            await session.execute(delete(CustomerContact).where(CustomerContact.customer_id == c.id))
+            for row in contacts:
+                session.add(CustomerContact(customer_id=c.id, name=row["name"], email=row["email"],
+                                            phone=row["phone"], is_primary=row["primary"]))
+            await session.flush()
         if "name" in changes:
             c.name = _text(changes["name"], "name", 200)
         if "kind" in changes:
@@ -216,7 +260,7 @@ async def patch_customer(sf: SessionFactory, ref: str, changes: dict[str, Any], 
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100_000_000):
                 raise ManageError(400, "credit_limit_ore", "must be null or an integer number of øre, 0..100000000")
             c.credit_limit_ore = v
-        after = customer_repr(c)
+        after = await _customer_full(session, c)
         if after != before:
             add_audit_event(session, actor=actor, action="customer.update", subject_type="customer", subject_id=ref,
                             customer_id=c.id, details={"before": before, "after": after})
@@ -228,7 +272,7 @@ async def terminate_customer(sf: SessionFactory, ref: str, *, actor: str, if_mat
     """End the contract: lines disabled, numbers freed for reuse, history kept. Returns (repr, line ids)."""
     async with write_session(sf) as session:
         c = await _customer(session, ref)
-        before = customer_repr(c)
+        before = await _customer_full(session, c)
         _check_match(before, if_match)
         if str(c.state) == CustomerState.TERMINATED:
             raise ManageError(409, "state", "already terminated")
@@ -250,7 +294,7 @@ async def terminate_customer(sf: SessionFactory, ref: str, *, actor: str, if_mat
         c.state = CustomerState.TERMINATED
         add_audit_event(session, actor=actor, action="customer.terminate", subject_type="customer", subject_id=ref,
                         customer_id=c.id, details={"numbers_freed": freed, "lines_disabled": len(lines)})
-        return customer_repr(c), ids
+        return await _customer_full(session, c), ids
 
 
 # ------------------------------------------------------------------------- adapters

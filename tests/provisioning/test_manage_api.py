@@ -189,3 +189,25 @@ def test_numbers_free_after_a_line_is_deleted_unlisted_and_given_back(switch: Sw
     assert call(switch, "DELETE", "/api/v1/numbers/22000002", api_token)[0] == 204
     assert call(switch, "GET", "/api/v1/numbers/22000002", api_token)[0] == 404
     assert call(switch, "GET", "/api/v1/numbers?state=gone", api_token)[0] == 400
+
+
+def test_customer_contacts_and_the_min_side_password_reset(switch: SwitchProcess, api_token: str) -> None:
+    s, h, body = call(switch, "GET", "/api/v1/customers/C1001", api_token)
+    assert s == 200 and isinstance(body["contacts"], list)
+    contacts = [{"name": "Kari Nordmann", "email": "kari@example.no", "phone": "+4791234567", "primary": True},
+                {"name": "Ola (sønn)", "phone": "+4790000000"}]
+    s, _, body = call(switch, "PATCH", "/api/v1/customers/C1001", api_token, {"contacts": contacts},
+                      {"If-Match": h["ETag"]})
+    assert s == 200, body
+    assert body["contacts"][0]["email"] == "kari@example.no" and body["contacts"][1]["primary"] is False
+    s, _, body = call(switch, "PATCH", "/api/v1/customers/C1001", api_token,
+                      {"contacts": [{"email": "not-an-address"}]})
+    assert s == 400 and body["field"] == "contacts[0].email"
+    s, _, body = call(switch, "PATCH", "/api/v1/customers/C1001", api_token, {"contacts": [{"fax": "1"}]})
+    assert s == 400 and body["field"] == "contacts[0].fax"
+    assert len(call(switch, "GET", "/api/v1/customers/C1001", api_token)[2]["contacts"]) == 2, "nothing changed"
+    s, h, body = call(switch, "POST", "/api/v1/customers/C1001/portal-password", api_token)
+    assert s == 200 and len(body["password"]) >= 12 and h["Cache-Control"] == "no-store"
+    assert call(switch, "POST", "/api/v1/customers/C9999/portal-password", api_token)[0] == 404
+    s, _, audit = call(switch, "GET", "/api/v1/audit?subject_type=customer&subject_id=C1001", api_token)
+    assert [e["action"] for e in audit["items"]][:2] == ["customer.portal_password_reset", "customer.update"]

@@ -301,3 +301,23 @@ async def test_staging_values_page_shows_the_adapters_own_url_and_is_audited(ui_
     await c.post("/ui/logout", data={"csrf": csrf_of(html)})
     assert await ui_app.login("reader", "reader-password-1") == 302
     assert (await c.get("/ui/adapters/000e08abcd01/staging")).status == 403, "credentials are not for read-only users"
+
+
+async def test_admin_disables_re_roles_and_resets_an_operator_user(ui_app: Ui) -> None:
+    sf = ui_app.db.session_factory
+    await repo_users.create_user(sf, "helpdesk", "support", password="support-password-1")
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    csrf = csrf_of(await (await c.get("/ui/admin/users")).text())
+    resp = await c.post("/ui/admin/users/helpdesk", data={"csrf": csrf, "action": "role", "role": "readonly"})
+    assert resp.status == 200
+    assert {u.username: u.role.value for u in await repo_users.list_users(sf)}["helpdesk"] == "readonly"
+    resp = await c.post("/ui/admin/users/helpdesk", data={"csrf": csrf, "action": "reset"})
+    shown = re.search(r"<code>([^<]+)</code>", await resp.text())
+    assert shown is not None and await repo_users.authenticate_user(sf, "helpdesk", shown.group(1)) is not None
+    assert await repo_users.authenticate_user(sf, "helpdesk", "support-password-1") is None
+    resp = await c.post("/ui/admin/users/helpdesk", data={"csrf": csrf, "action": "disable"})
+    assert resp.status == 200 and await repo_users.authenticate_user(sf, "helpdesk", shown.group(1)) is None
+    resp = await c.post("/ui/admin/users/admin", data={"csrf": csrf, "action": "disable"})
+    assert resp.status == 400, "an admin cannot lock itself out"
+    assert (await c.post("/ui/admin/users/nobody", data={"csrf": csrf, "action": "enable"})).status == 400
