@@ -21,6 +21,7 @@ from switch.services.rating.service import RatingService
 from switch.services.star_codes import StarCodes
 from switch.services.resync import NotifyOutcome
 from switch.store.crypto import SecretBox
+from switch.store.repo_adapters import AdapterInfo
 from switch.store.engine import SessionFactory
 
 from .ui.deps import UiDeps
@@ -75,7 +76,9 @@ class MetricsView(Protocol):
 class Resync(Protocol):
     """Make an adapter fetch its config now (``switch.services.resync.ResyncService``)."""
 
-    async def resync(self, adapter_id: int, event: str, wait: float) -> list[NotifyOutcome]: ...
+    async def resync_adapter(self, adapter: AdapterInfo, actor: str, wait: float) -> tuple[str, list[NotifyOutcome]]:
+        """Send the adapter model's NOTIFY event to its registered contacts and audit it; (event, outcomes)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,12 +36,10 @@ from provisioning.ui.deps import BindingView, UiDeps
 from switch import _core_loader, gcstats
 from switch.sip.timers import TimerConfig
 from switch.store import lamp_history, repo_adapters, repo_bindings
-from switch.store.adapter_models import model_info
 from switch.store.crypto import SecretBox
-from switch.store.engine import SessionFactory, write_session
+from switch.store.engine import SessionFactory
 from switch.store.hot_store import HotStore, make_hot_store
 from switch.store.repo_lines import lines_fingerprint as stored_lines_fingerprint
-from switch.store.repo_audit import add_audit_event
 from switch.store.repo_lines import load_credentials
 from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
 from switch.transport.endpoint import Endpoint
@@ -207,17 +205,11 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
             await calls.policy_service.reload_if_changed()
 
     async def resync_adapter(mac: str, actor: str) -> str:
-        """The operator UI's resync button: the same NOTIFY as the API, audited the same way."""
+        """The operator UI's resync button: ResyncService.resync_adapter, as the API does, in words."""
         adapter = await repo_adapters.get_adapter_by_mac(sf, mac)
         if adapter is None:
             raise LookupError(f"no adapter {mac}")
-        info = model_info(adapter.model)
-        event = info.resync_event if info else "resync"
-        outcomes = await resync.resync(adapter.adapter_id, event, 2.0)
-        async with write_session(sf) as session:
-            add_audit_event(session, actor=actor, action="adapter.resync", subject_type="adapter",
-                            subject_id=adapter.mac, customer_id=adapter.customer_id,
-                            details={"event": event, "contacts": [o.contact for o in outcomes]})
+        _event, outcomes = await resync.resync_adapter(adapter, actor, 2.0)
         if not outcomes:
             return "no line of this adapter is registered: nothing to send a NOTIFY to"
         return "; ".join(f"port {o.port}: {o.result}" + (f" ({o.status})" if o.status else "") for o in outcomes)

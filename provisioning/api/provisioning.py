@@ -271,19 +271,13 @@ async def resync(request: web.Request) -> web.Response:
     except ValueError:
         return problem(400, "wait must be a number of seconds")
     wait = max(0.0, min(MAX_WAIT, wait))
-    info = adapter_models.model_info(adapter.model)
-    event = info.resync_event if info else "resync"  # each model's event: switch.store.adapter_models
     deps = request.app[DEPS]
     if deps.resync is None:
         return problem(503, "resync needs the SIP side of the switch, and it is not running here")
-    outcomes = await deps.resync.resync(adapter.adapter_id, event, wait)
+    event, outcomes = await deps.resync.resync_adapter(adapter, _actor(request), wait)
     if not outcomes:
         return problem(409, f"adapter {format_mac(adapter.mac)} has no registered line to send a resync to",
                        mac=format_mac(adapter.mac))
-    async with write_session(deps.session_factory) as session:
-        add_audit_event(session, actor=_actor(request), action="adapter.resync", subject_type="adapter",
-                        subject_id=adapter.mac, customer_id=adapter.customer_id,
-                        details={"event": event, "contacts": [o.contact for o in outcomes]})
     return web.json_response(
         {"mac": format_mac(adapter.mac), "event": event, "sent": [o.as_json() for o in outcomes]},
         status=202,

@@ -19,8 +19,11 @@ from switch.sip.digest import DigestClient, DigestError
 from switch.sip.errors import SipError
 from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
 from switch.store import repo_lines
+from switch.store.adapter_models import model_info
 from switch.store.crypto import SecretBox
-from switch.store.engine import SessionFactory
+from switch.store.engine import SessionFactory, write_session
+from switch.store.repo_adapters import AdapterInfo
+from switch.store.repo_audit import add_audit_event
 
 from .digest_answer import answer_challenge
 from .location import Binding, LocationService
@@ -66,6 +69,18 @@ class ResyncService:
         self.secret_box = secret_box
         self.location = location
         self.from_host = from_host
+
+    async def resync_adapter(self, adapter: AdapterInfo, actor: str, wait: float) -> tuple[str, list[NotifyOutcome]]:
+        """The operator's resync (API and web UI alike): the model's NOTIFY event, sent, audited when sent."""
+        info = model_info(adapter.model)
+        event = info.resync_event if info else "resync"  # each model's event: switch.store.adapter_models
+        outcomes = await self.resync(adapter.adapter_id, event, wait)
+        if outcomes:
+            async with write_session(self.session_factory) as session:
+                add_audit_event(session, actor=actor, action="adapter.resync", subject_type="adapter",
+                                subject_id=adapter.mac, customer_id=adapter.customer_id,
+                                details={"event": event, "contacts": [o.contact for o in outcomes]})
+        return event, outcomes
 
     async def resync(self, adapter_id: int, event: str, wait: float) -> list[NotifyOutcome]:
         """NOTIFY every registered contact of the adapter's lines; return once all answered or after
