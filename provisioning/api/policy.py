@@ -27,6 +27,7 @@ from switch.services.policy.validate import (
     validate_reason,
 )
 from switch.store import repo_policy
+from switch.store.models import BarringCategory
 from switch.store.repo_lines import normalise_number
 from switch.store.repo_policy import LineRef
 
@@ -167,6 +168,19 @@ async def delete_forwarding(request: web.Request) -> web.Response:
     return web.json_response({"number": ref.number, "removed": removed})
 
 
+async def _categories(request: web.Request) -> frozenset[BarringCategory] | web.Response:
+    """The body ``{"categories": [...]}`` of both barring routes, validated (the whole set; ``[]`` clears)."""
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    if "categories" not in body:
+        return problem(400, "categories is required (a list; [] clears)", field="categories")
+    try:
+        return validate_categories(body["categories"])
+    except PolicyValidationError as err:
+        return _refused(err)
+
+
 @routes.put("/api/v1/lines/{number}/barring")
 @require(*STAFF_WRITE, CUSTOMER)
 async def put_line_barring(request: web.Request) -> web.Response:
@@ -174,15 +188,9 @@ async def put_line_barring(request: web.Request) -> web.Response:
     ref = await _line(request)
     if isinstance(ref, web.Response):
         return ref
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    if "categories" not in body:
-        return problem(400, "categories is required (a list; [] clears)", field="categories")
-    try:
-        categories = validate_categories(body["categories"])
-    except PolicyValidationError as err:
-        return _refused(err)
+    categories = await _categories(request)
+    if isinstance(categories, web.Response):
+        return categories
     await _policy(request).set_line_barring(ref.line_id, categories, actor_of(request[PRINCIPAL]))
     return web.json_response({"number": ref.number, "categories": sorted(c.value for c in categories)})
 
@@ -194,15 +202,9 @@ async def put_customer_barring(request: web.Request) -> web.Response:
     found = await _customer(request)
     if isinstance(found, web.Response):
         return found
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    if "categories" not in body:
-        return problem(400, "categories is required (a list; [] clears)", field="categories")
-    try:
-        categories = validate_categories(body["categories"])
-    except PolicyValidationError as err:
-        return _refused(err)
+    categories = await _categories(request)
+    if isinstance(categories, web.Response):
+        return categories
     cid, ref = found
     await _policy(request).set_customer_barring(cid, ref, categories, actor_of(request[PRINCIPAL]))
     return web.json_response({"customer": ref, "categories": sorted(c.value for c in categories)})
