@@ -42,7 +42,7 @@ from switch.store.hot_store import HotStore, make_hot_store
 from switch.store.repo_lines import lines_fingerprint as stored_lines_fingerprint
 from switch.store.repo_lines import load_credentials
 from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
-from switch.transport.endpoint import Endpoint
+from switch.transport.endpoint import Dispatch, Endpoint
 
 from .database import derive, open_database
 from .gc_policy import tune_gc
@@ -54,7 +54,7 @@ from .services.b2bua.manager import CallManager, CallSettings
 from .services.cdr import CdrWriter
 from .services.lines import LineDirectory, LineInfo
 from .services.location import LocationService
-from .services.metrics import Metrics
+from .services.metrics import LiveSources, Metrics
 from .services.numbering import NumberClass, normalise
 from .services.policy.model import PolicyConfig
 from .services.policy.reach import LineReach
@@ -297,8 +297,6 @@ async def start(settings: Settings) -> Switch:
         observers=(status.register_outcome, metrics.register_outcome),
         latency_hook=metrics.register_latency.observe,
     )
-    endpoint.handlers["REGISTER"] = registrar.on_register
-    endpoint.seen_hooks.append(status.sip_seen)
     qualifier = Qualifier(
         endpoint,
         location,
@@ -310,8 +308,6 @@ async def start(settings: Settings) -> Switch:
     status.restore_lamps(await lamp_history.load_lamps(sf), await lamp_history.load_config_fetch_times(sf))
     status.restore_qualify(await repo_bindings.load_qualify_stats(sf))
     status.start()
-    await endpoint.start(settings.sip_listen)
-    qualifier.start()
 
     trunks = await _trunks(sf, box)
     # the API, star codes and the credit limit change policy through it; the calls read it
@@ -348,7 +344,15 @@ async def start(settings: Settings) -> Switch:
         policy_service=policy,
         star_codes=star_codes,
     )
-    calls.install()
+
+    # The sockets open once every receiver exists: REGISTER to the registrar, INVITE, CANCEL
+    # and the in-dialog methods to the calls, every message's source to the lamps.
+    await endpoint.start(settings.sip_listen, Dispatch(
+        handlers={"REGISTER": registrar.on_register, **calls.handlers},
+        on_cancel=calls.on_cancel,
+        seen=(status.sip_seen,),
+    ))
+    qualifier.start()
     calls.start_background()
 
     resync = ResyncService(endpoint, session_factory=sf, secret_box=box, location=location, from_host=realm)
@@ -374,7 +378,7 @@ async def start(settings: Settings) -> Switch:
         lamp_writer=lamp_writer, qualifier=qualifier, trunks=trunks, policy=policy, star_codes=star_codes, rating=rating, metrics=metrics, calls=calls, resync=resync, http=http,
         started_at=time.time(),
     )
-    metrics.watch(sw)
+    metrics.watch(LiveSources(bindings=location, lamps=status, sip=endpoint, calls=calls, rating=rating))
     return sw
 
 
@@ -414,7 +418,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
-    sw.endpoint.shed_from = time.time()  # overload shedding from now on, not for start-up's queue
+    sw.endpoint.shed_from(time.time())  # overload shedding from now on, not for start-up's queue
     log.info("softswitch ready")
     print("softswitch ready", flush=True)
     await stop_event.wait()

@@ -201,13 +201,15 @@ class AnnouncementPlayer:
         self,
         pool: PortPool,
         bind_host: str,
-        advertise_host: str | None = None,
+        advertise_host: str | Callable[[], str] | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.pool = pool
         self.bind_host = bind_host
-        self.advertise_host = advertise_host or bind_host
+        #: the address the SDP answers name; a function when it is known only once the SIP
+        #: sockets are open (a wildcard bind: our Via address)
+        self._advertise: str | Callable[[], str] = advertise_host or bind_host
         self.family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
         self.loop = loop or asyncio.get_running_loop()
         self.stats = PlayerStats()
@@ -233,6 +235,11 @@ class AnnouncementPlayer:
             except Exception:  # noqa: BLE001 - one broken stream must not stop the others
                 log.exception("announcement stream failed")
                 playback.finish_now()
+
+    @property
+    def advertise_host(self) -> str:
+        a = self._advertise
+        return a if isinstance(a, str) else a()
 
     @property
     def active(self) -> int:

@@ -14,8 +14,9 @@ two switches in one process do not share numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sized
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,12 +24,111 @@ from prometheus_client.registry import Collector
 
 from switch import gcstats
 
-__all__ = ["Metrics", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "LiveSources", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SETUP = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+
+class _Bindings(Protocol):
+    """``LocationService``: how many bindings, and its group committer's figures."""
+
+    def count(self) -> int: ...
+
+    def commit_stats(self) -> Mapping[str, float]: ...
+
+
+class _LampState(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+class _Adapter(Protocol):
+    @property
+    def lamps(self) -> Mapping[str, _LampState]: ...
+
+
+class _Lamps(Protocol):
+    """``AdapterStatusService``: every adapter's lamps."""
+
+    @property
+    def adapters(self) -> Mapping[int, _Adapter]: ...
+
+
+class _SipStats(Protocol):
+    @property
+    def received(self) -> int: ...
+
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def rate_limited(self) -> int: ...
+
+
+class _Sip(Protocol):
+    """The SIP endpoint's message counters and live transactions."""
+
+    @property
+    def stats(self) -> _SipStats: ...
+
+    @property
+    def live_transactions(self) -> int: ...
+
+
+class _Cdr(Protocol):
+    @property
+    def written(self) -> int: ...
+
+    @property
+    def spilled(self) -> int: ...
+
+    def commit_stats(self) -> Mapping[str, float]: ...
+
+
+class _CallStats(Protocol):
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def answered(self) -> int: ...
+
+    @property
+    def by_cause(self) -> Mapping[str, int]: ...
+
+
+class _Calls(Protocol):
+    """``CallManager``: calls in progress, its counters, its CDR writer."""
+
+    @property
+    def calls(self) -> Sized: ...
+
+    @property
+    def stats(self) -> _CallStats: ...
+
+    @property
+    def cdr(self) -> _Cdr | None: ...
+
+
+class _Rating(Protocol):
+    @property
+    def rated(self) -> int: ...
+
+    @property
+    def unpriced(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSources:
+    """What ``/metrics`` reads of the running switch at each scrape, and nothing more."""
+
+    bindings: _Bindings
+    lamps: _Lamps
+    sip: _Sip
+    calls: _Calls | None = None
+    rating: _Rating | None = None
 
 
 class Metrics:
@@ -90,10 +190,13 @@ class Metrics:
         self.provisioning_fetches.inc()
 
     # -- live state --------------------------------------------------------------------------
-    def watch(self, services: Any) -> None:
-        """Read the switch's own counters and state at each scrape (``switch.app.Switch``)."""
+    def watch(self, sources: LiveSources) -> None:
+        """Read the switch's own counters and state at each scrape.
+
+        Not a constructor argument: the parts it reads are built with this object's
+        hooks (the registrar's outcomes, the qualifier's results, the calls' end)."""
         if self._live is None:
-            self._live = _LiveCollector(services)
+            self._live = _LiveCollector(sources)
             self.registry.register(self._live)
 
     def render(self) -> bytes:
@@ -101,18 +204,18 @@ class Metrics:
 
 
 class _LiveCollector(Collector):
-    def __init__(self, services: Any) -> None:
-        self.services = services
+    def __init__(self, sources: LiveSources) -> None:
+        self.sources = sources
 
     def describe(self) -> list[Any]:
         return []
 
     def collect(self) -> Iterator[Any]:
-        s = self.services
-        yield _gauge("softswitch_bindings", "Registered contacts (bindings)", s.location.count())
+        s = self.sources
+        yield _gauge("softswitch_bindings", "Registered contacts (bindings)", s.bindings.count())
         lamps = GaugeMetricFamily("softswitch_adapter_lamps", "Adapters per lamp and state", labels=["lamp", "state"])
         counts: dict[tuple[str, str], int] = {}
-        for ev in list(s.status.adapters.values()):
+        for ev in list(s.lamps.adapters.values()):
             for name, lamp in ev.lamps.items():
                 key = (str(name), str(lamp.state))
                 counts[key] = counts.get(key, 0) + 1
@@ -120,7 +223,7 @@ class _LiveCollector(Collector):
             lamps.add_metric([name, state], n)
         yield lamps
 
-        ep = s.endpoint
+        ep = s.sip
         yield _counter("softswitch_sip_received", "SIP messages received", ep.stats.received)
         yield _counter("softswitch_sip_sent", "SIP messages sent", ep.stats.sent)
         yield _counter("softswitch_sip_rate_limited", "SIP messages dropped by the per-source flood limit",
@@ -134,7 +237,7 @@ class _LiveCollector(Collector):
                                        labels=["writer"])
         commit_max = GaugeMetricFamily("softswitch_db_commit_max_seconds", "Longest group commit since start",
                                        labels=["writer"])
-        stats = [("bindings", s.location.commit_stats())]
+        stats = [("bindings", s.bindings.commit_stats())]
         calls = s.calls
         if calls is not None and calls.cdr is not None:
             stats.append(("cdr", calls.cdr.commit_stats()))
@@ -159,7 +262,7 @@ class _LiveCollector(Collector):
                 yield _counter("softswitch_cdr_spilled", "Call records the database refused (spill file)",
                                calls.cdr.spilled)
 
-        rating = getattr(s, "rating", None)
+        rating = s.rating
         if rating is not None:
             yield _counter("softswitch_rated_calls", "Calls priced by the tariff", rating.rated)
             yield _counter("softswitch_unpriced_calls", "Answered calls no tariff zone priced", rating.unpriced)

@@ -6,8 +6,10 @@ service states the few operations it uses and a test can see the seam.
 
 * ``SipPort``: send requests and responses (qualify, trunk pings, resync
   NOTIFY, call legs).
-* ``CallPort``: what the B2BUA needs besides: taking over request handlers,
-  the responses of server transactions and our own addresses.
+* ``CallPort``: what the B2BUA needs besides: the endpoint's own answer, the
+  responses of server transactions and our own addresses. (Which requests
+  reach the calls is the composition root's business: it gives the endpoint
+  ``CallManager.handlers`` when it opens the sockets.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from switch.sip.message import Message, Request, Response
-from switch.sip.transaction.events import CancelReceived, Peer, RequestReceived, ResponseReceived, TransactionTimeout
+from switch.sip.transaction.events import Peer, RequestReceived, ResponseReceived, TransactionTimeout
 
 __all__ = ["CallPort", "ClientCallback", "RequestHandler", "SipPort"]
 
@@ -48,10 +50,7 @@ class SipPort(Protocol):
 
 
 class CallPort(SipPort, Protocol):
-    """Receiving too: what the call manager takes over and asks of server transactions."""
-
-    handlers: dict[str, RequestHandler]
-    cancel_handler: Callable[[CancelReceived], None] | None
+    """Receiving too: what the call manager asks of server transactions."""
 
     def default_answer(self, ev: RequestReceived) -> None: ...
 

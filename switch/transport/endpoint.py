@@ -18,8 +18,8 @@ import random
 import re
 import socket
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from switch.sip import overload
@@ -46,7 +46,26 @@ log = logging.getLogger(__name__)
 
 RequestHandler = Callable[[RequestReceived], None]
 ClientCallback = Callable[[ResponseReceived | TransactionTimeout], None]
+SeenHook = Callable[[str, str, int], None]
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, NOTIFY, PRACK"
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Who receives what the sockets bring, given once to ``Endpoint.start``.
+
+    The endpoint and its receivers need each other (the registrar and the calls
+    reply through the endpoint), so the receivers cannot be constructor
+    arguments; they are the argument of the step that opens the sockets, before
+    which nothing can arrive, and they do not change afterwards.
+    """
+
+    #: method -> handler; a method no handler takes gets ``Endpoint.default_answer``
+    handlers: Mapping[str, RequestHandler] = field(default_factory=dict)
+    #: a CANCEL matched to a server transaction; None: the endpoint answers nothing more
+    on_cancel: Callable[[CancelReceived], None] | None = None
+    #: told (transport, host, port) of every message and keep-alive from a peer
+    seen: tuple[SeenHook, ...] = ()
 
 
 @dataclass(slots=True)
@@ -71,7 +90,10 @@ class Endpoint:
         tcp_idle_timeout: float = 600.0,
         udp_buffer: int = DEFAULT_UDP_BUFFER,
         tcp_max_per_source: int = 64,
+        tcp_max_connections: int | None = None,
+        tcp_read_timeout: float = 10.0,
         shed_budget: float = 0.15,
+        never_shed: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.layer = TransactionLayer(
             LayerConfig(timers=timers or TimerConfig(), via_addresses={}, supported=supported, user_agent=user_agent)
@@ -83,11 +105,10 @@ class Endpoint:
         self.tcp_connections: dict[int, TcpConnection] = {}
         self.tcp_by_addr: dict[tuple[str, int], TcpConnection] = {}
         self.limiter: KeyedRateLimiter[str] | None = KeyedRateLimiter(rate, burst) if rate > 0 else None
-        self.handlers: dict[str, RequestHandler] = {}
-        self.default_handler: RequestHandler | None = None
-        self.cancel_handler: Callable[[CancelReceived], None] | None = None
-        #: called with (transport, host, port) for every message and keep-alive from a peer
-        self.seen_hooks: list[Callable[[str, str, int], None]] = []
+        # the receivers (``Dispatch``): none until ``start`` opens the sockets
+        self._handlers: Mapping[str, RequestHandler] = {}
+        self._on_cancel: Callable[[CancelReceived], None] | None = None
+        self._seen: tuple[SeenHook, ...] = ()
         self._clients: dict[str, ClientCallback] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -96,11 +117,11 @@ class Endpoint:
         self.addresses: list[tuple[str, int]] = []
         self.tcp_idle_timeout = tcp_idle_timeout
         #: an incomplete message (or a new connection's first one) older than this closes its connection
-        self.tcp_read_timeout = 10.0
+        self.tcp_read_timeout = tcp_read_timeout
         #: accepted connections per source address (a NATed office has a few ATAs, not hundreds)
         self.tcp_max_per_source = tcp_max_per_source
-        #: accepted connections in all; None: the descriptor budget (limit minus HTTP's reserve)
-        self.tcp_max_connections: int | None = None
+        #: accepted connections in all; None: the descriptor budget (limit minus HTTP's reserve), taken at start
+        self.tcp_max_connections: int | None = tcp_max_connections
         self.tcp_per_source: dict[str, int] = {}
         self._tcp_inbound = 0
         self.conditions = ConditionLog(log)
@@ -108,16 +129,22 @@ class Endpoint:
         #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
         self.shed_budget = shed_budget
         self.shed_retry_after = (2, 20)  # short: refusing again is cheap, and a storm must be done within a minute
-        #: wall-clock time from which shedding applies (the app sets it once start-up work is
-        #: done: requests queued while it held the loop are not an overload); None = never
-        self.shed_from: float | None = None
-        self.never_shed: Callable[[bytes], bool] = emergency_ruri
+        #: wall-clock time from which shedding applies (``shed_from``, called once start-up work
+        #: is done: requests queued while it held the loop are not an overload); None = never
+        self._shed_from: float | None = None
+        #: INVITE Request-URIs never shed (the emergency numbers)
+        self.never_shed: Callable[[bytes], bool] = never_shed or emergency_ruri
         self._random = random.Random()
         self.udp_buffer = udp_buffer
         self._idle_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------
-    async def start(self, listen: list[tuple[str, int]]) -> None:
+    async def start(self, listen: list[tuple[str, int]], dispatch: Dispatch | None = None) -> None:
+        """Open UDP and TCP on each address; from now on ``dispatch`` receives what arrives."""
+        if dispatch is not None:
+            self._handlers = dict(dispatch.handlers)
+            self._on_cancel = dispatch.on_cancel
+            self._seen = dispatch.seen
         for host, port in listen:
             udp, tcp = await self._open_pair(host, port)
             self.udp.append(udp)
@@ -132,6 +159,13 @@ class Endpoint:
             self.tcp_max_connections = descriptor_budget()
         self._idle_task = self.spawn(self._close_idle())
         self.spawn(self._close_stalled())
+
+    def shed_from(self, when: float) -> None:
+        """Start-up is over: shed overload among requests that arrived from ``when`` (wall clock) on.
+
+        A lifecycle step, like ``start``: requests queued while start-up held
+        the loop waited for start-up, not because of an overload."""
+        self._shed_from = when
 
     async def _open_pair(self, host: str, port: int) -> tuple[UdpTransport, asyncio.base_events.Server]:
         """UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and
@@ -254,7 +288,7 @@ class Endpoint:
         self.stats.received += 1
         if not self._allowed(host):
             return
-        if arrived is not None and self.shed_budget > 0 and self.shed_from is not None and arrived >= self.shed_from:
+        if arrived is not None and self.shed_budget > 0 and self._shed_from is not None and arrived >= self._shed_from:
             waited = time.time() - arrived
             if waited > self.shed_budget * 0.5 and self._shed(data, host, port, waited):
                 return
@@ -319,7 +353,7 @@ class Endpoint:
                 pass
 
     def keepalive_seen(self, transport: str, host: str, port: int) -> None:
-        for hook in self.seen_hooks:
+        for hook in self._seen:
             hook(transport, host, port)
 
     def _drain(self) -> None:
@@ -339,9 +373,9 @@ class Endpoint:
     def _dispatch(self, ev: object) -> None:
         if isinstance(ev, RequestReceived):
             src = ev.source
-            for hook in self.seen_hooks:
+            for hook in self._seen:
                 hook(src.transport, src.host, src.port)
-            handler = self.handlers.get(ev.request.method, self.default_handler)
+            handler = self._handlers.get(ev.request.method)
             if handler is not None:
                 handler(ev)
             elif ev.tid is not None:
@@ -357,8 +391,8 @@ class Endpoint:
             if cb is not None:
                 cb(ev)
         elif isinstance(ev, CancelReceived):
-            if self.cancel_handler is not None:
-                self.cancel_handler(ev)
+            if self._on_cancel is not None:
+                self._on_cancel(ev)
         elif isinstance(ev, TransportError):
             # §17.1.4: the TU treats a transport failure like a timeout (no answer is coming).
             cb = self._clients.pop(ev.tid, None)
@@ -480,7 +514,7 @@ def emergency_ruri(ruri: bytes) -> bool:
     """110/112/113 (bare, +47, 0047) or an urn:service:sos Request-URI: never shed.
 
     A cheap stand-in for the numbering plan, which the composition root may put
-    in its place (``Endpoint.never_shed``)."""
+    in its place (``Endpoint(never_shed=...)``)."""
     return _EMERGENCY_USER.match(ruri) is not None
 
 

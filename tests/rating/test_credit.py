@@ -132,10 +132,9 @@ def _rating(limit: int | None, margin: int = 100) -> tuple[RatingService, Credit
 
 
 def _answered_call(credit: CreditControl, number: str, *, emergency: bool = False):  # type: ignore[no-untyped-def]
-    h = make_call(emergency=emergency)
+    h = make_call(emergency=emergency, budget=credit.on_answer)
     h.record.normalised, h.record.number_class = number, "emergency" if emergency else "international"
     credit.mono = h.clock.now
-    h.call.budget = credit.on_answer
     h.call.start([trunk_target(1, number)])
     h.call.event(h.b, Answer(body=b"v=0\r\n", content_type="application/sdp"))
     assert h.call.state is CallState.CONNECTED

@@ -119,6 +119,7 @@ def make_call(
     trying: Try | None = None,
     failing_factory: bool = False,
     forward: Callable[..., object] | None = None,
+    budget: Callable[[Call], None] | None = None,
 ) -> Harness:
     clock = FakeClock()
     a = FakeLeg("A")
@@ -152,6 +153,7 @@ def make_call(
         reroute=reroute,
         emergency=emergency,
         forward=forward,  # type: ignore[arg-type]
+        budget=budget,
     )
     return Harness(call, a, clock, b_legs, ended)
 

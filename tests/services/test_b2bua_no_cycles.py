@@ -42,7 +42,7 @@ from switch.sip import digest
 from switch.sip.headers import Headers
 from switch.sip.message import Message, Request, Response, new_branch, new_call_id, new_tag, response_for
 from switch.sip.parser import parse_message
-from switch.transport.endpoint import Endpoint
+from switch.transport.endpoint import Dispatch, Endpoint
 
 REALM = "127.0.0.1"
 CALLER = ("22000001", "caller-secret-1", 5061)
@@ -134,7 +134,6 @@ class _RecordingSet(set[Call]):
 
 async def _start(loop: VirtualTimeLoop) -> Rig:
     endpoint = Endpoint()
-    await endpoint.start([("127.0.0.1", 0)])
     callee_user, _, callee_port = CALLEE
     lines = LineDirectory(_load_lines)
     await lines.reload()
@@ -148,7 +147,7 @@ async def _start(loop: VirtualTimeLoop) -> Rig:
     auth = Authenticator(realm=REALM, secret=b"k" * 32, lookup=lines.credential, algorithms=("MD5",))  # type: ignore[arg-type]
     manager = CallManager(endpoint=endpoint, auth=auth, lines=lines, location=location, trunks=trunks, cdr=cdr,
                           settings=CallSettings(domain=REALM))
-    manager.install()
+    await endpoint.start([("127.0.0.1", 0)], Dispatch(handlers=manager.handlers, on_cancel=manager.on_cancel))
     rig = Rig(loop, endpoint, manager)
     for udp in endpoint.udp:
         udp.send = _capture(rig.sent)  # type: ignore[method-assign,assignment]

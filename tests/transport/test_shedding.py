@@ -22,9 +22,8 @@ from switch.transport.endpoint import Endpoint
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
-    ep = Endpoint()
-    ep.shed_budget = 0.1
-    ep.shed_from = 0.0  # the app sets this when start-up is done
+    ep = Endpoint(shed_budget=0.1)
+    ep.shed_from(0.0)  # the app does this when start-up is done
     await ep.start([("127.0.0.1", 0)])
     yield ep
     await ep.stop()

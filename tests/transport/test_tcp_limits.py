@@ -19,9 +19,16 @@ from .test_sockets import options
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
-    ep = Endpoint()
-    ep.tcp_max_per_source = 3
-    ep.tcp_max_connections = 5
+    ep = Endpoint(tcp_max_per_source=3, tcp_max_connections=5)
+    await ep.start([("127.0.0.1", 0)])
+    yield ep
+    await ep.stop()
+
+
+@pytest.fixture
+async def impatient() -> AsyncIterator[Endpoint]:
+    """An endpoint with a short read timeout (0.6 s instead of 10)."""
+    ep = Endpoint(tcp_read_timeout=0.6)
     await ep.start([("127.0.0.1", 0)])
     yield ep
     await ep.stop()
@@ -81,8 +88,8 @@ async def test_global_cap(endpoint: Endpoint) -> None:
         x.close()
 
 
-async def test_an_incomplete_message_is_not_waited_for_forever(endpoint: Endpoint) -> None:
-    endpoint.tcp_read_timeout = 0.6
+async def test_an_incomplete_message_is_not_waited_for_forever(impatient: Endpoint) -> None:
+    endpoint = impatient
     msg = options("slow", transport="TCP")
     # a trickle: one byte every 0.2 s keeps the connection "active", but the message never completes in time
     r, w = await _connect(endpoint)

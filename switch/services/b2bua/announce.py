@@ -127,7 +127,8 @@ def build_announcer(settings: Any, sip_addresses: Mapping[str, tuple[str, int]])
     """The announcer ``softswitch run`` uses: shipped prompts, the operator's recordings, a UDP player.
 
     RTP binds to ``--rtp-address``, else the first SIP listening host; the SDP
-    names the same address unless it is a wildcard, then our SIP (Via) address.
+    names the same address unless it is a wildcard, then our SIP (Via) address,
+    read when an answer is made (the announcer is built before the SIP sockets open).
     """
     from pathlib import Path
 
@@ -139,9 +140,12 @@ def build_announcer(settings: Any, sip_addresses: Mapping[str, tuple[str, int]])
     if not settings.announcements or settings.max_announcements <= 0:
         return Announcer(library, None, announce)
     host = settings.rtp_address or settings.sip_listen[0][0]
-    advertise = host
+    advertise: str | Callable[[], str] = host
     if host in ("0.0.0.0", "::"):
-        advertise = (sip_addresses.get("udp") or (host, 0))[0]
+        def via_host() -> str:
+            return (sip_addresses.get("udp") or (host, 0))[0]
+
+        advertise = via_host
     low, high = settings.rtp_ports
     player = AnnouncementPlayer(PortPool(low, high, settings.max_announcements), host, advertise)
     return Announcer(library, player, announce)

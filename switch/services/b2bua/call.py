@@ -190,6 +190,7 @@ class Call:
         reroute: Reroute | None = None,
         emergency: bool = False,
         forward: ForwardHook | None = None,
+        budget: Callable[[Call], None] | None = None,
     ) -> None:
         self.a = a
         self.b: Leg | None = None
@@ -208,7 +209,7 @@ class Call:
         self._no_answer: Handle | None = None
         self._max_duration: Handle | None = None
         self._cut_cause = Cause.MAX_DURATION
-        self.budget: Callable[[Call], None] | None = None
+        self.budget = budget
         """Told when the call is answered (the credit limit), which may then call ``limit_duration``."""
         self._redirects = 0
         self._last_failure: tuple[int, Target] | None = None

@@ -20,8 +20,8 @@ Order of checks for a new INVITE (what the caller hears first wins):
 
 In-dialog requests are found by (Call-ID, our tag) in one dict shared with
 the legs; CANCEL by the INVITE's server transaction. Out-of-dialog OPTIONS,
-NOTIFY and REFER are handed to whoever handled them before us (or the
-endpoint's default answer): the calls only claim what belongs to a dialog.
+NOTIFY and REFER get the endpoint's default answer: the calls only claim what
+belongs to a dialog.
 
 Performance: per INVITE there is one digest check, one normalisation, a few
 dict probes for routing, and the SIP messages themselves; no database access
@@ -74,7 +74,7 @@ from ..routing import (
     decide,
 )
 from ..periodic import Periodic
-from ..sip_port import CallPort
+from ..sip_port import CallPort, RequestHandler
 from ..trunks import TrunkInfo, TrunkService
 from .announce import Announcer
 from .bodies import refuse_body
@@ -314,8 +314,6 @@ class CallManager:
         self.end_hooks: list[Callable[[Call], None]] = list(end_hooks)
         self.stats = ManagerStats()
         self._closing = False
-        self._previous: dict[str, Callable[[RequestReceived], None] | None] = {}
-        self._previous_cancel: Callable[[CancelReceived], None] | None = None
         self._jobs: list[Periodic] = [
             trunks.liveness(endpoint, interval=settings.trunk_ping_interval, timeout=settings.trunk_ping_timeout,
                             from_host=settings.domain),
@@ -323,16 +321,11 @@ class CallManager:
         ]
 
     # -- wiring ---------------------------------------------------------------------
-    def install(self) -> None:
-        """Take over INVITE, CANCEL and the in-dialog methods on the endpoint."""
-        handlers = self.endpoint.handlers
-        self._previous["INVITE"] = handlers.get("INVITE")
-        handlers["INVITE"] = self.on_invite
-        for method in _DIALOG_METHODS:
-            self._previous[method] = handlers.get(method)
-            handlers[method] = self.on_dialog_request
-        self._previous_cancel = self.endpoint.cancel_handler
-        self.endpoint.cancel_handler = self.on_cancel
+    @property
+    def handlers(self) -> dict[str, RequestHandler]:
+        """What the calls take from the endpoint, by method: INVITE and the in-dialog methods
+        (CANCEL is ``on_cancel``). The composition root hands these to ``Endpoint.start``."""
+        return {"INVITE": self.on_invite, **{method: self.on_dialog_request for method in _DIALOG_METHODS}}
 
     def start_background(self) -> None:
         """Trunk liveness pings and periodic reload of the trunk table."""
@@ -529,8 +522,8 @@ class CallManager:
             reroute=partial(self._reroute, caller, number),
             emergency=isinstance(decision, Route) and isinstance(decision.route, Emergency),
             forward=self._forward if ps is not None else None,
+            budget=self.call_budget,
         )
-        call.budget = self.call_budget
         call.ctx = PolicyLeg(caller, number.e164 or number.national or dialled, seen=frozenset(seen),
                              incoming_hops=incoming_hops)
         leg.attach(call)
@@ -825,10 +818,6 @@ class CallManager:
         if ev.tid is None:
             return  # a stray ACK
         if tag is None:
-            previous = self._previous.get(req.method)
-            if previous is not None:
-                previous(ev)
-                return
             if req.method in ("OPTIONS", "NOTIFY", "REFER"):
                 self.endpoint.default_answer(ev)
                 return
@@ -853,8 +842,6 @@ class CallManager:
         leg = self.env.server_tids.get(ev.tid)
         if leg is not None:
             leg.on_cancel(ev)
-        elif self._previous_cancel is not None:
-            self._previous_cancel(ev)
         else:
             request = self.endpoint.server_request(ev.tid)
             if request is not None:
