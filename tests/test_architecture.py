@@ -43,6 +43,13 @@ class Layer:
     may: tuple[str, ...]
     #: stdlib only, no I/O (checked transitively)
     pure: bool = False
+    #: third-party (or stdlib) modules this layer may not import, with why
+    forbidden: tuple[str, ...] = ()
+
+
+#: The database drivers and SQL: the store's alone. The services call repository functions
+#: (``switch.store.repo_*``) and learn about row errors from ``switch.store.errors``.
+DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3")
 
 
 #: Shared modules that are pure although they live in an adapter package (they are checked pure too):
@@ -66,7 +73,8 @@ LAYERS: tuple[tuple[str, Layer], ...] = (
     ("switch.transport", Layer("transport", ("switch.transport", "switch.sip"))),
     ("switch.store", Layer("store", ("switch.store", "switch.sip"))),
     ("switch.services", Layer("services", ("switch.services", "switch.sip", "switch.media", "switch.store",
-                                           "feature_codes", *PURE_SHARED, *SHARED_LEAVES))),
+                                           "feature_codes", *PURE_SHARED, *SHARED_LEAVES),
+                              forbidden=DATABASE_MODULES)),
     ("feature_codes", Layer("feature codes", ("feature_codes", "switch.services.numbering",
                                               "switch.services.policy"), pure=True)),
     ("provisioning", Layer("provisioning (HTTP)", ("provisioning", "switch.services", "switch.store",
@@ -107,7 +115,7 @@ def layer_of(module: str) -> Layer | None:
         if _under(module, prefix) and (best is None or len(prefix) > best[0]):
             best = (len(prefix), layer)
     if best is not None and module in PURE_SHARED:
-        return Layer(f"{best[1].name} (pure)", best[1].may, pure=True)
+        return Layer(f"{best[1].name} (pure)", best[1].may, pure=True, forbidden=best[1].forbidden)
     return None if best is None else best[1]
 
 
@@ -172,6 +180,8 @@ def offences(module: str, imports: list[tuple[int, str]]) -> list[str]:
             bad.append(f"line {line}: {name} ({layer.name} may not import it)")
         elif layer.pure and (top in IO_MODULES or top not in sys.stdlib_module_names):
             bad.append(f"line {line}: {name} ({layer.name} is pure: standard library without I/O only)")
+        elif top in layer.forbidden:
+            bad.append(f"line {line}: {name} ({layer.name} may not use it: SQL and drivers belong to switch.store)")
     return bad
 
 
@@ -292,6 +302,15 @@ def test_the_checker_catches_offenders(tmp_path: Path) -> None:
     assert check("feature_codes.probe", "from switch.services.numbering import normalise\n"
                  "from switch.store import repo_lines\nimport asyncio\n") == [
         "asyncio", "switch.store.repo_lines"]
+    # services: no SQL, no database driver, not even inside a function
+    assert check("switch.services.probe", (
+        "from sqlalchemy import select, text\n"
+        "import sqlite3\n"
+        "from switch.store.repo_billing import reprice_calls\n"
+        "def f():\n"
+        "    from sqlalchemy.exc import IntegrityError\n"
+        "    import asyncpg\n"
+    )) == ["asyncpg", "sqlalchemy", "sqlalchemy.exc", "sqlite3"]
     # the root may import anything; an unknown package is refused until it has a row
     assert check("switch.app", "from provisioning.app import start_http\nfrom switch.transport import endpoint\n") == []
     assert offences("switch.newthing.mod", []) != [] and offences("ui.pages", []) != []
@@ -306,3 +325,63 @@ def test_pure_reach_follows_first_party_imports() -> None:
         assert not _impure_reach("feature_codes._probe")
     finally:
         del MODULES["feature_codes._probe"], MODULES["switch.services._io_probe"]
+
+
+# --------------------------------------------------------------------------- the composition root
+
+#: Modules that build parts: every dependency is a constructor argument (or the argument of a
+#: lifecycle step such as ``Endpoint.start``); nothing is set on a part after it is built.
+WIRING_MODULES = ("switch.app", "switch.housekeeping", "switch.gc_policy")
+#: Methods that change a container in place: ``part.hooks.append(...)`` is wiring after the fact.
+_IN_PLACE = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "__setitem__"})
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def post_construction_wiring(source: str) -> list[str]:
+    """Attributes set on (or containers of) an object the module holds: ``x.a = v``, ``x.a[k] = v``, ``x.a.append(v)``."""
+    bad: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _IN_PLACE
+              and isinstance(node.func.value, ast.Attribute | ast.Subscript)):
+            targets = [node.func.value]
+        while targets:
+            t = targets.pop()
+            if isinstance(t, ast.Tuple | ast.List):
+                targets += t.elts
+            elif isinstance(t, ast.Attribute | ast.Subscript) and _root_name(t) != "self":
+                if isinstance(t, ast.Subscript) and not isinstance(t.value, ast.Attribute | ast.Subscript):
+                    continue  # a local dict being filled
+                bad.append(f"line {t.lineno}: {ast.unparse(t)}")
+    return bad
+
+
+@pytest.mark.parametrize("module", WIRING_MODULES, ids=str)
+def test_the_root_sets_nothing_on_a_part_after_building_it(module: str) -> None:
+    bad = post_construction_wiring(MODULES[module].read_text(encoding="utf-8"))
+    assert not bad, f"{module} wires a part after building it (make it a constructor argument): " + "; ".join(bad)
+
+
+def test_the_wiring_check_catches_what_it_is_for() -> None:
+    """The forms reviewers found in switch/app.py, and what stays allowed."""
+    assert sorted(post_construction_wiring(
+        'endpoint.handlers["REGISTER"] = registrar.on_register\n'
+        "endpoint.seen_hooks.append(status.sip_seen)\n"
+        "sw.endpoint.shed_from = time.time()\n"
+        "a.b, c = 1, 2\n"
+        "service.listeners += [credit]\n"
+    )) == ["line 1: endpoint.handlers['REGISTER']", "line 2: endpoint.seen_hooks", "line 3: sw.endpoint.shed_from",
+          "line 4: a.b", "line 5: service.listeners"]
+    assert post_construction_wiring(
+        "out = {}\nout['x'] = 1\nseen = set()\nseen.add(2)\nsw.endpoint.shed_from(time.time())\n"
+        "class S:\n    def __init__(self):\n        self.a = 1\n"
+    ) == []

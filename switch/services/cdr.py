@@ -29,14 +29,12 @@ import asyncio
 import json
 import logging
 import math
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError, StatementError
-
+from switch.store.errors import is_row_error
 from switch.store.groupcommit import GroupCommitter
 from switch.store.models import CallDirection
 
@@ -45,19 +43,6 @@ from .periodic import Periodic
 __all__ = ["CdrDraft", "CdrWriter", "cdr_row"]
 
 log = logging.getLogger(__name__)
-
-#: Errors caused by a row's own content: retrying will not help.
-_ROW_ERRORS: tuple[type[BaseException], ...] = (
-    IntegrityError, DataError, ValueError, TypeError, sqlite3.IntegrityError, sqlite3.DataError,
-    sqlite3.InterfaceError,
-)
-try:  # asyncpg's row-level errors, for the raw-driver writer (switch.store.hot_store)
-    import asyncpg
-
-    _ROW_ERRORS += (asyncpg.exceptions.IntegrityConstraintViolationError, asyncpg.exceptions.DataError)
-except ImportError:  # pragma: no cover - asyncpg is a dependency
-    pass
-
 
 class CdrDraft:
     """The record of one call, filled in as the call progresses.
@@ -183,12 +168,6 @@ def cdr_row(d: CdrDraft) -> dict[str, Any]:
     }
 
 
-def _is_row_error(exc: BaseException) -> bool:
-    if isinstance(exc, _ROW_ERRORS):
-        return True
-    return isinstance(exc, StatementError) and isinstance(getattr(exc, "orig", None), _ROW_ERRORS)
-
-
 def _json_row(row: dict[str, Any]) -> str:
     return json.dumps({k: (v.isoformat() if isinstance(v, datetime) else str(v) if hasattr(v, "value") else v) for k, v in row.items()})
 
@@ -292,7 +271,7 @@ class CdrWriter:
 
     def _one_failed(self, row: dict[str, Any], exc: Exception) -> bool:
         """Deal with one row that failed alone; False when the failure was not the row's fault."""
-        if _is_row_error(exc):
+        if is_row_error(exc):
             log.error("CDR rejected by the database (%s): %s", exc.__class__.__name__, _json_row(row))
             self._spill([row])
             return True

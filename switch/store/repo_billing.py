@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -196,6 +196,73 @@ async def recompute_totals(
                     await session.execute(stmt)
                     result[(customer_id, start)] = (ore, calls)
     return result
+
+
+#: (charge in øre, zone, tariff version) of one call record; all None: not priced
+Price = tuple[int | None, str | None, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RepriceCounts:
+    examined: int
+    changed: int
+    difference_ore: int
+    """New total minus old total over the changed records."""
+
+
+async def reprice_calls(
+    sf: SessionFactory,
+    start: datetime,
+    end: datetime,
+    price: Callable[[dict[str, Any]], Price],
+    *,
+    batch: int = 1000,
+) -> RepriceCounts:
+    """Give every call record that started in [start, end) the price ``price`` says, in id order.
+
+    ``price`` gets the row as the rater reads it (call_id, calling_line_id,
+    normalised, number_class, duration_s, setup_at); only records whose price,
+    zone or tariff version changes are written, one transaction per batch, so
+    a second run over the same period writes nothing.
+    """
+    examined = changed = diff = 0
+    last_id = 0
+    while True:
+        async with sf() as session:
+            async with session.begin():
+                records = (
+                    await session.execute(
+                        select(
+                            CallRecord.id, CallRecord.calling_line_id, CallRecord.normalised, CallRecord.number_class,
+                            CallRecord.duration_s, CallRecord.setup_at, CallRecord.charge_ore, CallRecord.zone,
+                            CallRecord.tariff_version,
+                        )
+                        .where(and_(CallRecord.setup_at >= start, CallRecord.setup_at < end, CallRecord.id > last_id))
+                        .order_by(CallRecord.id)
+                        .limit(batch)
+                    )
+                ).all()
+                if not records:
+                    return RepriceCounts(examined, changed, diff)
+                for rec in records:
+                    examined += 1
+                    last_id = rec.id
+                    new = price({
+                        "call_id": rec.id,
+                        "calling_line_id": rec.calling_line_id,
+                        "normalised": rec.normalised,
+                        "number_class": rec.number_class,
+                        "duration_s": rec.duration_s,
+                        "setup_at": rec.setup_at,
+                    })
+                    if new != (rec.charge_ore, rec.zone, rec.tariff_version):
+                        changed += 1
+                        diff += (new[0] or 0) - (rec.charge_ore or 0)
+                        await session.execute(
+                            update(CallRecord)
+                            .where(CallRecord.id == rec.id)
+                            .values(charge_ore=new[0], zone=new[1], tariff_version=new[2])
+                        )
 
 
 # ----------------------------------------------------------------- invoices and reports

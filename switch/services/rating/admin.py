@@ -1,5 +1,8 @@
 """Operator actions on tariffs and prices: import a price list, re-rate a period.
 
+The rules live here (what a call costs); the reading and writing of call
+records and totals is ``switch.store.repo_billing``'s.
+
 Both are idempotent: importing the same file twice stores it once, and
 re-rating a period twice changes nothing the second time (it reports how many
 records changed). Re-rating recomputes the billing totals of every month it
@@ -13,14 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import and_, select, update
+from typing import Any
 
 from switch.store.engine import SessionFactory
-from switch.store.models import CallRecord
 from switch.store.repo_billing import (
+    Price,
     load_line_accounts,
     load_tariff_documents,
     recompute_totals,
+    reprice_calls,
     save_tariff,
 )
 
@@ -88,46 +92,12 @@ async def rerate(
     service = RatingService(await load_book(sf), periods=periods, country_code=country_code)
     accounts = await load_line_accounts(sf)
     service.set_accounts({lid: Account(a.customer_id, a.kind, a.credit_limit_ore) for lid, a in accounts.items()})
-    examined = changed = diff = 0
-    last_id = 0
-    while True:
-        async with sf() as session:
-            async with session.begin():
-                records = (
-                    await session.execute(
-                        select(
-                            CallRecord.id, CallRecord.calling_line_id, CallRecord.normalised, CallRecord.number_class,
-                            CallRecord.duration_s, CallRecord.setup_at, CallRecord.charge_ore, CallRecord.zone,
-                            CallRecord.tariff_version,
-                        )
-                        .where(and_(CallRecord.setup_at >= start, CallRecord.setup_at < end, CallRecord.id > last_id))
-                        .order_by(CallRecord.id)
-                        .limit(batch)
-                    )
-                ).all()
-                if not records:
-                    break
-                for rec in records:
-                    examined += 1
-                    last_id = rec.id
-                    row = {
-                        "call_id": rec.id,
-                        "calling_line_id": rec.calling_line_id,
-                        "normalised": rec.normalised,
-                        "number_class": rec.number_class,
-                        "duration_s": rec.duration_s,
-                        "setup_at": rec.setup_at,
-                    }
-                    service.rate_row(row)
-                    new = (row["charge_ore"], row["zone"], row["tariff_version"])
-                    if new != (rec.charge_ore, rec.zone, rec.tariff_version):
-                        changed += 1
-                        diff += (new[0] or 0) - (rec.charge_ore or 0)
-                        await session.execute(
-                            update(CallRecord)
-                            .where(CallRecord.id == rec.id)
-                            .values(charge_ore=new[0], zone=new[1], tariff_version=new[2])
-                        )
+
+    def price(row: dict[str, Any]) -> Price:
+        service.rate_row(row)
+        return row["charge_ore"], row["zone"], row["tariff_version"]
+
+    counts = await reprice_calls(sf, start, end, price, batch=batch)
     months = periods.months(start, end)
     await recompute_totals(sf, months, accounts)
-    return RerateResult(examined, changed, diff, len(months))
+    return RerateResult(counts.examined, counts.changed, counts.difference_ore, len(months))
