@@ -258,20 +258,32 @@ class SqliteHotStore:
             await loop.run_in_executor(self._executor, self._write_qualify, list(rows[i : i + 500]))
 
     def _write_lamps(self, states: list[LampRow], events: list[LampEventRow]) -> None:
+        """Multi-row statements, as ``_write``: ``executemany`` steps once per row, and each
+        step hands the GIL back and forth with the busy event loop. A storm's first
+        registrations light ~one lamp each; with ``executemany`` the lamp rows held the
+        writer thread (and every binding commit queued behind it) for seconds: a quarter
+        of the switch's samples in py-spy under ``bench_register.py --overload 2``."""
         conn = self._connect()
-        latest = {(r.adapter_id, r.lamp): r for r in states}
+        latest = [(r.adapter_id, r.lamp, r.state, r.reason, _naive(r.since))
+                  for r in {(r.adapter_id, r.lamp): r for r in states}.values()]
+        rows = [(e.adapter_id, e.lamp, e.old_state, e.new_state, e.reason, _naive(e.at)) for e in events]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT INTO adapter_lamps (adapter_id, lamp, state, reason, since) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (adapter_id, lamp) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
-                "since = excluded.since",
-                [(r.adapter_id, r.lamp, r.state, r.reason, _naive(r.since)) for r in latest.values()],
-            )
-            conn.executemany(
-                "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.adapter_id, e.lamp, e.old_state, e.new_state, e.reason, _naive(e.at)) for e in events],
-            )
+            for i in range(0, len(latest), 500):
+                part = latest[i : i + 500]
+                conn.execute(
+                    f"INSERT INTO adapter_lamps (adapter_id, lamp, state, reason, since) VALUES {_values(5, len(part))} "
+                    "ON CONFLICT (adapter_id, lamp) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+                    "since = excluded.since",
+                    [v for r in part for v in r],
+                )
+            for i in range(0, len(rows), 500):
+                part = rows[i : i + 500]
+                conn.execute(
+                    "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) "
+                    f"VALUES {_values(6, len(part))}",
+                    [v for r in part for v in r],
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -284,11 +296,15 @@ class SqliteHotStore:
     def _insert_cdrs(self, rows: list[dict[str, Any]]) -> None:
         conn = self._connect()
         cols = list(rows[0])
-        sql = f"INSERT INTO call_records ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        values = [[_sqlite_value(r[c]) for c in cols] for r in rows]
+        head = f"INSERT INTO call_records ({', '.join(cols)}) VALUES "
+        values = [_sqlite_value(r[c]) for r in rows for c in cols]
+        # multi-row statements, not executemany (see _write_lamps); under SQLite's 32766 parameters
+        step = max(1, 30_000 // len(cols)) * len(cols)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(sql, values)
+            for i in range(0, len(values), step):
+                part = values[i : i + step]
+                conn.execute(head + _values(len(cols), len(part) // len(cols)), part)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -99,6 +99,13 @@ async def hot(migrated_db: MigratedDb) -> AsyncIterator[HotStore]:
     await store.close()
 
 
+async def test_a_batch_bigger_than_one_statement_is_written_whole(migrated_db: MigratedDb, hot: HotStore) -> None:
+    """Multi-row INSERTs stay under SQLite's 32,766 parameters: 2,100 records take several statements."""
+    await hot.insert_call_records([cdr_row(draft(n)) for n in range(2100)])
+    rows = await _rows(migrated_db)
+    assert len(rows) == 2100 and len({r.call_id for r in rows}) == 2100
+
+
 async def test_records_are_written_in_one_batch_and_read_back_exactly(migrated_db: MigratedDb, hot: HotStore) -> None:
     batches: list[int] = []
 

@@ -203,6 +203,22 @@ async def test_lamps_and_their_history_read_back_as_written(
     assert len(await list_lamp_events(sf, aid, limit=2)) == 2
 
 
+async def test_a_storm_of_lamp_changes_is_written_in_several_statements(
+    store: HotStore, migrated_db: MigratedDb, secret_box: SecretBox
+) -> None:
+    """More lamp rows than one multi-row statement holds (500): every state and every event lands."""
+    sf = migrated_db.session_factory
+    ids = [(await create_adapter(sf, f"000e08ac{i:04x}", "spa112", secret_box)).adapter_id for i in range(260)]
+    ok = Lamp("ok", "registered", NOW)
+    changes = [(aid, lamp, None, ok) for aid in ids for lamp in ("tel1", "tel2", "wan")]  # 780 rows
+    batch = lamp_rows(changes, now=NOW)
+    await store.write_lamps([s for s, _ in batch], [e for _, e in batch])
+    states = await load_lamps(sf)
+    assert len(states) == 780 and {(r.state, r.reason) for r in states} == {("ok", "registered")}
+    assert sum([len(await list_lamp_events(sf, aid)) for aid in ids[:5]]) == 15
+    assert len(await list_lamp_events(sf, ids[-1], lamp="Tel2")) == 1
+
+
 async def test_a_binding_is_acknowledged_only_once_stored_and_an_outage_loses_none(
     migrated_db: MigratedDb, two_lines: tuple[int, int]
 ) -> None:
