@@ -32,3 +32,23 @@ __all__ = ["LOOPBACK", "ROOT"]
 #: The repository checkout (the product's CLI, ``sipp_scenarios/``, ``.venv/``).
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
+
+
+def _product_from_this_checkout() -> None:
+    """Every process the harness starts runs the product of *this* checkout.
+
+    The venv's ``softswitch`` is an editable install of whichever checkout made the
+    venv; a second checkout (a git worktree) using that venv would otherwise test the
+    first one's code in every child process (the in-process tests already import from
+    here: pytest's ``pythonpath``). Children inherit the environment, so one
+    ``PYTHONPATH`` entry covers the CLI, ``softswitch run`` and ``python -m switch``.
+    """
+    import os
+
+    here = str(ROOT)
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([here, *parts])
+
+
+_product_from_this_checkout()

@@ -278,11 +278,11 @@ class SqliteHotStore:
                     [v for r in part for v in r],
                 )
             for i in range(0, len(rows), 500):
-                part = rows[i : i + 500]
+                chunk = rows[i : i + 500]
                 conn.execute(
                     "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) "
-                    f"VALUES {_values(6, len(part))}",
-                    [v for r in part for v in r],
+                    f"VALUES {_values(6, len(chunk))}",
+                    [v for r in chunk for v in r],
                 )
             conn.execute("COMMIT")
         except BaseException:

@@ -22,11 +22,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The socket buffer is the queue in front of the switch. Big enough that a burst of
-# REGISTERs after a mass reboot queues rather than drops, small enough that the wait
-# stays well under T1 (500 ms): a request that waits longer is retransmitted, the
-# retransmission queues too, and an overload turns into a collapse (bench/README.md).
-DEFAULT_UDP_BUFFER = 512 * 1024
+# The socket buffer is the queue in front of the switch. A datagram the kernel drops
+# because the queue is full is retransmitted by its sender after T1 (500 ms) and then
+# again and again: under overload that multiplies the load and every registration that
+# loses a datagram takes seconds. A long queue costs nothing comparable, since the
+# endpoint answers what waited past the overload budget with an immediate 503 (the
+# kernel's receive timestamp says how long each waited). Measured with
+# ``bench_register.py --overload 2`` (10,000 lines, 7,000/s offered): with 512 KiB
+# (~450 loopback datagrams, 40 ms of arrivals) every pause of the event loop dropped
+# datagrams -- 114,536 retransmissions, p50 3.8 s, p99 16 s; with 4 MiB none at all,
+# p99 0.36 s. Under the default net.core.rmem_max (208 KiB) this needs CAP_NET_ADMIN
+# (SO_RCVBUFFORCE) or a raised rmem_max (README, "Overload"); a smaller queue is logged.
+DEFAULT_UDP_BUFFER = 4 * 1024 * 1024
 
 #: Linux: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), a struct timespec per datagram
 _SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
@@ -57,6 +64,12 @@ class UdpTransport:
                     sock.setsockopt(socket.SOL_SOCKET, opt, buffer)
                 except OSError:  # pragma: no cover - container limits
                     pass
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports twice what it grants
+        if got < buffer:
+            log.warning(
+                "UDP receive queue %d KiB instead of %d KiB (net.core.rmem_max; run with CAP_NET_ADMIN or raise it): "
+                "an overload will drop datagrams and cause retransmissions", got // 1024, buffer // 1024,
+            )
         if _SO_TIMESTAMPNS is not None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
