@@ -212,10 +212,23 @@ class Held:
 
 
 @dataclass
+class Afterwards:
+    """RSS after the lines ladder, against the RSS right before it (the issue's "within ~10 %
+    of its baseline within a minute" after load)."""
+
+    before_mib: float
+    peak_mib: float
+    samples: list[tuple[float, float]]
+    """(seconds after the ladder ended, RSS MiB)"""
+    back_within_10pct_after_s: float | None
+
+
+@dataclass
 class Result:
     name: str
     steps: list[Step] = field(default_factory=list)
     held: Held | None = None
+    afterwards: Afterwards | None = None
     cdr_rows: int | None = None
     calls_completed: int = 0
     calls_failed: int = 0
@@ -279,6 +292,25 @@ def run_ladder(lad: Ladder, rates: list[int], args: argparse.Namespace, out: Pat
             break
         time.sleep(args.pause)
         wait_idle(lad.server.pids)
+
+
+def watch_after(pid: int, before_kib: int, peak_kib: int, seconds: float, res: Result) -> None:
+    """RSS every 5 s for ``seconds`` after a ladder: is the memory of the load given back?"""
+    samples: list[tuple[float, float]] = []
+    back: float | None = None
+    t0 = time.monotonic()
+    while True:
+        t = time.monotonic() - t0
+        kib = rss_kib(pid)
+        samples.append((round(t, 1), round(kib / 1024, 1)))
+        if back is None and kib <= before_kib * 1.10:
+            back = round(t, 1)
+        if t >= seconds:
+            break
+        time.sleep(min(5.0, max(0.0, seconds - t)))
+    res.afterwards = Afterwards(round(before_kib / 1024, 1), round(max(peak_kib, *(int(m * 1024) for _, m in samples)) / 1024, 1),
+                                samples, back)
+    print(f"[{res.name}] memory after the ladder: {asdict(res.afterwards)}", flush=True)
 
 
 def run_held(lad: Ladder, args: argparse.Namespace, out: Path, res: Result) -> None:
@@ -372,7 +404,11 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
             wait_idle(server.pids)
             # RFC 3261 Timer J/K: the held calls' transactions linger 32 s; the ladder starts clean.
             time.sleep(args.held_settle)
+        rss_before = rss_kib(switch.pid)
         run_ladder(lines, args.rates, args, home, res)
+        if args.memory_after and switch.alive():
+            peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps)])
+            watch_after(switch.pid, rss_before, peak, args.memory_after, res)
         if args.policy and switch.alive():
             wait_idle(server.pids)
             policy_doc = home / "policy.json"
@@ -526,6 +562,12 @@ def table(results: list[Result]) -> str:
                        f"held {h.hold_s:.0f} s, {h.failed} failed), RSS {h.rss_before_mib:.0f} -> "
                        f"{h.rss_peak_mib:.0f} MiB = {h.kib_per_call:.1f} KiB per held call, "
                        f"{h.cpu_pct_while_held:.0f}% CPU over the phase (set-up included)")
+        if res.afterwards:
+            a = res.afterwards
+            back = f"back within 10 % after {a.back_within_10pct_after_s:.0f} s" if a.back_within_10pct_after_s is not None \
+                else f"NOT back within 10 % after {a.samples[-1][0]:.0f} s"
+            out.append(f"  {res.name} memory: RSS {a.before_mib:.0f} MiB before the lines ladder, peak {a.peak_mib:.0f}, "
+                       f"{a.samples[-1][1]:.0f} MiB {a.samples[-1][0]:.0f} s after it: {back}")
         if res.cdr_rows is not None:
             # A call SIPp gave up on (failed) still ends in the switch, usually with a CDR.
             ok = res.calls_completed <= res.cdr_rows <= res.calls_completed + res.calls_failed
@@ -610,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--held-settle", type=float, default=None,
                    help="seconds to wait after the held-calls phase, so its transactions (Timer J, 32 s) "
                         "are gone before the ladder (default 35; quick 3)")
+    p.add_argument("--memory-after", type=float, default=60.0,
+                   help="seconds to watch the switch's RSS after the lines ladder (0 = not; default 60)")
     p.add_argument("--with-peers", action="store_true",
                    help="also measure Kamailio and sippy/b2bua (bench/peers/setup_peers.sh installs them)")
     p.add_argument("--policy", action="store_true",
