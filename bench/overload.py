@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 import re
 import sys
 import time
@@ -84,6 +85,15 @@ class Client(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
+        # A client slower than the switch must not lose answers in its own socket queue: a
+        # lost 503 or 200 is a retransmission and a "timeout" the switch did not cause.
+        sock = transport.get_extra_info("socket")
+        for opt in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root), else capped by rmem_max
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, 2 * 1024 * 1024)
+                break
+            except OSError:
+                continue
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.gen.received(data)
