@@ -30,8 +30,8 @@ import hashlib
 import json
 import os
 import random
-import socket
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
