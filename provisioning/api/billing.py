@@ -232,13 +232,17 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/reports/directory")
 @require(*STAFF_READ)
 async def report_directory(request: web.Request) -> web.StreamResponse:
-    """The directory listing export (CSV): listed numbers with name and address where known."""
+    """The directory listing export (CSV): listed numbers with name and postal address (empty when not recorded).
+
+    Street, postcode and city are columns of their own: a directory service imports them as fields.
+    """
     entries = await directory_listing(request.app[DEPS].session_factory)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(("number", "name", "address"))
+    w.writerow(("number", "name", "street", "postcode", "city"))
     for e in entries:
-        w.writerow((e.number, e.name, e.address or ""))
+        a = e.address
+        w.writerow((e.number, e.name, *(("", "", "") if a is None else (a.street, a.postcode, a.city))))
     return web.Response(text=buf.getvalue(), content_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="directory.csv"'})
 

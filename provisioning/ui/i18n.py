@@ -95,6 +95,7 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "yes": ("Ja", "Yes"),
     "no": ("Nei", "No"),
     "contacts": ("Kontakter", "Contacts"),
+    "postal_address": ("Postadresse", "Postal address"),
     "fwd_unconditional": ("Alle anrop", "All calls"),
     "fwd_busy": ("Ved opptatt", "When busy"),
     "fwd_no_answer": ("Ved ikke svar", "When not answered"),

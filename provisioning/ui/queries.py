@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from switch.store.address import Address
 from switch.store import models as m
 from switch.store.base import utcnow
 from switch.store.engine import SessionFactory
@@ -67,6 +68,8 @@ class CustomerRow:
     kind: str
     language: str
     state: str
+    #: "Storgata 1, 0150 Oslo", or None when no postal address is recorded
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,10 @@ class CallRow:
 
 
 def _cust(c: m.Customer) -> CustomerRow:
-    return CustomerRow(c.id, c.external_id, c.name, str(c.kind), str(c.language), str(c.state))
+    address = None
+    if c.address_street is not None and c.address_postcode is not None and c.address_city is not None:
+        address = Address(c.address_street, c.address_postcode, c.address_city).one_line()
+    return CustomerRow(c.id, c.external_id, c.name, str(c.kind), str(c.language), str(c.state), address)
 
 
 def _line_query() -> Any:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from switch.store.address import Address, parse_address
 from switch.store.adapter_models import ADAPTER_MODELS, MODELS
 from switch.store.import_policy import CustomerPolicySpec, LinePolicySpec, parse_customer_policy, parse_line_policy
 from switch.store.models import CustomerKind, Language
@@ -48,7 +49,7 @@ T = TypeVar("T")
 #: ``trunks`` and ``routes`` belong to ``repo_trunks`` (documented there).
 TOP_FIELDS = ("customers", "trunks", "routes")
 CUSTOMER_FIELDS = ("id", "name", "type", "language", "email", "phone", "contact_name", "adapters", "barring", "fraud_limits",
-                   "credit_limit_ore")
+                   "credit_limit_ore", "address")
 ADAPTER_FIELDS = ("mac", "model", "description", "lines")
 LINE_FIELDS = (
     "port",
@@ -139,6 +140,9 @@ class CustomerSpec:
     #: ``credit_limit_ore`` given (a number, or null to remove the limit); absent keeps the stored one
     set_credit_limit: bool = False
     credit_limit_ore: int | None = None
+    #: ``address`` given (an address, or null to remove it); absent keeps the stored one
+    set_address: bool = False
+    address: Address | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -400,6 +404,8 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
     limit = d.get("credit_limit_ore")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
         ck.err(f"{path}.credit_limit_ore", "must be a whole number of øre from 0 to 1000000000, or null for no limit")
+    set_address = "address" in d
+    address = None if d.get("address") is None else parse_address(d["address"], f"{path}.address", ck.err)
     adapters = [
         spec
         for i, raw_adapter in enumerate(ck.items(d.get("adapters"), f"{path}.adapters"))
@@ -420,6 +426,8 @@ def _customer(ck: _Checker, raw: Any, path: str) -> CustomerSpec | None:
         policy=policy,
         set_credit_limit=set_limit,
         credit_limit_ore=limit if isinstance(limit, int) else None,
+        set_address=set_address,
+        address=address,
     )
 
 

@@ -467,6 +467,11 @@ def _upsert_customer(session: AsyncSession, cs: CustomerSpec, world: _World, cou
             changed |= _set(customer, "language", cs.language)
     if cs.set_credit_limit:
         changed |= _set(customer, "credit_limit_ore", cs.credit_limit_ore)
+    if cs.set_address:
+        a = cs.address
+        changed |= _set(customer, "address_street", None if a is None else a.street)
+        changed |= _set(customer, "address_postcode", None if a is None else a.postcode)
+        changed |= _set(customer, "address_city", None if a is None else a.city)
     if cs.email is not None or cs.phone is not None or cs.contact_name is not None:
         contact = next((c for c in customer.contacts if c.is_primary), None)
         if contact is None:

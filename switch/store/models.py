@@ -234,6 +234,10 @@ class Customer(Base):
     credit_limit_ore: Mapped[int | None] = mapped_column(Integer)
     #: "Min side" self-service login; reset by the operator.
     portal_password_hash: Mapped[str | None] = mapped_column(String(255))
+    #: Postal address (the directory listing export); all three set or all NULL. Norwegian 4-digit postcode.
+    address_street: Mapped[str | None] = mapped_column(String(200))
+    address_postcode: Mapped[str | None] = mapped_column(String(4))
+    address_city: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

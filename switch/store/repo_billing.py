@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .address import Address
 from .base import utcnow
 from .engine import SessionFactory
 from .models import BillingTotal, CallRecord, Customer, CustomerState, Line, Tariff
@@ -422,25 +423,27 @@ def _as_dt(value: Any, conv: Any, dialect: Any) -> datetime | None:
 class DirectoryEntry:
     number: str
     name: str
-    address: str | None
+    #: None: the customer has no postal address recorded
+    address: Address | None
 
 
 async def directory_listing(sf: SessionFactory) -> list[DirectoryEntry]:
-    """Listed numbers in use with their subscriber's name (unlisted ones excluded), by number.
-
-    The store has no postal address for customers yet, so ``address`` is
-    None until one is recorded.
-    """
+    """Listed numbers in use with their subscriber's name and postal address (unlisted ones excluded), by number."""
     from .models import Number
 
     async with sf() as session:
         rows = await session.execute(
-            select(Number.e164, Customer.name)
+            select(Number.e164, Customer.name, Customer.address_street, Customer.address_postcode,
+                   Customer.address_city)
             .join(Customer, Number.customer_id == Customer.id)
             .where(Number.unlisted.is_(False), Customer.state == CustomerState.ACTIVE)
             .order_by(Number.e164)
         )
-        return [DirectoryEntry(e164, name, None) for e164, name in rows]
+        return [
+            DirectoryEntry(e164, name, None if street is None or postcode is None or city is None
+                           else Address(street, postcode, city))
+            for e164, name, street, postcode, city in rows
+        ]
 
 
 async def set_credit_limit(sf: SessionFactory, customer_id: int, limit_ore: int | None, actor: str) -> int | None:

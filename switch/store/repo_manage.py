@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switch.store.address import Address, parse_address
 from switch.store.adapter_models import MODELS
 from switch.store.crypto import SecretBox
 from switch.store.engine import SessionFactory, write_session
@@ -161,7 +162,25 @@ def customer_repr(c: Customer) -> dict[str, Any]:
         "language": str(c.language),
         "state": str(c.state),
         "credit_limit_ore": c.credit_limit_ore,
+        "address": _address_repr(c),
     }
+
+
+def _address_repr(c: Customer) -> dict[str, str] | None:
+    if c.address_street is None or c.address_postcode is None or c.address_city is None:
+        return None
+    return Address(c.address_street, c.address_postcode, c.address_city).as_dict()
+
+
+def _address_change(value: Any) -> Address | None:
+    """``address``: ``{street, postcode, city}`` (all three) or null to remove it; the first problem is the answer."""
+    if value is None:
+        return None
+    problems: list[tuple[str, str]] = []
+    found = parse_address(value, "address", lambda where, msg: problems.append((where, msg)))
+    if found is None:
+        raise ManageError(400, problems[0][0], problems[0][1])
+    return found
 
 
 async def list_customers(sf: SessionFactory, *, q: str = "", state: str | None = None, limit: int = 50,
@@ -204,7 +223,7 @@ async def get_customer(sf: SessionFactory, ref: str) -> dict[str, Any]:
         return await _customer_full(session, await _customer(session, ref))
 
 
-_CUSTOMER_FIELDS = ("name", "kind", "language", "credit_limit_ore", "contacts")
+_CUSTOMER_FIELDS = ("name", "kind", "language", "credit_limit_ore", "contacts", "address")
 _CONTACT_FIELDS = {"name": 200, "email": 254, "phone": 32}
 
 
@@ -260,6 +279,11 @@ async def patch_customer(sf: SessionFactory, ref: str, changes: dict[str, Any], 
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100_000_000):
                 raise ManageError(400, "credit_limit_ore", "must be null or an integer number of øre, 0..100000000")
             c.credit_limit_ore = v
+        if "address" in changes:
+            address = _address_change(changes["address"])
+            c.address_street = None if address is None else address.street
+            c.address_postcode = None if address is None else address.postcode
+            c.address_city = None if address is None else address.city
         after = await _customer_full(session, c)
         if after != before:
             add_audit_event(session, actor=actor, action="customer.update", subject_type="customer", subject_id=ref,

@@ -205,8 +205,81 @@ async def test_directory_export_leaves_unlisted_numbers_out(api: Api) -> None:
     status, ctype, body = await api.get("/api/v1/reports/directory")
     assert status == 200 and ctype.startswith("text/csv")
     rows = list(csv.reader(io.StringIO(body)))
-    assert rows == [["number", "name", "address"], ["+4722000001", "Kari Nordmann", ""],
-                    ["+4722000003", "Ola Nordmann", ""]]
+    assert rows == [["number", "name", "street", "postcode", "city"], ["+4722000001", "Kari Nordmann", "", "", ""],
+                    ["+4722000003", "Ola Nordmann", "", "", ""]]
+
+
+OSLO = {"street": "Storgata 1", "postcode": "0150", "city": "Oslo"}
+
+
+async def test_directory_export_carries_the_postal_address(api: Api) -> None:
+    status, _ = await _send(api, "PATCH", "/api/v1/customers/C1001", {"address": OSLO})
+    assert status == 200
+    doc = {"customers": [{"id": "C1002", "name": "Ola Nordmann",
+                          "address": {"street": "Kongens gate 2", "postcode": "7011", "city": "Trondheim"}}]}
+    status, _ = await _send(api, "POST", "/api/v1/imports", doc)
+    assert status == 200
+    status, _, body = await api.get("/api/v1/reports/directory")
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows == [["number", "name", "street", "postcode", "city"],
+                    ["+4722000001", "Kari Nordmann", "Storgata 1", "0150", "Oslo"],
+                    ["+4722000003", "Ola Nordmann", "Kongens gate 2", "7011", "Trondheim"]]
+    assert "+4722000002" not in body, "the unlisted number stays out, address or not"
+
+
+async def test_customer_address_through_the_api_with_etag_and_audit(api: Api) -> None:
+    auth = {"Authorization": f"Bearer {api.operator}"}
+    async with api.client.get("/api/v1/customers/C1001", headers=auth) as r:
+        assert r.status == 200 and (await r.json())["address"] is None
+        etag = r.headers["ETag"]
+    async with api.client.patch("/api/v1/customers/C1001", json={"address": OSLO},
+                                headers={**auth, "If-Match": etag}) as r:
+        assert r.status == 200 and (await r.json())["address"] == OSLO
+        new_etag = r.headers["ETag"]
+    assert new_etag != etag, "the address is part of the ETag"
+    async with api.client.patch("/api/v1/customers/C1001", json={"address": None},
+                                headers={**auth, "If-Match": etag}) as r:
+        assert r.status == 412, "a stale ETag is refused"
+    async with api.client.get("/api/v1/customers/C1001", headers=auth) as r:
+        assert (await r.json())["address"] == OSLO and r.headers["ETag"] == new_etag
+    status, body = await _send(api, "GET", "/api/v1/customers?q=C1001", None)
+    assert body["items"][0]["address"] == OSLO
+    async with api.client.patch("/api/v1/customers/C1001", json={"address": None},
+                                headers={**auth, "If-Match": new_etag}) as r:
+        assert r.status == 200 and (await r.json())["address"] is None
+    async with api.services.session_factory() as s:
+        events = (await s.execute(select(m.AuditEvent).where(m.AuditEvent.action == "customer.update")
+                                  .order_by(m.AuditEvent.id))).scalars().all()
+    assert [(e.details["before"]["address"], e.details["after"]["address"]) for e in events] == [
+        (None, OSLO), (OSLO, None)]
+
+
+async def test_a_new_customer_comes_with_its_address(api: Api) -> None:
+    status, body = await _send(api, "POST", "/api/v1/customers", {"id": "C1003", "name": "Per", "address": OSLO})
+    assert status == 201 and body["address"] == OSLO
+    status, body = await _send(api, "POST", "/api/v1/customers",
+                               {"id": "C1004", "name": "Per", "address": {**OSLO, "postcode": "015"}})
+    assert status == 422 and body["field"] == "customers[0].address.postcode"
+    status, _ = await _send(api, "GET", "/api/v1/customers/C1004", None)
+    assert status == 404
+
+
+@pytest.mark.parametrize(("address", "field", "words"), [
+    ({**OSLO, "postcode": "150"}, "address.postcode", "4 digits"),
+    ({**OSLO, "postcode": 150}, "address.postcode", "must be a string"),
+    ({"street": "Storgata 1", "postcode": "0150"}, "address.city", "required"),
+    ({**OSLO, "street": ""}, "address.street", "must not be empty"),
+    ({**OSLO, "zip": "0150"}, "address.zip", "unknown field"),
+    ("Storgata 1, 0150 Oslo", "address", "must be an object"),
+])
+async def test_bad_addresses_are_problems_naming_the_field(api: Api, address: object, field: str, words: str) -> None:
+    async with api.client.patch("/api/v1/customers/C1001", json={"address": address, "name": "Changed"},
+                                headers={"Authorization": f"Bearer {api.operator}"}) as r:
+        assert r.status == 400 and r.content_type == "application/problem+json"
+        body = await r.json()
+    assert body["field"] == field and words in body["detail"]
+    status, got = await _send(api, "GET", "/api/v1/customers/C1001", None)
+    assert got["address"] is None and got["name"] == "Kari Nordmann", "nothing changed"
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from switch.store import models as m
 from switch.store.base import Base
@@ -28,16 +28,16 @@ async def add_line(
 ) -> int:
     """Create (or reuse) customer and adapter, add one line; returns the line id."""
     async with write_session(sf) as s:
-        c = (await s.execute(select(m.Customer).where(m.Customer.external_id == customer))).scalar_one_or_none()
-        if c is None:
-            c = m.Customer(external_id=customer, name=f"Customer {customer}")
-            s.add(c)
-            await s.flush()
+        # Only the id is read (and only set columns written): the helper also fills databases at old revisions.
+        cid = (await s.execute(select(m.Customer.id).where(m.Customer.external_id == customer))).scalar_one_or_none()
+        if cid is None:
+            done = await s.execute(insert(m.Customer.__table__).values(external_id=customer, name=f"Customer {customer}"))
+            cid = done.inserted_primary_key[0]
         a = (await s.execute(select(m.Adapter).where(m.Adapter.mac == mac))).scalar_one_or_none()
         if a is None:
             a = m.Adapter(
                 mac=mac,
-                customer_id=c.id,
+                customer_id=cid,
                 vendor="Cisco",
                 model="spa112",
                 provisioning_secret_enc=box.encrypt("prov-secret", context=CTX_ADAPTER_SECRET),
@@ -46,12 +46,12 @@ async def add_line(
             await s.flush()
         number_id = None
         if number is not None:
-            n = m.Number(e164=number, customer_id=c.id)
+            n = m.Number(e164=number, customer_id=cid)
             s.add(n)
             await s.flush()
             number_id = n.id
         line = m.Line(
-            customer_id=c.id, adapter_id=a.id, port=port, number_id=number_id, auth_user=auth_user, language=language
+            customer_id=cid, adapter_id=a.id, port=port, number_id=number_id, auth_user=auth_user, language=language
         )
         apply_secret(line, password, box, realm)
         s.add(line)

@@ -186,7 +186,7 @@ async def test_0002_keeps_stored_ping_history(db_url: str, secret_box: SecretBox
     await upgrade(db_url, "0001")
     engine = make_engine(db_url)
     try:
-        # customers, adapters and lines are the same at 0001 and head: the helper's ORM insert fits
+        # the helper reads only ids and writes only the columns it sets, so it fits a database at 0001
         line_id = await add_line(make_session_factory(engine), secret_box, "realm")
         async with engine.begin() as conn:
             t = "2026-11-01 00:00:00"

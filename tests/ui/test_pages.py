@@ -321,3 +321,16 @@ async def test_admin_disables_re_roles_and_resets_an_operator_user(ui_app: Ui) -
     resp = await c.post("/ui/admin/users/admin", data={"csrf": csrf, "action": "disable"})
     assert resp.status == 400, "an admin cannot lock itself out"
     assert (await c.post("/ui/admin/users/nobody", data={"csrf": csrf, "action": "enable"})).status == 400
+
+
+async def test_customer_page_shows_the_postal_address(ui_app: Ui) -> None:
+    from switch.store import repo_manage
+
+    await repo_manage.patch_customer(ui_app.db.session_factory, "C1001",
+                                     {"address": {"street": "Storgata 1", "postcode": "0150", "city": "Oslo"}},
+                                     actor="test")
+    assert await ui_app.login() == 302
+    html = await (await ui_app.client.get("/ui/customers/C1001")).text()
+    assert re.search(r"<dt>Postadresse</dt><dd>Storgata 1, 0150 Oslo</dd>", html), html
+    html = await (await ui_app.client.get("/ui/customers/C2002")).text()
+    assert re.search(r"<dt>Postadresse</dt><dd>Ingen</dd>", html)
