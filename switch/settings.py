@@ -108,6 +108,9 @@ class Settings:
     cdr_commit_window: float = 0.1
     #: rows the database refuses are appended here (JSON lines) rather than lost
     cdr_spill_file: str | None = "softswitch-cdr-spill.jsonl"
+    #: rating on: every CDR is priced and the credit limit applies; off (``run --rating off``: an A/B
+    #: benchmark, an operator billing elsewhere): CDRs are written without a price, no credit limit
+    rating: bool = True
     #: rating: billing periods are calendar months in this zone
     billing_timezone: str = "Europe/Oslo"
     #: credit limit: a call in progress is cut when the customer's period total would pass

@@ -64,6 +64,9 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
 
 def _billing_flags(run: argparse.ArgumentParser) -> None:
     """Rating, the credit limit and /metrics (docs/api.md "Billing" and "/metrics")."""
+    run.add_argument("--rating", choices=["on", "off"], default="on",
+                     help="off: call records are written without a price or zone and no credit limit is "
+                     "checked or cut (an A/B benchmark, billing done elsewhere); default on")
     run.add_argument("--billing-timezone", default=None, metavar="ZONE",
                      help="billing periods are calendar months in this zone (default Europe/Oslo)")
     run.add_argument("--credit-cut-margin", type=int, default=None, metavar="ORE",
@@ -77,6 +80,7 @@ def _billing_flags(run: argparse.ArgumentParser) -> None:
 
 
 def _billing_settings(s: Settings, args: argparse.Namespace) -> None:
+    s.rating = args.rating == "on"
     if args.billing_timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

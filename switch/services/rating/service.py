@@ -87,17 +87,21 @@ class RatingService:
         reload_interval: float = 30.0,
         margin_ore: int = 5000,
         suspender: Callable[[], Suspender | None] = lambda: None,
+        credit: bool = True,
     ) -> RatingService:
         """Load tariffs (importing the bundled price list into an empty database), accounts and this
-        period's totals; start the credit limit; keep them fresh."""
+        period's totals; start the credit limit (unless ``credit`` is False: ``run --rating off``, where
+        the tariffs serve only the price look-up); keep them fresh."""
         from .admin import ensure_bundled_tariffs
 
         await ensure_bundled_tariffs(sf)
         service = cls(TariffBook(), periods=MonthlyPeriods(tz), country_code=country_code, session_factory=sf)
-        service.credit = CreditControl(service, margin_ore=margin_ore, suspender=suspender)
-        service.listeners.append(service.credit)
+        if credit:
+            service.credit = CreditControl(service, margin_ore=margin_ore, suspender=suspender)
+            service.listeners.append(service.credit)
         await service.reload()
-        service.credit.load_totals(await period_totals(sf, service.credit.period))
+        if service.credit is not None:
+            service.credit.load_totals(await period_totals(sf, service.credit.period))
         service._reload = Periodic("reloading tariffs, billing accounts and totals", service._reload_step,
                                    reload_interval)
         service._reload.start()
