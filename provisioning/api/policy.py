@@ -254,6 +254,7 @@ async def create_suspension(request: web.Request) -> web.Response:
         return problem(404, f"no customer {body['customer']!r}", field="customer")
     cid, _ref = found
     line_id: int | None = None
+    line_number: str | None = None
     if body.get("line") is not None:
         try:
             e164 = normalise_number(str(body["line"]))
@@ -264,12 +265,13 @@ async def create_suspension(request: web.Request) -> web.Response:
             return problem(404, f"no line has the number {e164}", field="line")
         if line.customer_id != cid:
             return problem(422, f"line {e164} does not belong to customer {body['customer']}", field="line")
-        line_id = line.line_id
+        line_id, line_number = line.line_id, line.number
     try:
         sid = await _policy(request).suspend(cid, line_id, level, reason, note, actor_of(request[PRINCIPAL]))
     except PolicyValidationError as err:
         return _refused(err)
-    return web.json_response({"id": sid, "customer": body["customer"], "line": body.get("line"), "level": level.value,
+    # the stored line (E.164), not the body's spelling of it (which may be a JSON number or the national form)
+    return web.json_response({"id": sid, "customer": body["customer"], "line": line_number, "level": level.value,
                               "reason": reason.value}, status=201)
 
 
@@ -288,7 +290,8 @@ async def lift_suspension(request: web.Request) -> web.Response:
     row = await _policy(request).lift(int(raw), note, actor_of(request[PRINCIPAL]))
     if row is None:
         return problem(404, f"no suspension {raw}", field="id")
-    return web.json_response(row.as_json())
+    numbers = {li.line_id: li.number for li in request.app[DEPS].lines.by_id.values()}
+    return web.json_response(row.as_json(numbers))  # a line suspension names its line, as in the history
 
 
 @routes.get("/api/v1/customers/{id}/suspensions")

@@ -2,15 +2,21 @@
 
 The router check is what keeps the description honest: a new route without
 its description (or a description of a route that is gone) fails here. The
-fuzzing sends schemathesis-generated requests (valid and invalid bodies,
-parameters) to a real `softswitch run` and requires no 500 and answers that
-fit the description.
+answers are held to it on a switch with one of everything in its database
+(tests/provisioning/openapi_seed.py), so the lists are not empty: every GET
+route is read with a real object and its body validated against the
+documented schema (JSON Schema 2020-12; the schemas name every field and allow
+no others, so a handler that adds or drops a field fails here until the
+description says so), and schemathesis-generated requests (valid and invalid
+bodies, parameters) must get no 500, only documented status codes and media
+types, and bodies that fit the schema of their status.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +26,19 @@ import pytest
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
+from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-from harness.softswitch import SwitchProcess, create_token, import_file
+from harness.softswitch import SwitchProcess, create_token
 from provisioning.api.openapi import spec
 from provisioning.app import API_ROUTES
-from tests.conftest import ADAPTER
+from tests.provisioning import openapi_seed as seed
 
 pytestmark = pytest.mark.e2e
 
@@ -72,14 +83,16 @@ def test_every_route_is_described_and_every_description_has_a_route() -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SwitchProcess, str]]:
+    """A running switch whose database holds one of everything the API shows (and an admin token)."""
     home = tmp_path_factory.mktemp("fuzz")
     db_url = f"sqlite+aiosqlite:///{home / 'fuzz.db'}"
     key = home / "softswitch.key"
-    import_file(db_url, ADAPTER.document(), key_file=key, cwd=home)
-    token = create_token(db_url, key_file=key, cwd=home)
+    seed.seed_database(db_url, key, home)
+    token = create_token(db_url, key_file=key, role="admin", cwd=home)
     proc = SwitchProcess(db_url=db_url, workdir=home, key_file=key, extra_args=["--digest-algorithms", "MD5"])
     proc.start()
     try:
+        seed.seed_over_api(proc.http_url, token)
         yield proc, token
     finally:
         proc.stop()
@@ -91,6 +104,98 @@ def test_the_switch_serves_its_description(fuzz_switch: tuple[SwitchProcess, str
         served: Any = json.loads(resp.read())
     assert served == spec()
 
+
+# ------------------------------------------------------------------------ every GET, with a seeded object
+
+#: Path parameters of the GET routes: objects the seed made.
+_PATH_VALUES = {"mac": seed.MAC, "customer": seed.CUSTOMER, "id": seed.CUSTOMER, "ref": seed.CUSTOMER,
+                "number": seed.NUMBER, "name": seed.TRUNK, "prefix": seed.ROUTE}
+#: Where each list answer keeps its rows: empty there would validate against any item schema.
+_ROWS = {"list_adapters": "items", "list_customers": "items", "list_lines": "items", "list_numbers": "items",
+         "list_tokens": "items", "list_users": "items", "list_trunks": "items", "list_routes": "items",
+         "audit": "items", "list_unclaimed": "unclaimed", "list_feature_codes": "feature_codes",
+         "line_calls": "calls", "invoice": "calls", "invoice_period_summary": "zones",
+         "customer_suspensions": "suspensions", "lamp_events": "events", "config_fetches": "fetches",
+         "get_adapter": "lines", "get_customer": "contacts", "adapter_status": "lines", "line_policy": "forwarding"}
+#: GET routes whose seeded answer is an empty list all the same (alerts come from the running fraud guard only).
+_MAY_BE_EMPTY = {"alerts": "alerts", "report_inactive_lines": "lines"}
+
+
+def _gets() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(op["operationId"], path, op) for path, methods in spec()["paths"].items()
+            for method, op in methods.items() if method == "get"]
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """The response schema with the description's components beside it, so its ``#/components/...`` refs resolve."""
+    return Draft202012Validator({**schema, "components": spec()["components"]}, format_checker=FormatChecker())
+
+
+def test_the_problem_schema_holds_every_error_shape() -> None:
+    """Both error helpers answer with the RFC 9457 members the shared Problem schema requires."""
+    from provisioning.errors import problem, problem_details
+
+    check = _validator({"$ref": "#/components/schemas/Problem"})
+    for resp in (problem(404, "no such adapter"), problem(422, "bad", field="target", code="*21*"),
+                 problem_details(409, "exists", field="id"),
+                 problem_details(422, "x: bad", field="x", issues=[{"field": "x", "message": "bad"}])):
+        assert resp.text is not None
+        check.validate(json.loads(resp.text))
+    with pytest.raises(Exception, match="Additional properties"):
+        check.validate({**json.loads(problem(400, "x").text or "{}"), "undocumented": 1})
+
+
+def test_every_get_route_answers_a_seeded_object_as_described(fuzz_switch: tuple[SwitchProcess, str]) -> None:
+    """Each GET with real path values: 200, the documented media type, a body valid against the schema, rows."""
+    proc, token = fuzz_switch
+    walked = set()
+    for op_id, path, op in _gets():
+        url = proc.http_url + re.sub(r"{(\w+)}", lambda m: urllib.parse.quote(_PATH_VALUES[m.group(1)], safe=":+"), path)
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, ctype, raw = resp.status, resp.headers.get_content_type(), resp.read()
+        documented = op["responses"][str(status)]
+        assert status == 200 and ctype in documented["content"], (op_id, status, ctype)
+        schema = documented["content"][ctype]["schema"]
+        body = json.loads(raw) if ctype == "application/json" else raw.decode()
+        errors = sorted(_validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{op_id}: " + "; ".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+        rows = _ROWS.get(op_id)
+        if rows is not None:
+            assert body[rows], f"{op_id}: the seed left {rows!r} empty, so its items were not checked"
+        else:
+            assert op_id in _MAY_BE_EMPTY or not any(isinstance(v, list) and not v for v in (
+                body.values() if isinstance(body, dict) else [])), f"{op_id}: an empty list in the answer"
+        walked.add(op_id)
+    assert walked == {op_id for op_id, _, _ in _gets()}
+    assert len(walked) >= 30
+
+
+def test_a_line_suspension_answers_with_its_stored_line(fuzz_switch: tuple[SwitchProcess, str]) -> None:
+    """Create echoes the stored E.164 line (not the body's spelling, here a JSON number); lift names it too."""
+    proc, token = fuzz_switch
+    status, made = seed._call(proc.http_url, token, "POST", "/api/v1/suspensions",
+                              {"customer": seed.CUSTOMER, "line": 22000002, "level": "soft", "reason": "other"})
+    assert status == 201 and made["line"] == "+4722000002", made
+    _validator({"$ref": "#/components/schemas/SuspensionCreated"}).validate(made)
+    status, lifted = seed._call(proc.http_url, token, "POST", f"/api/v1/suspensions/{made['id']}/lift", {})
+    assert status == 200 and lifted["line"] == "+4722000002" and lifted["active"] is False, lifted
+    _validator({"$ref": "#/components/schemas/Suspension"}).validate(lifted)
+
+
+def test_a_field_the_description_does_not_name_fails_the_walk() -> None:
+    """The schemas are closed: an extra field and a missing one are both violations (what the walk relies on)."""
+    line = {"number": "+4722000001", "customer": "C1001", "adapter": "00:0e:08:ab:cd:01", "port": 1,
+            "auth_user": "22000001", "display_name": None, "language": "nb", "alarm": False, "unlisted": False,
+            "enabled": True}
+    check = _validator({"$ref": "#/components/schemas/Line"})
+    check.validate(line)
+    assert list(check.iter_errors({**line, "address": "Storgata 1"}))
+    assert list(check.iter_errors({k: v for k, v in line.items() if k != "enabled"}))
+    assert list(check.iter_errors({**line, "setup_at": "yesterday", "language": "sv"}))
+
+
+# ------------------------------------------------------------------------ fuzzing (after the walk: it changes data)
 
 _SCHEMA = schemathesis.openapi.from_dict(spec())
 
@@ -104,5 +209,5 @@ def test_fuzzed_requests_get_no_500_and_answers_that_fit_the_description(
     case.call_and_validate(
         base_url=proc.http_url,
         headers={"Authorization": f"Bearer {token}"},
-        checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
     )
