@@ -39,7 +39,6 @@ __all__ = [
     "import_file",
     "poll_until",
     "sip_options_udp",
-    "product_env",
     "softswitch_cmd",
 ]
 
@@ -58,25 +57,12 @@ def softswitch_cmd() -> list[str]:
     return [sys.executable, "-m", "switch"]
 
 
-def product_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a product process: this checkout first on PYTHONPATH.
-
-    ``python -m switch`` run from a temporary directory would otherwise import whatever
-    checkout the venv has installed (editable), so a second checkout's tests ran the
-    other checkout's switch.
-    """
-    env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def _cli(db_url: str, key_file: Path | str | None, *args: str, cwd: Path | None = None, timeout: float = 120.0,
          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a `softswitch` subcommand; without ``key_file`` the CLI's default (./softswitch.key) applies."""
     keys = ["--key-file", str(key_file)] if key_file is not None else []
     cmd = [*softswitch_cmd(), "--database", db_url, *keys, *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=stdin,
-                          env=product_env())
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=stdin)
     if proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
@@ -277,7 +263,7 @@ class SwitchProcess:
         if self.alive():
             raise RuntimeError("already running")
         self.starts += 1
-        env = product_env()
+        env = dict(os.environ)
         env.pop("SOFTSWITCH_DATABASE_URL", None)
         env.setdefault("PYTHONUNBUFFERED", "1")
         if self.env:
