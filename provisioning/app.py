@@ -19,10 +19,11 @@ from switch.transport.ratelimit import FailureThrottle
 from . import ata, ui
 from .api import adapters, billing, calls, feature_codes, manage, metrics, openapi, policy, provisioning, routing, users
 from .auth import AUTH_THROTTLE
+from .connections import ConnectionGate, GatedSite, HttpLimits
 from .deps import HttpDeps
 from .errors import json_errors
 from .guards import access_log, limits, plain_server_header
-from .keys import DEPS, TOKEN_CACHE
+from .keys import DEPS, HTTP_GATE, TOKEN_CACHE
 
 __all__ = ["create_app", "start_http"]
 
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", **request.app[DEPS].health()})
+    gate = request.app.get(HTTP_GATE)
+    http = None if gate is None else {"open": gate.stats.open, "refused_per_source": gate.stats.refused_per_source,
+                                      "refused_global": gate.stats.refused_global,
+                                      "header_timeouts": gate.stats.header_timeouts}
+    return web.json_response({"status": "ok", **request.app[DEPS].health(), "http": http})
 
 
 #: Every operator-API route table; each route is described in provisioning/api/openapi.yaml (a test checks).
@@ -55,10 +60,14 @@ def create_app(deps: HttpDeps) -> web.Application:
 
 
 async def start_http(
-    deps: HttpDeps, listen: tuple[str, int], *, tls_cert: str | None = None, tls_key: str | None = None
+    deps: HttpDeps, listen: tuple[str, int], *, tls_cert: str | None = None, tls_key: str | None = None,
+    limits: HttpLimits | None = None,
 ) -> web.AppRunner:
-    """Serve ``create_app(deps)`` on ``listen`` (HTTPS when a certificate and key are given)."""
+    """Serve ``create_app(deps)`` on ``listen`` (HTTPS when a certificate and key are given), every
+    connection within ``limits`` (provisioning/connections.py: caps and the request-head timeout)."""
     app = create_app(deps)
+    gate = ConnectionGate(limits or HttpLimits())
+    app[HTTP_GATE] = gate
     await metrics.start_metrics_http(deps, app)  # before the app is frozen: it stops with it
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -67,7 +76,8 @@ async def start_http(
     if tls_cert and tls_key:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tls_cert, tls_key)
-    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    site = GatedSite(runner, host, port, gate, ssl_context=ctx)
     await site.start()
-    log.info("HTTP%s listening on %s:%s", "S" if ctx else "", host, port)
+    log.info("HTTP%s listening on %s:%s (at most %d connections, %d per source address)", "S" if ctx else "", host,
+             port, gate.limits.max_connections, gate.limits.max_per_source)
     return runner

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from provisioning.app import start_http
+from provisioning.connections import HttpLimits
 from provisioning.deps import HttpDeps, ProvisioningConfig
 from provisioning.ui.deps import BindingView, UiDeps
 from switch import _core_loader, gcstats
@@ -43,6 +44,7 @@ from switch.store.repo_lines import lines_fingerprint as stored_lines_fingerprin
 from switch.store.repo_lines import load_credentials
 from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
 from switch.transport.endpoint import Dispatch, Endpoint
+from switch.transport.tcp import descriptor_limit, split_descriptors
 
 from .database import derive, open_database
 from .gc_policy import tune_gc
@@ -99,6 +101,8 @@ class Switch:
     resync: ResyncService
     #: what the HTTP side is given (``provisioning.app.create_app(switch.http)``)
     http: HttpDeps
+    #: HTTP's connection caps and timeouts: its own share of the descriptor limit
+    http_limits: HttpLimits
     started_at: float
 
 
@@ -267,6 +271,24 @@ def _cdr_writer(settings: Settings, hot: HotStore, rating: RatingService) -> Cdr
                      spill_path=settings.cdr_spill_file, rate=rating.rate_rows)
 
 
+def _descriptor_budgets(settings: Settings) -> tuple[HttpLimits, int]:
+    """Split the descriptor limit (raised to the hard limit) into HTTP's and SIP TCP's budgets.
+
+    Separate budgets: 20,000 idle TCP connections once took every descriptor, and with
+    them HTTP; now a flood of either side leaves the other (and the database, UDP and RTP
+    sockets: ``OTHER_RESERVE``) working.
+    """
+    limit = descriptor_limit()
+    http_cap, sip_cap = split_descriptors(limit, settings.http_max_connections, settings.tcp_max_connections)
+    if http_cap < settings.http_max_connections:
+        log.warning("descriptor limit %d cannot hold %d HTTP connections and SIP over TCP: HTTP gets %d "
+                    "(raise the limit: ulimit -n / LimitNOFILE)", limit, settings.http_max_connections, http_cap)
+    log.info("descriptors: limit %d, SIP TCP at most %d connections, HTTP at most %d", limit, sip_cap, http_cap)
+    limits = HttpLimits(max_connections=http_cap, max_per_source=min(settings.http_max_per_source, http_cap),
+                        header_timeout=settings.http_header_timeout, keepalive_timeout=settings.http_keepalive_timeout)
+    return limits, sip_cap
+
+
 async def start(settings: Settings) -> Switch:
     """Build and start the SIP side (sockets open at the end); the HTTP side is ``run``'s."""
     log.info("SIP core: %s", _core_loader.STATE)
@@ -281,6 +303,7 @@ async def start(settings: Settings) -> Switch:
     location = LocationService(hot.replace_bindings, commit_window=settings.commit_window)
     location.start(await repo_bindings.load_bindings(sf))
 
+    http_limits, sip_tcp_cap = _descriptor_budgets(settings)
     endpoint = Endpoint(
         timers=TimerConfig(t1=settings.t1, t2=settings.t2, t4=settings.t4),
         user_agent=settings.user_agent,
@@ -289,6 +312,7 @@ async def start(settings: Settings) -> Switch:
         tcp_idle_timeout=settings.tcp_idle_timeout,
         udp_buffer=settings.udp_buffer,
         tcp_max_per_source=settings.tcp_max_per_source,
+        tcp_max_connections=sip_tcp_cap,
         shed_budget=settings.overload_budget_ms / 1000.0,
     )
     metrics = Metrics()  # /metrics: counted where the events happen, the rest read at scrape time
@@ -387,7 +411,7 @@ async def start(settings: Settings) -> Switch:
         settings=settings, engine=db.engine, session_factory=sf, secret_box=box, hot_store=hot, lines=lines,
         location=location, endpoint=endpoint, auth=auth, registrar=registrar, status=status,
         lamp_writer=lamp_writer, qualifier=qualifier, trunks=trunks, policy=policy, star_codes=star_codes, rating=rating, metrics=metrics, calls=calls, resync=resync, http=http,
-        started_at=time.time(),
+        http_limits=http_limits, started_at=time.time(),
     )
     metrics.watch(LiveSources(bindings=location, lamps=status, sip=endpoint, calls=calls, rating=rating))
     return sw
@@ -420,7 +444,7 @@ async def run(settings: Settings) -> int:
     sys.setswitchinterval(0.0005)
     sw = await start(settings)
     http_runner = await start_http(sw.http, settings.http_listen, tls_cert=settings.tls_cert,
-                                   tls_key=settings.tls_key)
+                                   tls_key=settings.tls_key, limits=sw.http_limits)
     tune_gc(quiet=lambda: sw.endpoint.live_transactions < 1000)
     house = housekeeping(lines=sw.lines, location=sw.location, status=sw.status,
                          save_reachability=lambda: save_reachability(sw))

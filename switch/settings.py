@@ -68,6 +68,14 @@ class Settings:
     #: overload shedding: the longest a request may wait in the UDP queue (ms; 0 = never shed)
     overload_budget_ms: float = 150.0
     tcp_max_per_source: int = 64
+    #: SIP TCP connections in all; None: SIP's share of the descriptor limit (switch.transport.tcp.split_descriptors)
+    tcp_max_connections: int | None = None
+    #: HTTP's own connection budget (provisioning/connections.py): in all, per source address,
+    #: seconds to a complete first request head, seconds an idle keep-alive connection stays
+    http_max_connections: int = 1024
+    http_max_per_source: int = 128
+    http_header_timeout: float = 10.0
+    http_keepalive_timeout: float = 75.0
     #: Group commit: how long the registrar may wait to gather more bindings into one commit.
     commit_window: float = 0.002
     # reachability

@@ -56,6 +56,16 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
                      "(default 150; 0 = never shed)")
     run.add_argument("--tcp-max-per-source", type=int, default=None, metavar="N",
                      help="TCP connections one source address may hold (default 64)")
+    run.add_argument("--tcp-max-connections", type=int, default=None, metavar="N",
+                     help="SIP TCP connections in all (default: the descriptor limit minus HTTP's budget and a reserve)")
+    run.add_argument("--http-max-connections", type=int, default=None, metavar="N",
+                     help="HTTP connections in all, HTTP's own descriptor budget (default 1024)")
+    run.add_argument("--http-max-per-source", type=int, default=None, metavar="N",
+                     help="HTTP connections one source address may hold (default 128)")
+    run.add_argument("--http-header-timeout", type=float, default=None, metavar="S",
+                     help="a new HTTP connection without a complete request head by then is closed (default 10)")
+    run.add_argument("--http-keepalive-timeout", type=float, default=None, metavar="S",
+                     help="an idle keep-alive HTTP connection is closed after this (default 75)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
     _billing_flags(run)
@@ -133,8 +143,23 @@ def configure(args: argparse.Namespace, s: Settings) -> None:
         s.sha256_first_agents = args.sha256_first_agents
     if args.overload_budget is not None:
         s.overload_budget_ms = args.overload_budget
-    if args.tcp_max_per_source is not None:
-        s.tcp_max_per_source = args.tcp_max_per_source
+    _connection_settings(s, args)
+
+
+def _connection_settings(s: Settings, args: argparse.Namespace) -> None:
+    """The SIP TCP and HTTP connection caps (each must be at least 1) and the request-head timeout."""
+    for flag in ("tcp_max_per_source", "tcp_max_connections", "http_max_connections", "http_max_per_source"):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"--{flag.replace('_', '-')} must be 1 or more")
+            setattr(s, flag, value)
+    for flag in ("http_header_timeout", "http_keepalive_timeout"):
+        value = getattr(args, flag)
+        if value is not None:
+            if value <= 0:
+                raise SystemExit(f"--{flag.replace('_', '-')} must be more than 0 seconds")
+            setattr(s, flag, value)
 
 
 def _policy_settings(s: Settings, args: argparse.Namespace) -> None:

@@ -120,7 +120,7 @@ class Endpoint:
         self.tcp_read_timeout = tcp_read_timeout
         #: accepted connections per source address (a NATed office has a few ATAs, not hundreds)
         self.tcp_max_per_source = tcp_max_per_source
-        #: accepted connections in all; None: the descriptor budget (limit minus HTTP's reserve), taken at start
+        #: accepted connections in all; None: SIP's share of the descriptor limit (tcp.split_descriptors)
         self.tcp_max_connections: int | None = tcp_max_connections
         self.tcp_per_source: dict[str, int] = {}
         self._tcp_inbound = 0

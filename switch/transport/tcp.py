@@ -8,8 +8,10 @@ a single CRLF (RFC 5626 §4.4.1).
 Exhaustion: an accepted connection over the per-source or the global cap is
 closed at once; a message (or a new connection's first message) not complete
 within the read timeout closes its connection (a slow-loris trickle holds
-nothing for long); the global cap leaves a reserve of descriptors that SIP never
-takes, so HTTP (API, provisioning, /health) keeps working under a TCP flood.
+nothing for long); the global cap is SIP's share of the descriptor limit
+(``split_descriptors``): HTTP (API, provisioning, /health) has its own share and
+caps (provisioning/connections.py), so it keeps working under a TCP flood and SIP
+under an HTTP one.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
-#: descriptors SIP over TCP never takes: HTTP, the database, log files keep these
-HTTP_RESERVE = 1024
+#: descriptors neither SIP nor HTTP connections take: the database pool, UDP and RTP
+#: sockets, log, key and spill files
+OTHER_RESERVE = 1024
+#: HTTP's connection budget when nobody says (``--http-max-connections``)
+HTTP_DEFAULT = 1024
 
 
-def descriptor_budget(reserve: int = HTTP_RESERVE) -> int:
-    """How many TCP connections SIP may hold: the descriptor limit (raised to the hard
-    limit when allowed) minus ``reserve``."""
+def descriptor_limit() -> int:
+    """The process's descriptor limit, raised to the hard limit first when it is lower."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft != resource.RLIM_INFINITY and soft < want:
@@ -49,7 +53,29 @@ def descriptor_budget(reserve: int = HTTP_RESERVE) -> int:
             pass
     if soft == resource.RLIM_INFINITY:  # pragma: no cover
         soft = 1 << 20
-    return max(16, soft - reserve)
+    return int(soft)
+
+
+def split_descriptors(limit: int, http_want: int = HTTP_DEFAULT, sip_want: int | None = None) -> tuple[int, int]:
+    """(HTTP connections, SIP TCP connections) that fit in ``limit`` descriptors.
+
+    Each side gets its own budget, so a flood of one leaves the other working, and
+    ``OTHER_RESERVE`` (a quarter of a small limit) stays free for the database, UDP, RTP
+    and files. When the limit cannot hold what HTTP asks for plus a useful SIP budget,
+    the room is halved between them. ``sip_want`` (``--tcp-max-connections``) lowers SIP's.
+    """
+    reserve = min(OTHER_RESERVE, limit // 4)
+    room = max(32, limit - reserve)
+    http = http_want if http_want + 16 <= room else max(16, room // 2)
+    sip = max(16, room - http)
+    if sip_want is not None:
+        sip = max(1, min(sip, sip_want))
+    return http, sip
+
+
+def descriptor_budget() -> int:
+    """How many TCP connections SIP may hold when nobody split the limit (an endpoint alone)."""
+    return split_descriptors(descriptor_limit())[1]
 
 
 class TcpConnection(asyncio.Protocol):

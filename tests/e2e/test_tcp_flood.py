@@ -1,7 +1,7 @@
 """A TCP connection flood against `softswitch run`: HTTP keeps answering, the log stays short.
 
-The switch runs with a small descriptor limit (``prlimit``), so its SIP TCP
-budget (the limit minus HTTP's reserve) is the minimum; 300 connections from
+The switch runs with a small descriptor limit (``prlimit``, 256), so its SIP TCP
+budget is small (``split_descriptors``: 96, as HTTP's); 300 connections from
 ten source addresses try to take every descriptor. Before the caps they did,
 and took the API, provisioning and /health down with them, writing a
 traceback per refused connection.
