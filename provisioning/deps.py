@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from switch.services.adapter_status import Lamp, Reachability, ReachKey
+from switch.services.adapter_status import Lamp, ReachKey
 from switch.services.lines import LineInfo
 from switch.services.location import Binding
 from switch.services.policy.service import PolicyService
@@ -23,6 +23,7 @@ from switch.services.resync import NotifyOutcome
 from switch.store.crypto import SecretBox
 from switch.store.repo_adapters import AdapterInfo
 from switch.store.engine import SessionFactory
+from switch.store.rows import Reachability
 
 from .ui.deps import UiDeps
 

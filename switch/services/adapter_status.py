@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 from switch.store.lamp_history import LampChangeRows
 from switch.store.models import LampName
-from switch.store.rows import Binding, LampEventRow, LampRow, QualifyRow
+from switch.store.rows import Binding, LampEventRow, LampRow, Reachability
 
 from .lines import LineDirectory, LineInfo
 from .location import LocationService
@@ -62,75 +62,17 @@ ReachKey = tuple[int, str]
 RTT_ALPHA = 0.125
 
 
-@dataclass(slots=True)
-class Reachability:
-    """Qualify history of one binding; kept in ``qualify_stats`` so a restart forgets none of it."""
-
-    sent: int = 0
-    lost: int = 0
-    consecutive_lost: int = 0
-    first_lost_at: float = 0.0
-    last_sent_at: float = 0.0
-    last_reply_at: float = 0.0
-    last_rtt: float | None = None
-    avg_rtt: float | None = None
-    history: list[float | None] = field(default_factory=list)  # rtt seconds, None = lost
-
-    def record(self, rtt: float | None, now: float, keep: int = 20) -> None:
-        self.sent += 1
-        self.last_sent_at = now
-        self.history.append(rtt)
-        del self.history[:-keep]
-        if rtt is None:
-            self.lost += 1
-            if self.consecutive_lost == 0:
-                self.first_lost_at = now
-            self.consecutive_lost += 1
-        else:
-            self.consecutive_lost = 0
-            self.first_lost_at = 0.0
-            self.last_reply_at = now
-            self.last_rtt = rtt
-            self.avg_rtt = rtt if self.avg_rtt is None else self.avg_rtt + RTT_ALPHA * (rtt - self.avg_rtt)
-
-    def row(self, key: ReachKey) -> QualifyRow:
-        """The ``qualify_stats`` record of this history (the database keeps milliseconds)."""
-        line_id, contact = key
-        return QualifyRow(
-            line_id=line_id,
-            contact=contact,
-            sent=self.sent,
-            lost=self.lost,
-            consecutive_lost=self.consecutive_lost,
-            first_lost_at=self.first_lost_at,
-            last_sent_at=self.last_sent_at,
-            last_reply_at=self.last_reply_at,
-            last_rtt_ms=_ms(self.last_rtt),
-            avg_rtt_ms=_ms(self.avg_rtt),
-            history_ms=[_ms(x) for x in self.history],
+def record_ping(r: Reachability, rtt: float | None, now: float, keep: int = 20) -> Reachability:
+    """``r`` after one more ping: answered in ``rtt`` seconds, or lost (None); the last ``keep`` kept."""
+    history = (*r.history, rtt)[-keep:]
+    if rtt is None:
+        return Reachability(
+            r.line_id, r.contact, r.sent + 1, r.lost + 1, r.consecutive_lost + 1,
+            now if r.consecutive_lost == 0 else r.first_lost_at, now, r.last_reply_at, r.last_rtt, r.avg_rtt, history,
         )
+    avg = rtt if r.avg_rtt is None else r.avg_rtt + RTT_ALPHA * (rtt - r.avg_rtt)
+    return Reachability(r.line_id, r.contact, r.sent + 1, r.lost, 0, 0.0, now, now, rtt, avg, history)
 
-    @classmethod
-    def from_row(cls, q: QualifyRow) -> Reachability:
-        return cls(
-            sent=q.sent,
-            lost=q.lost,
-            consecutive_lost=q.consecutive_lost,
-            first_lost_at=q.first_lost_at,
-            last_sent_at=q.last_sent_at,
-            last_reply_at=q.last_reply_at,
-            last_rtt=_s(q.last_rtt_ms),
-            avg_rtt=_s(q.avg_rtt_ms),
-            history=[_s(x) for x in q.history_ms],
-        )
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _s(ms: float | None) -> float | None:
-    return None if ms is None else ms / 1000
 
 
 @dataclass(slots=True)
@@ -236,19 +178,19 @@ class AdapterStatusService:
         """Seed one binding's qualify history from the database at start-up."""
         self.reach[key] = r
 
-    def restore_qualify(self, rows: list[QualifyRow]) -> None:
+    def restore_qualify(self, rows: list[Reachability]) -> None:
         """Seed the qualify histories from their stored records at start-up."""
         for q in rows:
-            self.reach[(q.line_id, q.contact)] = Reachability.from_row(q)
+            self.reach[q.key] = q
 
     def take_dirty_reach(self) -> list[tuple[ReachKey, Reachability]]:
         """The histories changed since the last call (still current), for writing out."""
         dirty, self._dirty_reach = self._dirty_reach, set()
         return [(k, self.reach[k]) for k in dirty if k in self.reach]
 
-    def take_dirty_qualify_rows(self) -> list[QualifyRow]:
-        """``take_dirty_reach`` as the store's records, ready for ``HotStore.write_qualify``."""
-        return [r.row(k) for k, r in self.take_dirty_reach()]
+    def take_dirty_qualify_rows(self) -> list[Reachability]:
+        """``take_dirty_reach``'s records alone, ready for ``HotStore.write_qualify`` (frozen: no copy needed)."""
+        return [r for _k, r in self.take_dirty_reach()]
 
     def start(self) -> None:
         for b in self.location.all_bindings():
@@ -310,12 +252,10 @@ class AdapterStatusService:
         if not any(b.contact == binding.contact and b.received_port == binding.received_port
                    and b.received_host == binding.received_host for b in current):
             return  # the binding went away (or moved) while the ping was out: nothing to keep
-        r = self.reach.get(key)
-        if r is None:
-            r = self.reach[key] = Reachability()
+        r = self.reach.get(key) or Reachability(*key)
         self._dirty_reach.add(key)
         before = r.consecutive_lost >= self.loss_threshold
-        r.record(rtt, self.clock())
+        r = self.reach[key] = record_ping(r, rtt, self.clock())
         after = r.consecutive_lost >= self.loss_threshold
         line = self.lines.by_id.get(binding.line_id)
         if before != after and line is not None:
@@ -372,7 +312,7 @@ class AdapterStatusService:
                 self.reach.pop(key, None)
                 self._dirty_reach.discard(key)
             elif key in self.reach:  # moved: its row stays, so overwrite the old path's history
-                self.reach[key] = Reachability()
+                self.reach[key] = Reachability(*key)
                 self._dirty_reach.add(key)
         if [(b.received_host, b.received_port) for b in old] == list(addr_of.values()):
             return  # the same addresses in the same order: counts unchanged

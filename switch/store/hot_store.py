@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import make_url
 
 from switch.store.engine import normalise_url
-from switch.store.rows import Binding, LampEventRow, LampRow, LineChange, QualifyRow
+from switch.store.rows import Binding, LampEventRow, LampRow, LineChange, Reachability
 
 __all__ = ["HotStore", "PostgresHotStore", "SqliteHotStore", "make_hot_store"]
 
@@ -69,7 +69,7 @@ class HotStore(Protocol):
 
     async def write_lamps(self, states: Sequence[LampRow], events: Sequence[LampEventRow]) -> None: ...
 
-    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None: ...
+    async def write_qualify(self, rows: Sequence[Reachability]) -> None: ...
 
     async def insert_call_records(self, rows: Sequence[dict[str, Any]]) -> None: ...
 
@@ -121,7 +121,12 @@ def _values(width: int, rows: int) -> str:
     return ",".join(["(" + ",".join("?" * width) + ")"] * rows)
 
 
-def _qualify_values(r: QualifyRow, naive: bool) -> tuple[Any, ...]:
+def _ms(seconds: float | None) -> float | None:
+    """A round-trip time as ``qualify_stats`` keeps it (milliseconds, to the microsecond)."""
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _qualify_values(r: Reachability, naive: bool) -> tuple[Any, ...]:
     def ts(epoch: float) -> Any:
         if not epoch:
             return None
@@ -129,7 +134,7 @@ def _qualify_values(r: QualifyRow, naive: bool) -> tuple[Any, ...]:
 
     return (
         r.line_id, r.contact, r.sent, r.lost, r.consecutive_lost, ts(r.first_lost_at), ts(r.last_sent_at),
-        ts(r.last_reply_at), r.last_rtt_ms, r.avg_rtt_ms, json.dumps(r.history_ms),
+        ts(r.last_reply_at), _ms(r.last_rtt), _ms(r.avg_rtt), json.dumps([_ms(x) for x in r.history]),
     )
 
 
@@ -228,7 +233,7 @@ class SqliteHotStore:
         rows = [_row(b, True) for c in changes for b in c.bindings]
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write_checked, keep, rows)
 
-    def _write_qualify(self, rows: list[QualifyRow]) -> None:
+    def _write_qualify(self, rows: list[Reachability]) -> None:
         conn = self._connect()
         # VALUES columns are column1..columnN; "WHERE true" settles SQLite's upsert-after-join ambiguity.
         picks = ", ".join(f"v.column{3 + i}" for i in range(len(_QUALIFY_COLUMNS)))
@@ -247,7 +252,7 @@ class SqliteHotStore:
             conn.execute("ROLLBACK")
             raise
 
-    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None:
+    async def write_qualify(self, rows: Sequence[Reachability]) -> None:
         """Upsert ping histories; rows whose binding is gone by now are skipped.
 
         One transaction per 500 rows: binding commits queue behind this on the same
@@ -409,7 +414,7 @@ class PostgresHotStore:
                 if rows:
                     await conn.executemany(self._insert, rows)
 
-    async def write_qualify(self, rows: Sequence[QualifyRow]) -> None:
+    async def write_qualify(self, rows: Sequence[Reachability]) -> None:
         """Upsert ping histories; rows whose binding is gone by now are skipped."""
         if not rows:
             return

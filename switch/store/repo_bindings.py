@@ -16,7 +16,7 @@ from sqlalchemy import select
 from switch.store.engine import SessionFactory
 from switch.store.models import Binding as BindingTable
 from switch.store.models import QualifyStats
-from switch.store.rows import Binding, QualifyRow
+from switch.store.rows import Binding, Reachability
 
 __all__ = ["load_bindings", "load_qualify_stats"]
 
@@ -63,7 +63,12 @@ async def load_bindings(session_factory: SessionFactory, *, line_id: int | None 
     ]
 
 
-async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | None = None) -> list[QualifyRow]:
+def _s(ms: float | None) -> float | None:
+    """A stored round-trip time (milliseconds) in seconds, as the lamps count it."""
+    return None if ms is None else ms / 1000
+
+
+async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | None = None) -> list[Reachability]:
     """Every stored ping history (or one line's), keyed like the bindings they belong to."""
     s, b = QualifyStats, BindingTable
     stmt = (
@@ -77,7 +82,7 @@ async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | 
     async with session_factory() as session:
         rows = (await session.execute(stmt)).all()
     return [
-        QualifyRow(
+        Reachability(
             line_id=lid,
             contact=contact,
             sent=sent,
@@ -86,9 +91,9 @@ async def load_qualify_stats(session_factory: SessionFactory, *, line_id: int | 
             first_lost_at=_epoch(first_lost),
             last_sent_at=_epoch(last_sent),
             last_reply_at=_epoch(last_reply),
-            last_rtt_ms=last_rtt,
-            avg_rtt_ms=avg_rtt,
-            history_ms=list(history or ()),
+            last_rtt=_s(last_rtt),
+            avg_rtt=_s(avg_rtt),
+            history=tuple(_s(x) for x in history or ()),
         )
         for lid, contact, sent, lost, consecutive, first_lost, last_sent, last_reply, last_rtt, avg_rtt, history in rows
     ]

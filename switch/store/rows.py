@@ -3,17 +3,19 @@
 Why one module: each of these tables is written by the raw-driver writer
 (``hot_store``) and read back at start-up (or by the operator API) through the
 store's readers, and both sides use the same record, so a column cannot be
-written one way and read another. The services keep their own in-memory objects
-where they need behaviour (``adapter_status.Reachability``) and convert at one
-place; ``Binding`` is used as it is by the location service.
+written one way and read another. The services hold these same records in
+memory: ``Binding`` in the location service, ``Reachability`` in the lamps
+(frozen: a new ping result replaces the record, ``adapter_status.record_ping``,
+so the writer's thread reads records nobody is changing).
 
-Times are epoch seconds (floats, 0 = never) as the services count them; the
-writer and the readers convert to and from the columns' UTC timestamps.
+Times are epoch seconds (floats, 0 = never) and round-trip times seconds, as the
+services count them; the writer and the readers convert to and from the
+columns' UTC timestamps and milliseconds.
 
 | table            | record          | written by                   | read by                          |
 |------------------|-----------------|------------------------------|----------------------------------|
 | ``bindings``     | ``Binding``     | ``HotStore.replace_bindings`` | ``repo_bindings.load_bindings``  |
-| ``qualify_stats``| ``QualifyRow``  | ``HotStore.write_qualify``    | ``repo_bindings.load_qualify_stats`` |
+| ``qualify_stats``| ``Reachability``| ``HotStore.write_qualify``    | ``repo_bindings.load_qualify_stats`` |
 | ``adapter_lamps``| ``LampRow``     | ``HotStore.write_lamps``      | ``lamp_history.load_lamps``      |
 | ``lamp_events``  | ``LampEventRow``| ``HotStore.write_lamps``      | ``lamp_history.list_lamp_events``|
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Binding", "LampEventRow", "LampRow", "LineChange", "QualifyRow"]
+__all__ = ["Binding", "LampEventRow", "LampRow", "LineChange", "Reachability"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +73,30 @@ class LineChange:
 
 
 @dataclass(frozen=True, slots=True)
-class QualifyRow:
-    """One binding's ping history as stored in ``qualify_stats`` (times in epoch s, 0 = never)."""
+class Reachability:
+    """One binding's ping history (a ``qualify_stats`` row): kept so a restart forgets none of it.
+
+    Times in epoch seconds (0 = never), round-trip times in seconds (the table
+    keeps milliseconds); ``history`` holds the last pings' round trips, oldest
+    first, None for a lost one.
+    """
 
     line_id: int
     contact: str
-    sent: int
-    lost: int
-    consecutive_lost: int
-    first_lost_at: float
-    last_sent_at: float
-    last_reply_at: float
-    last_rtt_ms: float | None
-    avg_rtt_ms: float | None
-    history_ms: list[float | None]
+    sent: int = 0
+    lost: int = 0
+    consecutive_lost: int = 0
+    first_lost_at: float = 0.0
+    last_sent_at: float = 0.0
+    last_reply_at: float = 0.0
+    last_rtt: float | None = None
+    avg_rtt: float | None = None
+    history: tuple[float | None, ...] = ()
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The binding it belongs to, as ``bindings`` is unique on (line, contact URI)."""
+        return self.line_id, self.contact
 
 
 @dataclass(frozen=True, slots=True)

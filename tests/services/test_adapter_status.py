@@ -124,8 +124,8 @@ async def test_ping_history_is_per_binding_and_forgotten_with_it() -> None:
     await asyncio.sleep(0.01)
     status.qualify_result(b1, 0.004)
     status.qualify_result(b2, None)
-    assert status.reach[(1, b1.contact)].history == [0.004]
-    assert status.reach[(2, b2.contact)].history == [None]
+    assert status.reach[(1, b1.contact)].history == (0.004,)
+    assert status.reach[(2, b2.contact)].history == (None,)
     assert sorted(k for k, _ in status.take_dirty_reach()) == [(1, b1.contact), (2, b2.contact)]
     assert status.take_dirty_reach() == []
 
@@ -152,16 +152,17 @@ async def test_ping_history_is_per_binding_and_forgotten_with_it() -> None:
 
 async def test_restored_history_keeps_an_unanswering_adapter_in_warning() -> None:
     """After a restart the WAN lamp does not turn green just because the switch forgot the lost pings."""
-    from switch.services.adapter_status import Reachability
+    from switch.services.adapter_status import record_ping
+    from switch.store.rows import Reachability
 
     now = [1_700_000_000.0]
     status, loc, _ = await _setup(now)
     b = _bind(1, now[0])
     loc.replace(1, [b], lambda e: None)
     await asyncio.sleep(0.01)
-    silent = Reachability()
+    silent = Reachability(1, b.contact)
     for i in range(4):
-        silent.record(None if i else 0.004, now[0] - 120 + 30 * i)
+        silent = record_ping(silent, None if i else 0.004, now[0] - 120 + 30 * i)
     status.restore_reach((1, b.contact), silent)
     lamps = status.status(10)
     assert lamps["wan"].state == "warning" and lamps["wan"].reason.startswith("no answer to 3 pings since ")
