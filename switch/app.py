@@ -199,12 +199,13 @@ def _policy_config(settings: Settings) -> PolicyConfig:
 
 def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: LineDirectory,
              status: AdapterStatusService, location: LocationService, calls: CallManager,
-             resync: ResyncService) -> UiDeps:
+             resync: ResyncService, trunks: TrunkService) -> UiDeps:
     """What the web pages use of the running switch (provisioning/ui/deps.py)."""
 
     async def after_change() -> None:
-        """After a UI import: the new lines can register, and their policy applies, at once."""
+        """After a UI import: the new lines can register, their policy and any trunks and routes apply, at once."""
         await lines.reload()
+        await trunks.reload()
         if calls.policy_service is not None:
             await calls.policy_service.reload_if_changed()
 
@@ -236,6 +237,7 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
         realm=settings.effective_realm(),
         after_change=after_change,
         resync=resync_adapter,
+        routing_reload=trunks.reload,
         secure_cookies=bool(settings.tls_cert and settings.tls_key),
     )
 
@@ -404,7 +406,7 @@ async def start(settings: Settings) -> Switch:
         policy=policy,
         rating=rating,
         star_codes=star_codes,
-        ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync),
+        ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync, trunks),
         routing_reload=trunks.reload,
     )
     sw = Switch(

@@ -61,6 +61,8 @@ class UiDeps:
     realm: str = ""
     #: after an import: make the running switch see new lines at once
     after_change: Callable[[], Awaitable[None]] | None = None
+    #: after a trunk or route changed on the admin page: the running switch routes by it now; None: no SIP side
+    routing_reload: Callable[[], Awaitable[object]] | None = None
     #: after a token is revoked: forget cached verifications so it stops working now
     token_revoked: Callable[[], None] | None = None
     secure_cookies: bool = False

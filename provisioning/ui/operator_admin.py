@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
+from switch.services.routing_admin import RoutingAdmin, RoutingChangeError, prefix_of
 from switch.store import importer, repo_adapters, repo_tokens, repo_users
 from switch.store.adapter_models import MODELS
 from switch.store.import_validation import ImportValidationError, parse_import_document
@@ -259,18 +262,190 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/ui/admin/tokens")
 
 
+# ------------------------------------------------------------------ admin: trunks and routes
+# The forms turn into the API's own bodies and go through the API's own service (RoutingAdmin):
+# the same validation, the same refusals, the same audit events and the same reload of the running switch.
+
+_TRANSPORTS = ("udp", "tcp", "tls")
+_ROUTE_CHOICES = 4
+
+
+def _routing(request: web.Request) -> RoutingAdmin:
+    deps: UiDeps = request.app[UI_DEPS]
+    if deps.secret_box is None:
+        raise web.HTTPNotFound()
+    return RoutingAdmin(deps.session_factory, deps.secret_box, deps.routing_reload)
+
+
+def _refusal(lang: str, err: RoutingChangeError) -> dict[str, str]:
+    """The refusal as {field: message in the page's language} (the API's English text when no words exist)."""
+    key = f"routing_err_{err.code}"
+    try:
+        text = translate(lang, key, **err.params)
+    except (KeyError, IndexError):
+        text = str(err)
+    return {err.field or "": text}
+
+
+def _checked(form: Any, name: str) -> bool:
+    return str(form.get(name, "")) in ("on", "true", "1")
+
+
+def _trunk_body(form: Any, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """A trunk form as the API's JSON body; a port that is not a number is refused here (the API takes ints)."""
+    body: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if creating:
+        body["name"] = str(form.get("name", "")).strip()[:200]
+    for key in ("host", "transport"):
+        value = str(form.get(key, "")).strip()[:255]
+        if value or creating:
+            body[key] = value
+    port = str(form.get("port", "")).strip()
+    if port:
+        if port.isdigit() and len(port) <= 6:
+            body["port"] = int(port)
+        else:
+            errors["port"] = "routing_err_port"
+    username = str(form.get("username", "")).strip()[:200]
+    if username or not creating:
+        body["username"] = username
+    password = str(form.get("password", ""))[:200]
+    if password:
+        body["password"] = password
+    elif not creating and _checked(form, "remove_password"):
+        body["password"] = ""
+    body["allowed_sources"] = [c for c in re.split(r"[\s,]+", str(form.get("allowed_sources", ""))[:2000]) if c]
+    body["emergency"] = _checked(form, "emergency")
+    body["enabled"] = _checked(form, "enabled")
+    return body, errors
+
+
+def _form_values(form: Any) -> dict[str, str]:
+    """What the admin typed, to show again after a refusal (never the password)."""
+    return {k: str(v)[:2000] for k, v in form.items() if k not in ("csrf", "password")}
+
+
+async def _trunks_page(request: web.Request, *, status: int = 200, notice: str | None = None,
+                       errors: dict[str, str] | None = None, which: str = "", values: dict[str, str] | None = None
+                       ) -> web.Response:
+    admin = _routing(request)
+    trunk_rows = await admin.trunks()
+    route_rows = await admin.routes()
+    values = dict(values or {})
+    if not values and which == "" and request.query.get("route"):
+        chosen = await admin.route(request.query["route"].strip()[:20])
+        if chosen is not None:  # "edit" on a route fills the set-route form with it
+            which = "route"
+            values = {"prefix": chosen["prefix"], "description": chosen["description"] or "",
+                      "enabled": "on" if chosen["enabled"] else ""}
+            values |= {f"trunk_{i}": name for i, name in enumerate(chosen["trunks"], 1)}
+    choices = max(_ROUTE_CHOICES, max((len(r["trunks"]) for r in route_rows), default=0))
+    return render(request, "trunks.html", status=status, trunks=trunk_rows, routes=route_rows, notice=notice,
+                  errors=errors or {}, which=which, values=values, transports=_TRANSPORTS, choices=choices)
+
+
+async def _edit_page(request: web.Request, trunk: dict[str, Any], *, status: int = 200,
+                     errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> web.Response:
+    if values is None:
+        values = {"host": trunk["host"], "port": str(trunk["port"]), "transport": trunk["transport"],
+                  "username": trunk["username"] or "", "allowed_sources": ", ".join(trunk["allowed_sources"]),
+                  "emergency": "on" if trunk["emergency"] else "", "enabled": "on" if trunk["enabled"] else ""}
+    return render(request, "trunk_edit.html", status=status, trunk=trunk, errors=errors or {}, values=values,
+                  transports=_TRANSPORTS)
+
+
 @routes.get("/ui/admin/trunks")
 @require_operator("admin")
 async def trunks(request: web.Request) -> web.StreamResponse:
-    deps: UiDeps = request.app[UI_DEPS]
-    from switch.store.models import Route, RouteTrunk, Trunk
+    return await _trunks_page(request)
 
-    async with deps.session_factory() as session:
-        trunk_rows = list((await session.execute(select(Trunk).order_by(Trunk.name))).scalars())
-        names = {t.id: t.name for t in trunk_rows}
-        route_rows = list((await session.execute(select(Route).order_by(Route.prefix))).scalars())
-        order = (await session.execute(select(RouteTrunk).order_by(RouteTrunk.route_id, RouteTrunk.position))).scalars()
-        by_route: dict[int, list[str]] = {}
-        for rt in order:
-            by_route.setdefault(rt.route_id, []).append(names.get(rt.trunk_id, "?"))
-    return render(request, "trunks.html", trunks=trunk_rows, routes=route_rows, by_route=by_route)
+
+@routes.post("/ui/admin/trunks")
+@require_operator("admin")
+async def create_trunk(request: web.Request) -> web.StreamResponse:
+    lang = language(request)
+    form = await request.post()
+    body, errors = _trunk_body(form, creating=True)
+    if not errors:
+        try:
+            created = await _routing(request).create_trunk(body, _actor(request))
+        except RoutingChangeError as err:
+            return await _trunks_page(request, status=err.status, errors=_refusal(lang, err), which="trunk",
+                                      values=_form_values(form))
+        return await _trunks_page(request, notice=translate(lang, "trunk_created", name=created["name"]))
+    return await _trunks_page(request, status=422, errors={k: translate(lang, v) for k, v in errors.items()},
+                              which="trunk", values=_form_values(form))
+
+
+@routes.get("/ui/admin/trunks/{name}")
+@require_operator("admin")
+async def edit_trunk(request: web.Request) -> web.StreamResponse:
+    trunk = await _routing(request).trunk(request.match_info["name"][:64])
+    if trunk is None:
+        raise web.HTTPNotFound()
+    return await _edit_page(request, trunk)
+
+
+@routes.post("/ui/admin/trunks/{name}")
+@require_operator("admin")
+async def update_trunk(request: web.Request) -> web.StreamResponse:
+    lang = language(request)
+    admin = _routing(request)
+    trunk = await admin.trunk(request.match_info["name"][:64])
+    if trunk is None:
+        raise web.HTTPNotFound()
+    form = await request.post()
+    body, errors = _trunk_body(form, creating=False)
+    if errors:
+        return await _edit_page(request, trunk, status=422, errors={k: translate(lang, v) for k, v in errors.items()},
+                                values=_form_values(form))
+    try:
+        changed = await admin.update_trunk(trunk["name"], body, _actor(request))
+    except RoutingChangeError as err:
+        return await _edit_page(request, trunk, status=err.status, errors=_refusal(lang, err), values=_form_values(form))
+    return await _trunks_page(request, notice=translate(lang, "trunk_updated", name=changed["name"]))
+
+
+@routes.post("/ui/admin/trunks/{name}/delete")
+@require_operator("admin")
+async def delete_trunk(request: web.Request) -> web.StreamResponse:
+    lang = language(request)
+    name = request.match_info["name"][:64]
+    try:
+        await _routing(request).delete_trunk(name, _actor(request))
+    except RoutingChangeError as err:
+        return await _trunks_page(request, status=err.status, errors=_refusal(lang, err), which="delete")
+    return await _trunks_page(request, notice=translate(lang, "trunk_deleted", name=name))
+
+
+@routes.post("/ui/admin/routes")
+@require_operator("admin")
+async def set_route(request: web.Request) -> web.StreamResponse:
+    """Prefix, trunks in the order of the numbered choices (empty choices skipped), enabled, description."""
+    lang = language(request)
+    form = await request.post()
+    values = _form_values(form)
+    picked = [str(form.get(f"trunk_{i}", "")).strip()[:64] for i in range(1, 17)]
+    body = {"trunks": [n for n in picked if n], "enabled": _checked(form, "enabled"),
+            "description": str(form.get("description", "")).strip()[:200]}
+    try:
+        prefix = prefix_of(str(form.get("prefix", "")).strip()[:20])
+        route, _created = await _routing(request).put_route(prefix, body, _actor(request))
+    except RoutingChangeError as err:
+        return await _trunks_page(request, status=err.status, errors=_refusal(lang, err), which="route", values=values)
+    return await _trunks_page(request, notice=translate(lang, "route_saved", prefix=route["prefix"],
+                                                       trunks=" → ".join(route["trunks"])))
+
+
+@routes.post("/ui/admin/routes/delete")
+@require_operator("admin")
+async def delete_route(request: web.Request) -> web.StreamResponse:
+    lang = language(request)
+    form = await request.post()
+    try:
+        prefix = prefix_of(str(form.get("prefix", "")).strip()[:20])
+        await _routing(request).delete_route(prefix, _actor(request))
+    except RoutingChangeError as err:
+        return await _trunks_page(request, status=err.status, errors=_refusal(lang, err), which="delete")
+    return await _trunks_page(request, notice=translate(lang, "route_deleted", prefix=prefix))

@@ -81,7 +81,18 @@ class RouteRecord:
 
 
 class RoutingImportError(ValueError):
-    """The document's routing section is wrong; the message says where and why."""
+    """The document's routing section is wrong; the message says where and why.
+
+    ``field`` names the offending key and ``code`` (with ``params``) says why in a
+    form the web pages translate (``provisioning/ui/i18n.py``, keys ``routing_err_<code>``);
+    the English message stays what the import and the API print.
+    """
+
+    def __init__(self, message: str, *, field: str = "", code: str = "", **params: object) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+        self.params = params
 
 
 @dataclass(slots=True)
@@ -101,7 +112,8 @@ class RoutingImportReport:
 def validate_prefix(prefix: object) -> str:
     """An E.164 prefix with '+' (``+``, ``+47``, ``+4781``), or RoutingImportError."""
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix.strip()):
-        raise RoutingImportError(f"route prefix must be '+' followed by up to 15 digits, got {prefix!r}")
+        raise RoutingImportError(f"route prefix must be '+' followed by up to 15 digits, got {prefix!r}", field="prefix",
+                                 code="prefix")
     return prefix.strip()
 
 
@@ -143,13 +155,13 @@ def _str(item: dict[str, Any], key: str, where: str, *, required: bool = False) 
     value = item.get(key)
     if value is None:
         if required:
-            raise RoutingImportError(f"{where}: '{key}' is required")
+            raise RoutingImportError(f"{where}: '{key}' is required", field=key, code="required")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RoutingImportError(f"{where}: '{key}' must be text, got {value!r}")
+        raise RoutingImportError(f"{where}: '{key}' must be text, got {value!r}", field=key, code="text")
     text = str(value).strip()
     if required and not text:
-        raise RoutingImportError(f"{where}: '{key}' must not be empty")
+        raise RoutingImportError(f"{where}: '{key}' must not be empty", field=key, code="required")
     return text
 
 
@@ -157,7 +169,7 @@ def _bool(item: dict[str, Any], key: str, where: str, default: bool | None) -> b
     value = item.get(key, default)
     if value is None or isinstance(value, bool):
         return value
-    raise RoutingImportError(f"{where}: '{key}' must be true or false, got {value!r}")
+    raise RoutingImportError(f"{where}: '{key}' must be true or false, got {value!r}", field=key, code="bool")
 
 
 def _sources(item: dict[str, Any], where: str) -> list[str] | None:
@@ -167,13 +179,15 @@ def _sources(item: dict[str, Any], where: str) -> list[str] | None:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise RoutingImportError(f"{where}: 'allowed_sources' must be a list of CIDRs")
+        raise RoutingImportError(f"{where}: 'allowed_sources' must be a list of CIDRs", field="allowed_sources",
+                                 code="cidr_list")
     out: list[str] = []
     for cidr in value:
         try:
             out.append(str(ipaddress.ip_network(str(cidr).strip(), strict=False)))
         except ValueError as exc:
-            raise RoutingImportError(f"{where}: bad CIDR {cidr!r} in allowed_sources ({exc})") from None
+            raise RoutingImportError(f"{where}: bad CIDR {cidr!r} in allowed_sources ({exc})", field="allowed_sources",
+                                     code="bad_cidr", cidr=str(cidr)) from None
     return out
 
 
@@ -208,16 +222,17 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
         assert name is not None
         where = f"trunks[{i}] ({name})"
         if not _NAME.fullmatch(name):
-            raise RoutingImportError(f"{where}: name may contain letters, digits, '_', '.', '-' (max 64)")
+            raise RoutingImportError(f"{where}: name may contain letters, digits, '_', '.', '-' (max 64)", field="name",
+                                     code="name")
         if name in seen_names:
-            raise RoutingImportError(f"{where}: listed twice")
+            raise RoutingImportError(f"{where}: listed twice", field="name", code="twice")
         seen_names.add(name)
         host = _str(item, "host", where, required=name not in existing)
         port_raw = item.get("port")
         port: int | None = None
         if port_raw is not None:
             if isinstance(port_raw, bool) or not isinstance(port_raw, int) or not 1 <= port_raw <= 65535:
-                raise RoutingImportError(f"{where}: port must be 1-65535, got {port_raw!r}")
+                raise RoutingImportError(f"{where}: port must be 1-65535, got {port_raw!r}", field="port", code="port")
             port = port_raw
         transport_raw = _str(item, "transport", where)
         transport: Transport | None = None
@@ -226,12 +241,12 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
                 transport = Transport(transport_raw.lower())
             except ValueError:
                 raise RoutingImportError(
-                    f"{where}: transport must be one of {', '.join(t.value for t in Transport)}"
-                ) from None
+                    f"{where}: transport must be one of {', '.join(t.value for t in Transport)}", field="transport",
+                    code="transport", choices=", ".join(t.value for t in Transport)) from None
         username = _str(item, "username", where)
         password = item.get("password")
         if password is not None and not isinstance(password, str):
-            raise RoutingImportError(f"{where}: password must be text")
+            raise RoutingImportError(f"{where}: password must be text", field="password", code="text")
         sources = _sources(item, where)
         emergency = _bool(item, "emergency", where, None)
         enabled = _bool(item, "enabled", where, None)
@@ -288,18 +303,19 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
         prefix = validate_prefix(item.get("prefix"))
         where = f"routes[{i}] ({prefix})"
         if prefix in seen_prefixes:
-            raise RoutingImportError(f"{where}: listed twice")
+            raise RoutingImportError(f"{where}: listed twice", field="prefix", code="twice")
         seen_prefixes.add(prefix)
         names = item.get("trunks")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise RoutingImportError(f"{where}: 'trunks' must be a non-empty list of trunk names")
+            raise RoutingImportError(f"{where}: 'trunks' must be a non-empty list of trunk names", field="trunks",
+                                     code="trunks")
         if len(set(names)) != len(names):
-            raise RoutingImportError(f"{where}: a trunk is listed twice")
+            raise RoutingImportError(f"{where}: a trunk is listed twice", field="trunks", code="trunk_twice")
         trunk_ids: list[int] = []
         for n in names:
             t = existing.get(n)
             if t is None:
-                raise RoutingImportError(f"{where}: unknown trunk {n!r}")
+                raise RoutingImportError(f"{where}: unknown trunk {n!r}", field="trunks", code="unknown_trunk", name=n)
             trunk_ids.append(t.id)
         enabled = _bool(item, "enabled", where, None)
         description = _str(item, "description", where)

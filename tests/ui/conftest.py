@@ -22,7 +22,9 @@ from provisioning.ui.deps import BindingView
 from switch.services.adapter_status import Lamp
 from switch.services.lines import LineDirectory, LineInfo
 from switch.services.policy.service import PolicyService
+from switch.services.trunks import TrunkService
 from switch.store.repo_lines import load_credentials
+from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
 from switch.store import importer, repo_users
 from switch.store.crypto import SecretBox, generate_key
 from tests.conftest_db import MigratedDb
@@ -53,6 +55,7 @@ class Ui:
     admin_password: str
     lamps: dict[int, dict[str, Lamp]] = field(default_factory=dict)
     policy: PolicyService | None = None
+    trunks: TrunkService | None = None
 
     async def login(self, username: str = "admin", password: str | None = None, path: str = "/ui/login") -> int:
         page = await self.client.get(path)
@@ -100,13 +103,20 @@ async def ui_app(migrated_db: MigratedDb) -> AsyncIterator[Ui]:
     await lines.reload()
     policy = PolicyService(sf, lines, reload_interval=0)  # the real one: the pages change what calls see
     await policy.load()
+
+    async def routing() -> tuple[list[TrunkRecord], list[RouteRecord]]:
+        return await load_routing(sf, box)
+
+    trunks = TrunkService(routing)  # the real routing table the calls use: the admin page reloads it
+    await trunks.reload()
     app = web.Application()
     ui.setup(app, ui.UiDeps(session_factory=sf, lamps=lamps_of, bindings=bindings, registered_lines=lambda: 1,
-                            policy=policy, secret_box=box, realm="127.0.0.1", after_change=lines.reload))
+                            policy=policy, secret_box=box, realm="127.0.0.1", after_change=lines.reload,
+                            routing_reload=trunks.reload))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Ui(client, migrated_db, password, lamps, policy)
+        yield Ui(client, migrated_db, password, lamps, policy, trunks)
     finally:
         await client.close()
         await policy.close()
