@@ -58,6 +58,7 @@ async def test_admin_creates_a_trunk_with_every_field_and_the_running_switch_has
     for field_id in ("nt-name", "nt-host", "nt-port", "nt-transport", "nt-username", "nt-password", "nt-acl",
                      "nt-emergency", "nt-enabled", "rt-prefix", "rt-trunk-1", "rt-enabled", "rt-desc"):
         assert f'<label for="{field_id}">' in html and f'id="{field_id}"' in html, f"{field_id} is labelled"
+    assert 'id="nt-port" name="port" type="text" value="" inputmode="numeric"' in html
     resp = await ui_app.client.post(PAGE, data={"csrf": csrf, **CARRIER})
     html = await resp.text()
     assert resp.status == 200 and translate("nb", "trunk_created", name="carrierA") in html
