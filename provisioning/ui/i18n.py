@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["LANGUAGES", "TEXTS", "translate", "pick_language"]
+from switch.services.policy.trail import WORD_PARAMS, parse_step
+
+__all__ = ["LANGUAGES", "TEXTS", "translate", "translate_trail_step", "pick_language"]
 
 LANGUAGES: Final = ("nb", "en")
 
@@ -244,6 +246,91 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "reason_fraud": ("Misbruk", "Fraud"),
     "reason_customer_request": ("Kundens ønske", "Customer's request"),
     "reason_other": ("Annet", "Other"),
+    # The decision trail ("why did this call fail"), one key per step code of switch/services/policy/trail.py.
+    "trail_forwarder": ("viderekobler {forwarder}: {text}", "forwarder {forwarder}: {text}"),
+    "trail_incoming_diversions": ("allerede viderekoblet fra: {numbers}", "incoming diversions: {numbers}"),
+    "trail_caller_trunk": ("innringer: trunk {trunk}", "caller: trunk {trunk}"),
+    "trail_caller_line": ("innringer: linje {number}, pålogget", "caller: line {number} authenticated"),
+    "trail_number": ("nummer {number}: {cls}", "number {number}: {cls}"),
+    "trail_emergency_routed": ("nødnummer: satt over før alle andre regler", "emergency: routed before any policy"),
+    "trail_emergency_no_trunk": ("nødnummer: ingen trunk for det", "emergency: no trunk for it"),
+    "trail_emergency_not_target": ("nødnummer kan aldri være mål for viderekobling",
+                                   "emergency numbers are never forward targets"),
+    "trail_destination_refused": ("mål: avvist ({cause})", "destination: refused ({cause})"),
+    "trail_destination_trunks": ("mål: trunk {trunks} (rute {prefix})", "destination: trunks {trunks} (route {prefix})"),
+    "trail_destination_line": ("mål: egen linje {number}", "destination: on-net line {number}"),
+    "trail_suspension_service": ("sperring #{id} myk ({reason}, {scope}): kundeservice tillatt",
+                                 "suspension #{id} soft ({reason}, {scope}): customer service allowed"),
+    "trail_suspension_refused": ("sperring #{id} {level} ({reason}, {scope}): avvist",
+                                 "suspension #{id} {level} ({reason}, {scope}): refused"),
+    "trail_suspension_none": ("sperring: ingen", "suspension: none"),
+    "trail_fraud_line": ("misbruksvern: {n} samtaler pågår på linjen, grensen er {limit}: avvist",
+                         "fraud guard: {n} calls in progress on the line, limit {limit}: refused"),
+    "trail_fraud_customer": ("misbruksvern: {n} samtaler pågår hos kunde {customer}, grensen er {limit}: avvist",
+                             "fraud guard: {n} calls in progress on customer {customer}, limit {limit}: refused"),
+    "trail_fraud_attempts": (
+        "misbruksvern: mer enn {limit} forsøk til utland eller teletorg per time: avvist, kunden er sperret",
+        "fraud guard: more than {limit} international/premium attempts per hour: refused, customer suspended"),
+    "trail_fraud_attempts_night": (
+        "misbruksvern: mer enn {limit} forsøk til utland eller teletorg per time om natten: avvist, kunden er sperret",
+        "fraud guard: more than {limit} international/premium attempts per hour at night: refused, customer suspended"),
+    "trail_fraud_ok": ("misbruksvern: ok", "fraud guard: ok"),
+    "trail_barred_all": ("sperretjeneste: alle utgående anrop sperret ({scope}): avvist",
+                         "barring: all outgoing calls barred ({scope}): refused"),
+    "trail_barred": ("sperretjeneste: {cat} sperret ({scope}): avvist", "barring: {cat} barred ({scope}): refused"),
+    "trail_not_barred": ("sperretjeneste: {cat} ikke sperret", "barring: {cat} not barred"),
+    "trail_loop_incoming": ("viderekoblingssløyfe: {number} har allerede viderekoblet samtalen før den kom hit",
+                            "forward loop: {number} already diverted this call before it reached us"),
+    "trail_loop_chain": ("viderekoblingssløyfe: {to} er allerede med i kjeden", "forward loop: {to} is already in the chain"),
+    "trail_hops": ("viderekoblingskjeden er lengre enn {cap}", "forward chain longer than {cap}"),
+    "trail_forward": ("viderekobling {kind}: {source} -> {to} (ledd {count} av {cap})",
+                      "forward {kind}: {source} -> {to} (hop {count}/{cap})"),
+    "trail_callee_hard": ("mottaker {number}: hard sperring #{id} ({reason}): innkommende avvist",
+                          "callee {number}: hard suspension #{id} ({reason}): incoming refused"),
+    "trail_callee_rings": ("mottaker {number}: ringer; viderekobles {kinds}", "callee {number}: rings; forwards on {kinds}"),
+    "trail_callee_busy": ("mottaker {number}: {limit} samtaler pågår: opptatt", "callee {number}: {limit} calls in progress: busy"),
+    "trail_callee_reach": ("mottaker {number}: {reach}", "callee {number}: {reach}"),
+    "trail_not_forward_target": ("{cls} er ikke tillatt som mål for viderekobling",
+                                 "{cls} is not an allowed forward target"),
+    # ... and the words in it (number classes, barring categories, suspension reasons and levels, forward kinds).
+    "tw_emergency": ("nødnummer", "emergency"),
+    "tw_fixed": ("fasttelefon", "fixed"),
+    "tw_mobile": ("mobil", "mobile"),
+    "tw_m2m": ("M2M-nummer", "m2m"),
+    "tw_freephone": ("grønt nummer", "freephone"),
+    "tw_shared_cost": ("delt kostnad", "shared_cost"),
+    "tw_national_special": ("spesialnummer", "national_special"),
+    "tw_premium_rate": ("teletorg", "premium_rate"),
+    "tw_five_digit": ("femsifret nummer", "five_digit"),
+    "tw_service": ("tjenestenummer", "service"),
+    "tw_short_service": ("kort tjenestenummer", "short_service"),
+    "tw_international": ("utland", "international"),
+    "tw_invalid": ("ugyldig nummer", "invalid"),
+    "tw_premium": ("teletorg", "premium"),
+    "tw_directory": ("nummeropplysning", "directory"),
+    "tw_special": ("spesialnummer", "special"),
+    "tw_all_outgoing": ("alle utgående", "all_outgoing"),
+    "tw_unpaid": ("ubetalt faktura", "unpaid"),
+    "tw_credit_limit": ("kredittgrense", "credit_limit"),
+    "tw_fraud": ("misbruk", "fraud"),
+    "tw_customer_request": ("kundens ønske", "customer_request"),
+    "tw_other": ("annet", "other"),
+    "tw_soft": ("myk", "soft"),
+    "tw_hard": ("hard", "hard"),
+    "tw_line": ("linje", "line"),
+    "tw_customer": ("kunde", "customer"),
+    "tw_unconditional": ("alle anrop", "unconditional"),
+    "tw_busy": ("ved opptatt", "busy"),
+    "tw_no_answer": ("ved ikke svar", "no_answer"),
+    "tw_unreachable": ("når den ikke kan nås", "unreachable"),
+    "tw_no binding": ("ikke registrert", "no binding"),
+    "tw_pings lost": ("svarer ikke på ping", "pings lost"),
+    "tw_number_not_in_use": ("nummeret er ikke i bruk", "number_not_in_use"),
+    "tw_invalid_number": ("ugyldig nummer", "invalid_number"),
+    "tw_incomplete_number": ("ufullstendig nummer", "incomplete_number"),
+    "tw_no_route": ("ingen rute", "no_route"),
+    "tw_congestion": ("overbelastet", "congestion"),
+    "tw_emergency_unavailable": ("nødnummer ikke tilgjengelig", "emergency_unavailable"),
 }
 
 
@@ -251,6 +338,31 @@ def translate(lang: str, key: str, **values: object) -> str:
     nb, en = TEXTS[key]
     text = en if lang == "en" else nb
     return text.format(**values) if values else text
+
+
+def translate_trail_step(lang: str, text: str) -> str:
+    """One stored trail step in ``lang``: parsed to its code (switch/services/policy/trail.py), then worded.
+
+    English comes out as the engine wrote it; text that is no known step (a record from a future
+    version, a hand-written note) is shown as stored rather than guessed at.
+    """
+    step = parse_step(text)
+    if step is None:
+        return text
+    values: dict[str, str] = {}
+    for name, value in step.params.items():
+        if name not in WORD_PARAMS:
+            values[name] = value
+        else:
+            values[name] = ", ".join(_word(lang, w) for w in value.split(", "))
+    worded = translate(lang, f"trail_{step.code}", **values)
+    if step.forwarder is not None:
+        worded = translate(lang, "trail_forwarder", forwarder=step.forwarder, text=worded)
+    return worded
+
+
+def _word(lang: str, value: str) -> str:
+    return translate(lang, f"tw_{value}") if f"tw_{value}" in TEXTS else value
 
 
 def pick_language(cookie: str | None, accept_language: str | None, default: str = "nb") -> str:
