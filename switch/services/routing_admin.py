@@ -16,15 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
-
+from switch.store import repo_trunks
 from switch.store.crypto import SecretBox
-from switch.store.engine import SessionFactory, write_session
-from switch.store.models import Route, RouteTrunk, Trunk
-from switch.store.repo_audit import add_audit_event
-from switch.store.repo_trunks import RoutingImportError, import_routing, validate_prefix
+from switch.store.engine import SessionFactory
+from switch.store.repo_trunks import RoutingImportError, validate_prefix
 
 __all__ = ["ROUTE_FIELDS", "TRUNK_FIELDS", "RoutingAdmin", "RoutingChangeError"]
 
@@ -60,22 +55,6 @@ def _field_of(err: RoutingImportError, fields: tuple[str, ...]) -> str:
     return "allowed_sources" if "CIDR" in message else fields[0]
 
 
-def trunk_json(t: Trunk, used_by: list[str]) -> dict[str, Any]:
-    """A trunk as the API shows it (never the password, only whether one is stored)."""
-    return {"name": t.name, "host": t.host, "port": t.port, "transport": str(getattr(t.transport, "value", t.transport)),
-            "username": t.username, "has_password": bool(t.password_enc), "allowed_sources": list(t.allowed_sources or ()),
-            "emergency": bool(t.emergency), "enabled": bool(t.enabled), "routes": used_by}
-
-
-async def _routes_using(session: AsyncSession) -> dict[int, list[str]]:
-    rows = (await session.execute(select(RouteTrunk.trunk_id, Route.prefix).join(Route, Route.id == RouteTrunk.route_id)
-                                  .order_by(Route.prefix))).all()
-    out: dict[int, list[str]] = {}
-    for trunk_id, prefix in rows:
-        out.setdefault(trunk_id, []).append(prefix)
-    return out
-
-
 def _unknown(body: dict[str, Any], fields: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(fields))
     if unknown:
@@ -101,39 +80,24 @@ class RoutingAdmin:
     reload: Callable[[], Awaitable[object]] | None = None
 
     async def trunks(self) -> list[dict[str, Any]]:
-        async with self.session_factory() as session:
-            rows = (await session.execute(select(Trunk).order_by(Trunk.name))).scalars().all()
-            used = await _routes_using(session)
-            return [trunk_json(t, used.get(t.id, [])) for t in rows]
+        return await repo_trunks.trunk_views(self.session_factory)
 
     async def trunk(self, name: str) -> dict[str, Any] | None:
-        async with self.session_factory() as session:
-            t = (await session.execute(select(Trunk).where(Trunk.name == name))).scalar_one_or_none()
-            return None if t is None else trunk_json(t, (await _routes_using(session)).get(t.id, []))
+        found = await repo_trunks.trunk_views(self.session_factory, name)
+        return found[0] if found else None
 
     async def routes(self) -> list[dict[str, Any]]:
-        async with self.session_factory() as session:
-            rows = (await session.execute(select(Route).options(selectinload(Route.trunks)).order_by(Route.prefix))
-                    ).scalars().all()
-            names: dict[int, str] = {i: n for i, n in (await session.execute(select(Trunk.id, Trunk.name))).all()}
-            return [_route_json(r, names) for r in rows]
+        return await repo_trunks.route_views(self.session_factory)
 
     async def route(self, prefix: str) -> dict[str, Any] | None:
-        async with self.session_factory() as session:
-            r = (await session.execute(select(Route).options(selectinload(Route.trunks)).where(Route.prefix == prefix))
-                 ).scalar_one_or_none()
-            if r is None:
-                return None
-            names: dict[int, str] = {i: n for i, n in (await session.execute(select(Trunk.id, Trunk.name))).all()}
-            return _route_json(r, names)
+        found = await repo_trunks.route_views(self.session_factory, prefix)
+        return found[0] if found else None
 
     async def _apply(self, doc: dict[str, Any], fields: tuple[str, ...], actor: str, action: str, subject_type: str,
                      subject_id: str, details: dict[str, Any]) -> None:
         try:
-            async with write_session(self.session_factory) as session:
-                await import_routing(session, doc, self.secret_box)
-                add_audit_event(session, actor=actor, action=action, subject_type=subject_type, subject_id=subject_id,
-                                details=details)
+            await repo_trunks.apply_routing(self.session_factory, doc, self.secret_box, actor=actor, action=action,
+                                            subject_type=subject_type, subject_id=subject_id, details=details)
         except RoutingImportError as err:
             message = re.sub(r"^(trunks|routes)\[1\] ", "", str(err))
             raise RoutingChangeError(422, message, field=_field_of(err, fields), code=err.code or "invalid",
@@ -179,10 +143,7 @@ class RoutingAdmin:
         if rep["routes"]:
             raise RoutingChangeError(409, f"name: routes {', '.join(rep['routes'])} use trunk {name!r}", field="name",
                                      code="trunk_in_use", name=name, routes=", ".join(rep["routes"]))
-        async with write_session(self.session_factory) as session:
-            await session.execute(delete(Trunk).where(Trunk.name == name))
-            add_audit_event(session, actor=actor, action="trunk.delete", subject_type="trunk", subject_id=name,
-                            details={})
+        await repo_trunks.delete_trunk(self.session_factory, name, actor=actor)
         await self._reload()
 
     async def put_route(self, prefix: str, body: dict[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
@@ -196,18 +157,8 @@ class RoutingAdmin:
         return rep, not existed
 
     async def delete_route(self, prefix: str, actor: str) -> None:
-        async with write_session(self.session_factory) as session:
-            route_id = (await session.execute(select(Route.id).where(Route.prefix == prefix))).scalar_one_or_none()
-            if route_id is None:
-                raise RoutingChangeError(404, f"no route for prefix {prefix!r}", field="prefix", code="no_route",
-                                         prefix=prefix)
-            await session.execute(delete(RouteTrunk).where(RouteTrunk.route_id == route_id))
-            await session.execute(delete(Route).where(Route.id == route_id))
-            add_audit_event(session, actor=actor, action="route.delete", subject_type="route", subject_id=prefix,
-                            details={})
+        if not await repo_trunks.delete_route(self.session_factory, prefix, actor=actor):
+            raise RoutingChangeError(404, f"no route for prefix {prefix!r}", field="prefix", code="no_route",
+                                     prefix=prefix)
         await self._reload()
 
-
-def _route_json(r: Route, names: dict[int, str]) -> dict[str, Any]:
-    return {"prefix": r.prefix, "trunks": [names[rt.trunk_id] for rt in sorted(r.trunks, key=lambda x: x.position)],
-            "enabled": bool(r.enabled), "description": r.description}

@@ -36,13 +36,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from switch.store.crypto import CTX_TRUNK_PASSWORD, SecretBox
-from switch.store.engine import SessionFactory
+from switch.store.engine import SessionFactory, write_session
 from switch.store.models import Route, RouteTrunk, Transport, Trunk
+from switch.store.repo_audit import add_audit_event
 
 __all__ = [
     "TrunkRecord",
@@ -52,6 +53,11 @@ __all__ = [
     "load_routing",
     "import_routing",
     "validate_prefix",
+    "trunk_views",
+    "route_views",
+    "apply_routing",
+    "delete_trunk",
+    "delete_route",
 ]
 
 _PREFIX = re.compile(r"\+[0-9]{0,15}")
@@ -347,3 +353,83 @@ async def import_routing(session: AsyncSession, doc: dict[str, Any], secret_box:
             report.routes_updated += changed
     await session.flush()
     return report
+
+
+# ------------------------------------------------------------------ one change at a time (API and admin page)
+# ``switch.services.routing_admin`` decides what is allowed; these read and write, each write in one
+# transaction with its audit event.
+
+
+def _trunk_view(t: Trunk, used_by: list[str]) -> dict[str, Any]:
+    """A trunk as the API shows it (never the password, only whether one is stored)."""
+    return {"name": t.name, "host": t.host, "port": t.port, "transport": str(getattr(t.transport, "value", t.transport)),
+            "username": t.username, "has_password": bool(t.password_enc), "allowed_sources": list(t.allowed_sources or ()),
+            "emergency": bool(t.emergency), "enabled": bool(t.enabled), "routes": used_by}
+
+
+def _route_view(r: Route, names: dict[int, str]) -> dict[str, Any]:
+    return {"prefix": r.prefix, "trunks": [names[rt.trunk_id] for rt in sorted(r.trunks, key=lambda x: x.position)],
+            "enabled": bool(r.enabled), "description": r.description}
+
+
+async def _routes_using(session: AsyncSession) -> dict[int, list[str]]:
+    rows = (await session.execute(select(RouteTrunk.trunk_id, Route.prefix).join(Route, Route.id == RouteTrunk.route_id)
+                                  .order_by(Route.prefix))).all()
+    out: dict[int, list[str]] = {}
+    for trunk_id, prefix in rows:
+        out.setdefault(trunk_id, []).append(prefix)
+    return out
+
+
+async def _trunk_names(session: AsyncSession) -> dict[int, str]:
+    return {i: n for i, n in (await session.execute(select(Trunk.id, Trunk.name))).all()}
+
+
+async def trunk_views(session_factory: SessionFactory, name: str | None = None) -> list[dict[str, Any]]:
+    """Every trunk by name (or the one called ``name``), each with the prefixes of the routes that use it."""
+    async with session_factory() as session:
+        q = select(Trunk).order_by(Trunk.name)
+        if name is not None:
+            q = q.where(Trunk.name == name)
+        rows = (await session.execute(q)).scalars().all()
+        used = await _routes_using(session)
+        return [_trunk_view(t, used.get(t.id, [])) for t in rows]
+
+
+async def route_views(session_factory: SessionFactory, prefix: str | None = None) -> list[dict[str, Any]]:
+    """Every route by prefix (or the one for ``prefix``) with its trunk names in failover order."""
+    async with session_factory() as session:
+        q = select(Route).options(selectinload(Route.trunks)).order_by(Route.prefix)
+        if prefix is not None:
+            q = q.where(Route.prefix == prefix)
+        rows = (await session.execute(q)).scalars().all()
+        names = await _trunk_names(session)
+        return [_route_view(r, names) for r in rows]
+
+
+async def apply_routing(session_factory: SessionFactory, doc: dict[str, Any], secret_box: SecretBox, *, actor: str,
+                        action: str, subject_type: str, subject_id: str, details: dict[str, Any]) -> None:
+    """``import_routing`` of ``doc`` and its audit event in one transaction (RoutingImportError: nothing stored)."""
+    async with write_session(session_factory) as session:
+        await import_routing(session, doc, secret_box)
+        add_audit_event(session, actor=actor, action=action, subject_type=subject_type, subject_id=subject_id,
+                        details=details)
+
+
+async def delete_trunk(session_factory: SessionFactory, name: str, *, actor: str) -> None:
+    """Delete a trunk no route uses (the caller checked), audited."""
+    async with write_session(session_factory) as session:
+        await session.execute(delete(Trunk).where(Trunk.name == name))
+        add_audit_event(session, actor=actor, action="trunk.delete", subject_type="trunk", subject_id=name, details={})
+
+
+async def delete_route(session_factory: SessionFactory, prefix: str, *, actor: str) -> bool:
+    """Delete the route for ``prefix``, audited; False when there is none."""
+    async with write_session(session_factory) as session:
+        route_id = (await session.execute(select(Route.id).where(Route.prefix == prefix))).scalar_one_or_none()
+        if route_id is None:
+            return False
+        await session.execute(delete(RouteTrunk).where(RouteTrunk.route_id == route_id))
+        await session.execute(delete(Route).where(Route.id == route_id))
+        add_audit_event(session, actor=actor, action="route.delete", subject_type="route", subject_id=prefix, details={})
+    return True
