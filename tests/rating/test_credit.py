@@ -54,11 +54,11 @@ async def _setup(db: MigratedDb, box: SecretBox, limit: int) -> tuple[RatingServ
 
     policy = PolicyService(sf, LineDirectory(no_lines), reload_interval=0)  # type: ignore[arg-type]
     await policy.load()
-    service = RatingService(await load_book(sf), session_factory=sf)
     wall = Wall(NOV)
-    credit = CreditControl(service, margin_ore=100, suspender=lambda: policy, wall=wall)
-    service.credit = credit
-    service.listeners.append(credit)
+    service = RatingService(await load_book(sf), session_factory=sf,
+                            credit=lambda s: CreditControl(s, margin_ore=100, suspender=lambda: policy, wall=wall))
+    assert service.credit is not None
+    credit = service.credit
     await service.reload_accounts()
     return service, credit, policy, customer_id, line_id, wall
 
@@ -123,11 +123,11 @@ async def test_a_suspension_left_from_before_a_restart_is_lifted_when_no_longer_
 
 def _rating(limit: int | None, margin: int = 100) -> tuple[RatingService, CreditControl]:
     [path] = bundled_tariff_paths()
-    service = RatingService(TariffBook([load_tariff(path)]))
+    service = RatingService(TariffBook([load_tariff(path)]),  # the wall: the fake call clock's month
+                            credit=lambda s: CreditControl(s, margin_ore=margin, wall=lambda: 1_700_001_000.0))
     service.set_accounts({1: Account(customer_id=7, kind="private", credit_limit_ore=limit)})
-    credit = CreditControl(service, margin_ore=margin, wall=lambda: 1_700_001_000.0)  # the fake call clock's month
-    service.credit = credit
-    service.listeners.append(credit)
+    assert service.credit is not None
+    credit = service.credit
     return service, credit
 
 

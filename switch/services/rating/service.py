@@ -60,15 +60,16 @@ class RatingService:
         periods: MonthlyPeriods | None = None,
         country_code: str = "47",
         session_factory: SessionFactory | None = None,
+        credit: Callable[[RatingService], CreditControl] | None = None,
     ) -> None:
+        """``credit`` builds the credit limit from this service (it reads the accounts and prices
+        it is told of); it is then told of every priced call. None: no credit limit (re-rating)."""
         self.book = book
         self.periods = periods or MonthlyPeriods()
         self.country_code = country_code
         self.accounts: dict[int, Account] = {}
         #: customer id → credit limit (øre) or None, rebuilt with the accounts
         self.customer_limits: dict[int, int | None] = {}
-        self.credit: CreditControl | None = None
-        self.listeners: list[TotalsListener] = []
         self._sf = session_factory
         self._unsaved: dict[tuple[int, datetime], list[int]] = {}
         self._accounts_loaded_at = 0.0
@@ -76,6 +77,8 @@ class RatingService:
         self._adopted = False
         self.rated = 0
         self.unpriced = 0
+        self.credit: CreditControl | None = None if credit is None else credit(self)
+        self.listeners: tuple[TotalsListener, ...] = () if self.credit is None else (self.credit,)
 
     @classmethod
     async def open(
@@ -95,10 +98,11 @@ class RatingService:
         from .admin import ensure_bundled_tariffs
 
         await ensure_bundled_tariffs(sf)
-        service = cls(TariffBook(), periods=MonthlyPeriods(tz), country_code=country_code, session_factory=sf)
-        if credit:
-            service.credit = CreditControl(service, margin_ore=margin_ore, suspender=suspender)
-            service.listeners.append(service.credit)
+        def credit_limit(s: RatingService) -> CreditControl:
+            return CreditControl(s, margin_ore=margin_ore, suspender=suspender)
+
+        service = cls(TariffBook(), periods=MonthlyPeriods(tz), country_code=country_code, session_factory=sf,
+                      credit=credit_limit if credit else None)
         await service.reload()
         if service.credit is not None:
             service.credit.load_totals(await period_totals(sf, service.credit.period))
