@@ -117,6 +117,11 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
     ref = body.get("customer")
     if customer_id is None and ref is None:
         return problem(400, "give the customer: \"customer\" (customer number) or \"customer_id\"")
+    if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, int)
+                                    or not 1 <= customer_id < 2**63):  # a JSON object or a huge number was a 500
+        return problem(400, "customer_id must be a whole number", field="customer_id")
+    if ref is not None and not isinstance(ref, str):
+        return problem(400, "customer must be the customer number (a string)", field="customer")
     async with deps.session_factory() as session:
         if customer_id is not None:
             stmt = select(Customer.id, Customer.external_id).where(Customer.id == customer_id)

@@ -183,6 +183,20 @@ def test_a_line_suspension_answers_with_its_stored_line(fuzz_switch: tuple[Switc
     _validator({"$ref": "#/components/schemas/Suspension"}).validate(lifted)
 
 
+def test_assigning_an_unclaimed_adapter_to_a_malformed_customer_id_is_a_400(
+    fuzz_switch: tuple[SwitchProcess, str],
+) -> None:
+    """Found by the fuzzing: ``customer_id`` as an object (or past 64 bits) went into SQL and answered 500."""
+    proc, token = fuzz_switch
+    for bad in ({}, [1], "7", True, 2**70, 0):
+        status, answer = seed._call(proc.http_url, token, "POST",
+                                    f"/api/v1/unclaimed-adapters/{seed.UNCLAIMED_MAC}/assign", {"customer_id": bad})
+        assert status == 400 and '"field": "customer_id"' in answer, (bad, status, answer)
+    status, answer = seed._call(proc.http_url, token, "POST",
+                                f"/api/v1/unclaimed-adapters/{seed.UNCLAIMED_MAC}/assign", {"customer": {"id": 1}})
+    assert status == 400 and '"field": "customer"' in answer, answer
+
+
 def test_a_field_the_description_does_not_name_fails_the_walk() -> None:
     """The schemas are closed: an extra field and a missing one are both violations (what the walk relies on)."""
     line = {"number": "+4722000001", "customer": "C1001", "adapter": "00:0e:08:ab:cd:01", "port": 1,
