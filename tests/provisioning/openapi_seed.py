@@ -5,7 +5,7 @@ empty list validates against any item schema, so every list route here has at
 least one real row behind it: customers with contacts, barring, fraud limits and
 a credit limit, adapters and lines (``examples/customers.yaml``), trunks and
 routes, rated calls (answered with a price, refused with a cause, forwarded,
-incoming), lamp events, config fetches and an unclaimed adapter. What only the
+incoming), a registration, lamp events, config fetches and an unclaimed adapter. What only the
 API makes (a suspension, an operator user, a second token) is made through the
 API once the switch runs (``seed_over_api``).
 """
@@ -91,6 +91,13 @@ async def _add_rows(db_url: str) -> None:
             await session.execute(insert(m.ConfigFetch), [
                 {"adapter_id": adapter_id, "fetched_at": now - timedelta(hours=3), "remote_addr": "192.0.2.50",
                  "user_agent": "Cisco/SPA112-1.4.1 (000E08ABCD01)", "config_hash": "ab" * 32}])
+            # a registration nobody answers at (a closed local port): the status route shows its contact and pings
+            await session.execute(insert(m.Binding), [
+                {"line_id": line1, "contact_uri": "sip:22000001@127.0.0.1:9", "received_host": "127.0.0.1",
+                 "received_port": 9, "transport": m.Transport.UDP, "expires_at": now + timedelta(hours=1),
+                 "call_id": "seed-registration", "cseq": 1, "user_agent": "Cisco/SPA112-1.4.1(SR5)",
+                 "instance": None, "reg_id": None, "q": None, "path": None, "registered_at": now,
+                 "last_keepalive": None}])
             await session.execute(insert(m.UnclaimedAdapter), [
                 {"mac": "000e08abcd99", "first_seen_at": now - timedelta(days=2), "last_seen_at": now,
                  "last_addr": "192.0.2.99", "user_agent": "Cisco/SPA112-1.4.1 (000E08ABCD99)", "model_hint": "spa112",
