@@ -22,7 +22,7 @@ from .auth import AUTH_THROTTLE
 from .connections import ConnectionGate, GatedSite, HttpLimits
 from .deps import HttpDeps
 from .errors import json_errors
-from .guards import access_log, limits, plain_server_header
+from .guards import CLIENT_MAX_SIZE, access_log, limits, plain_server_header
 from .keys import DEPS, HTTP_GATE, TOKEN_CACHE
 
 __all__ = ["create_app", "start_http"]
@@ -44,7 +44,7 @@ API_ROUTES = (adapters.routes, calls.routes, billing.routes, metrics.routes, pol
 
 
 def create_app(deps: HttpDeps) -> web.Application:
-    app = web.Application(middlewares=[access_log, json_errors, limits], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[access_log, json_errors, limits], client_max_size=CLIENT_MAX_SIZE)
     app[DEPS] = deps
     app.on_response_prepare.append(plain_server_header)
     app[TOKEN_CACHE] = {}

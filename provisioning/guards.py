@@ -4,7 +4,12 @@ Limits: an API body is at most ``MAX_BODY`` bytes (413 beyond), and every JSON
 string in it, at any depth, at most ``MAX_STRING`` characters (400 naming the
 field) — a 1 MB customer name used to be stored as given. Handlers keep their
 own tighter, field-specific checks; this is the floor under all of them, so an
-endpoint added later cannot forget it.
+endpoint added later cannot forget it. Other request bodies (the web pages'
+forms, anything else posted) are at most ``MAX_FORM_BODY``, the bulk import upload
+``MAX_UPLOAD_BODY``; a body without a Content-Length there gets 411 (browsers
+always send one), so the cap is known before a byte is read. The web pages' form
+fields have the same string limit (``provisioning.ui.limits``), the import file's
+fields too (``switch.store.import_validation``).
 
 Server header: ``softswitch``, no versions (aiohttp's default names Python's and
 its own, which only helps a scanner pick an exploit).
@@ -24,10 +29,22 @@ from typing import Any
 
 from aiohttp import web
 
+from switch.store.import_validation import MAX_TEXT
+
 from .errors import problem
 
 MAX_BODY = 256 * 1024
-MAX_STRING = 1000
+#: the longest string in any API body, form field or import file field
+MAX_STRING = MAX_TEXT
+#: a web form (``/ui/``, ``/min-side/``) or any other non-API body
+MAX_FORM_BODY = 1024 * 1024
+#: the bulk import file (UI upload)
+MAX_IMPORT = 5 * 1024 * 1024
+#: the bulk import form: the file plus the form around it
+MAX_UPLOAD_BODY = MAX_IMPORT + 64 * 1024
+UPLOAD_PATHS = frozenset({"/ui/import"})
+#: aiohttp's own ceiling (``client_max_size``): the largest of the caps above
+CLIENT_MAX_SIZE = MAX_UPLOAD_BODY
 
 access = logging.getLogger("softswitch.access")
 
@@ -69,6 +86,12 @@ async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
             where = _too_long(doc, "") if doc is not None else None
             if where is not None:
                 return problem(400, f"{where or 'body'}: at most {MAX_STRING} characters")
+    elif request.method in ("POST", "PUT", "PATCH"):
+        cap = MAX_UPLOAD_BODY if request.path in UPLOAD_PATHS else MAX_FORM_BODY
+        if request.content_length is None and request.body_exists:
+            return problem(411, "a request body needs a Content-Length here")
+        if request.content_length is not None and request.content_length > cap:
+            return problem(413, f"request body larger than {cap} bytes")
     return await handler(request)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp.web import Application
 
 from . import minside, operator, operator_admin
+from .limits import form_limits
 from .deps import UI_DEPS, UiDeps
 
 __all__ = ["UiDeps", "setup"]
@@ -21,6 +22,7 @@ STATIC = Path(__file__).with_name("static")
 
 def setup(app: Application, deps: UiDeps) -> None:
     app[UI_DEPS] = deps
+    app.middlewares.append(form_limits)  # every form field of every page: one floor (provisioning/ui/limits.py)
     app.router.add_routes(operator.routes)
     app.router.add_routes(operator_admin.routes)
     app.router.add_routes(minside.routes)

@@ -32,6 +32,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "Skjemaet var utløpt eller ikke sendt fra denne siden. Last siden på nytt og prøv igjen.",
         "The form had expired or did not come from this page. Reload the page and try again.",
     ),
+    "field_too_long": (
+        "Feltet «{field}» kan ha høyst {limit} tegn. Ingenting ble lagret.",
+        "The field “{field}” takes at most {limit} characters. Nothing was saved.",
+    ),
     "search": ("Søk", "Search"),
     "search_hint": ("Nummer, MAC, navn eller kundenummer", "Number, MAC, name or customer number"),
     "search_results": ("Søkeresultat", "Search results"),

@@ -19,6 +19,7 @@ from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_audit import add_audit_event, list_audit_events
 from switch.store.engine import write_session
 
+from ..guards import MAX_IMPORT
 from .deps import UI_DEPS, UiDeps
 from .i18n import translate
 from .web import SESSION_KEY, language, render, require_operator
@@ -27,7 +28,6 @@ routes = web.RouteTableDef()
 
 _ANY = ("admin", "support", "readonly")
 _WRITE = ("admin", "support")
-MAX_IMPORT = 5 * 1024 * 1024
 
 
 def _actor(request: web.Request) -> str:

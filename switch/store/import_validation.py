@@ -31,7 +31,11 @@ from switch.store.models import CustomerKind, Language
 from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_lines import normalise_number
 
+#: the longest string any field of the import file may hold (the API's and the web forms' limit too)
+MAX_TEXT = 1000
+
 __all__ = [
+    "MAX_TEXT",
     "AdapterSpec",
     "CustomerSpec",
     "ImportDoc",
@@ -441,11 +445,33 @@ def _duplicates(ck: _Checker, entries: Iterable[tuple[str, str, str]], what: str
             first[value] = path
 
 
+def _long_strings(value: Any, path: str) -> Iterable[str]:
+    """Paths of every string (or key) in ``value`` longer than ``MAX_TEXT``, at any depth."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and len(k) > MAX_TEXT:
+                yield f"{path}.<key>" if path else "<key>"
+            else:
+                yield from _long_strings(v, where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _long_strings(v, f"{path}[{i}]")
+
+
 def parse_import_document(data: Any, *, source: str = "", checks: Sequence[DocumentCheck] = ()) -> ImportDoc:
     """Validate an already-parsed document (e.g. from an API request body)."""
     ck = _Checker()
     if not isinstance(data, dict):
         raise ImportValidationError([ImportIssue("", 'the document must be an object with a "customers" list')])
+    # The floor under every field's own check, as for API bodies and web forms: no string
+    # over MAX_TEXT anywhere (fields without a tighter limit used to be stored at any length).
+    long = list(_long_strings(data, ""))
+    if long:
+        raise ImportValidationError([ImportIssue(where, f"longer than {MAX_TEXT} characters") for where in long])
     for key in data:
         if key not in TOP_FIELDS:
             ck.err(str(key), f"unknown field (allowed: {', '.join(TOP_FIELDS)})")

@@ -179,3 +179,28 @@ def test_trickled_request_head_is_closed_after_the_header_timeout(tmp_path: Path
         lasted = _trickle_lifetime(sw.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", limit=10.0)
         assert 2.0 <= lasted <= 5.0, f"a keep-alive connection trickling its next head lasted {lasted:.1f} s"
         assert sw.log_text().count("without a complete request head") == 1
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5.0, source_address=("127.0.0.10", 0))
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def test_long_form_field_and_oversized_form_are_refused(switch: SwitchProcess) -> None:
+    from urllib.parse import urlencode
+
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Accept-Language": "en"}
+    status, html = _post(switch.http_port, "/min-side/login",
+                         urlencode({"username": "C1", "password": "p" * 1001}).encode(), form)
+    assert status == 400 and "“password” takes at most 1000 characters" in html, html[-500:]
+    # a form body over 1 MiB is refused from its Content-Length, before it is read
+    with _open(switch.http_port, "127.0.0.10") as s:
+        s.sendall(b"POST /min-side/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: 2000000\r\n\r\n")
+        s.settimeout(3.0)
+        assert s.recv(4096).startswith(b"HTTP/1.1 413")
