@@ -303,7 +303,10 @@ async def start(settings: Settings) -> Switch:
     hot = make_hot_store(settings.database_url)
     await hot.open()
     location = LocationService(hot.replace_bindings, commit_window=settings.commit_window)
-    location.start(await repo_bindings.load_bindings(sf))
+    lamp_writer = lamp_history.LampWriter(hot)
+    status = AdapterStatusService(lines, location, persist=lambda changes: lamp_writer.submit(lamp_rows(changes, time.time())))
+    # the lamps hear of every committed binding change (they read the bindings through the location)
+    location.start(await repo_bindings.load_bindings(sf), listeners=(status.bindings_changed,))
 
     http_limits, sip_tcp_cap = _descriptor_budgets(settings)
     endpoint = Endpoint(
@@ -318,8 +321,6 @@ async def start(settings: Settings) -> Switch:
         shed_budget=settings.overload_budget_ms / 1000.0,
     )
     metrics = Metrics()  # /metrics: counted where the events happen, the rest read at scrape time
-    lamp_writer = lamp_history.LampWriter(hot)
-    status = AdapterStatusService(lines, location, persist=lambda changes: lamp_writer.submit(lamp_rows(changes, time.time())))
     auth = _authenticator(settings, db.key, lines, location)
     registrar = Registrar(
         config=RegistrarConfig(

@@ -156,7 +156,6 @@ class AdapterStatusService:
         self._addr_adapter: dict[tuple[str, int], int] = {}
         #: how many bindings use each received address: ``_addr_adapter`` forgets unused ones
         self._addr_refs: dict[tuple[str, int], int] = {}
-        location.listeners.append(self._bindings_changed)
 
     def restore(self, adapter_id: int, lamps: dict[str, Lamp], last_fetch_at: float = 0.0) -> None:
         """Seed from the database at start-up so ``since`` survives restarts."""
@@ -270,7 +269,7 @@ class AdapterStatusService:
             if before != after or rtt is not None:
                 self.refresh(line.adapter_id)
 
-    def _bindings_changed(self, line_id: int, old: list[Binding], new: list[Binding]) -> None:
+    def bindings_changed(self, line_id: int, old: list[Binding], new: list[Binding]) -> None:
         self._forget_gone(line_id, old, new)
         line = self.lines.by_id.get(line_id)
         if line is None or line.adapter_id is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from switch.store.groupcommit import Done, GroupCommitter
 from switch.store.rows import Binding, LineChange
@@ -38,12 +38,17 @@ class LocationService:
         self._committer: GroupCommitter[LineChange] = GroupCommitter(self._write, window=commit_window)
         self._write_batch = write_batch
         self.clock = clock
-        #: called with (line_id, old bindings, new bindings) after a change is committed
-        self.listeners: list[Listener] = []
+        #: called with (line_id, old bindings, new bindings) after a change is committed (``start``)
+        self._listeners: tuple[Listener, ...] = ()
         #: no binding expires before this (a lower bound): sweeps before it have nothing to do
         self._next_expiry = float("inf")
 
-    def start(self, initial: Iterable[Binding]) -> None:
+    def start(self, initial: Iterable[Binding], listeners: Sequence[Listener] = ()) -> None:
+        """Load the stored bindings and take changes from now on; ``listeners`` hear of each committed one.
+
+        The listeners are given here, not to the constructor: they read the
+        bindings through this service (the lamps), so they are built after it."""
+        self._listeners = tuple(listeners)
         now = self.clock()
         for b in initial:
             if b.expires_at > now:
@@ -110,7 +115,7 @@ class LocationService:
                     else:
                         self._by_line.pop(line_id, None)
             else:
-                for listener in self.listeners:
+                for listener in self._listeners:
                     try:
                         listener(line_id, old, new)
                     except Exception:  # noqa: BLE001

@@ -53,8 +53,8 @@ async def alone(migrated_db: MigratedDb) -> AsyncIterator[Alone]:
         token, _ = await repo_tokens.create_token(db.session_factory, TokenRole.OPERATOR, label="test")
         lines = line_directory(db.session_factory, db.secret_box, "127.0.0.1")
         await lines.reload()
-        location.start([])
         status = AdapterStatusService(lines, location)
+        location.start([], listeners=(status.bindings_changed,))
         deps = HttpDeps(
             session_factory=db.session_factory,
             secret_box=db.secret_box,

@@ -24,9 +24,9 @@ async def _setup(now: list[float]) -> tuple[AdapterStatusService, LocationServic
         return None
 
     loc = LocationService(write, clock=lambda: now[0])
-    loc.start([])
     events: list[tuple[int, str, Lamp | None, Lamp]] = []
     status = AdapterStatusService(lines, loc, clock=lambda: now[0], persist=events.extend)
+    loc.start([], listeners=(status.bindings_changed,))
     status.start()
     return status, loc, events
 

@@ -274,7 +274,14 @@ async def test_lost_pings_turn_the_wan_lamp_and_an_answer_turns_it_back(rig: Rig
 
     lines = LineDirectory(load)
     await lines.reload()
-    status = AdapterStatusService(lines, rig.location, persist=lambda events: None)
+    async def write(changes: list[LineChange]) -> None:
+        return None
+
+    # a location of its own, started with the lamps listening, as the switch wires them
+    location = LocationService(write)
+    status = AdapterStatusService(lines, location, persist=lambda events: None)
+    location.start([], listeners=(status.bindings_changed,))
+    rig = Rig(rig.endpoint, location, _adapters=rig._adapters)
     status.start()
     adapter = await rig.adapter()
     rig.bind(adapter)
