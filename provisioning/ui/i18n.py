@@ -11,7 +11,7 @@ from typing import Final
 
 from switch.services.policy.trail import WORD_PARAMS, parse_step
 
-__all__ = ["LANGUAGES", "TEXTS", "translate", "translate_trail_step", "pick_language"]
+__all__ = ["LANGUAGES", "TEXTS", "translate", "translate_cause", "translate_trail_step", "pick_language"]
 
 LANGUAGES: Final = ("nb", "en")
 
@@ -250,6 +250,55 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "reason_fraud": ("Misbruk", "Fraud"),
     "reason_customer_request": ("Kundens ønske", "Customer's request"),
     "reason_other": ("Annet", "Other"),
+    # Why a call ended (call_records.cause, switch/services/b2bua/causes.py's Cause), one key per value.
+    "cause_normal": ("avsluttet normalt", "ended normally"),
+    "cause_busy": ("opptatt", "busy"),
+    "cause_no_answer": ("ikke besvart", "not answered"),
+    "cause_unregistered": ("telefonen er ikke tilkoblet", "the phone is not connected"),
+    "cause_unavailable": ("kunne ikke nås", "could not be reached"),
+    "cause_number_not_in_use": ("nummeret er ikke i bruk", "the number is not in use"),
+    "cause_number_changed": ("nummeret er endret", "the number has changed"),
+    "cause_invalid_number": ("ugyldig nummer", "invalid number"),
+    "cause_incomplete_number": ("ufullstendig nummer", "incomplete number"),
+    "cause_no_route": ("nummeret kan ikke nås fra oss", "the number cannot be reached from our network"),
+    "cause_barred": ("sperret av sperretjenesten", "barred by call barring"),
+    "cause_barred_international": ("anrop til utlandet er sperret", "international calls are barred"),
+    "cause_barred_mobile": ("anrop til mobil er sperret", "calls to mobiles are barred"),
+    "cause_barred_premium": ("anrop til teletorg er sperret", "premium-rate calls are barred"),
+    "cause_barred_directory": ("anrop til nummeropplysning er sperret", "directory enquiries are barred"),
+    "cause_barred_shared_cost": ("anrop til delt kostnad-nummer er sperret", "shared-cost calls are barred"),
+    "cause_barred_special": ("anrop til spesialnummer er sperret", "calls to special numbers are barred"),
+    "cause_barred_all_outgoing": ("alle utgående anrop er sperret", "all outgoing calls are barred"),
+    "cause_suspended": ("abonnementet er sperret", "the subscription is suspended"),
+    "cause_suspended_unpaid": ("abonnementet er sperret på grunn av ubetalt faktura",
+                               "the subscription is suspended because of an unpaid invoice"),
+    "cause_callee_suspended": ("mottakeren kan ikke ta imot anrop", "the called party cannot take calls"),
+    "cause_credit_limit": ("kredittgrensen er nådd", "the credit limit has been reached"),
+    "cause_fraud": ("stoppet av misbruksvernet", "stopped by the fraud guard"),
+    "cause_call_limit": ("for mange samtaler samtidig", "too many calls at the same time"),
+    "cause_forward_loop": ("viderekoblingen går i sløyfe", "the call forwarding loops"),
+    "cause_forward_hops": ("for mange viderekoblinger", "forwarded too many times"),
+    "cause_forward_not_allowed": ("viderekoblingen er ikke tillatt", "the call forwarding is not allowed"),
+    "cause_declined": ("avvist av mottakeren", "declined by the called party"),
+    "cause_rejected": ("avvist av mottakersiden", "refused by the far end"),
+    "cause_media_not_acceptable": ("telefonene har ingen felles lydformat", "the phones share no audio format"),
+    "cause_congestion": ("nettet er overbelastet", "the network is congested"),
+    "cause_emergency_unavailable": ("nødnummeret kunne ikke nås", "the emergency number could not be reached"),
+    "cause_loop": ("anropet gikk i sløyfe", "the call looped"),
+    "cause_too_many_hops": ("anropet gikk gjennom for mange ledd", "the call passed too many hops"),
+    "cause_cancelled": ("lagt på før svar", "hung up before answer"),
+    "cause_caller_auth_failed": ("telefonen kunne ikke logge inn", "the phone could not log in"),
+    "cause_forbidden_source": ("anropet kom fra en ukjent avsender", "the call came from an unknown sender"),
+    "cause_redirect_refused": ("omdirigering ikke fulgt", "redirection not followed"),
+    "cause_max_duration": ("lengste tillatte samtaletid nådd", "maximum call duration reached"),
+    "cause_ack_timeout": ("forbindelsen ble brutt ved oppstart", "the connection broke while setting up"),
+    "cause_shutdown": ("avbrutt av vedlikehold", "cut off by maintenance"),
+    "cause_internal_error": ("teknisk feil hos oss", "a technical fault on our side"),
+    "cause_feature_code": ("tjenestekode utført", "service code carried out"),
+    "cause_feature_code_refused": ("tjenestekoden er ikke tilgjengelig", "the service code is not available"),
+    "refused_because": ("Samtalen gikk ikke gjennom: {cause}.", "The call did not go through: {cause}."),
+    "give_support_code": ("Oppgi kode {code} til kundeservice.", "Give code {code} to customer service."),
+    "ask_customer_service": ("Kontakt kundeservice om du trenger hjelp.", "Contact customer service if you need help."),
     # The decision trail ("why did this call fail"), one key per step code of switch/services/policy/trail.py.
     "trail_forwarder": ("viderekobler {forwarder}: {text}", "forwarder {forwarder}: {text}"),
     "trail_incoming_diversions": ("allerede viderekoblet fra: {numbers}", "incoming diversions: {numbers}"),
@@ -342,6 +391,14 @@ def translate(lang: str, key: str, **values: object) -> str:
     nb, en = TEXTS[key]
     text = en if lang == "en" else nb
     return text.format(**values) if values else text
+
+
+def translate_cause(lang: str, cause: str | None) -> str:
+    """A stored cause value in words; a value this version has no words for is shown as stored."""
+    if not cause:
+        return ""
+    key = f"cause_{cause}"
+    return translate(lang, key) if key in TEXTS else cause
 
 
 def translate_trail_step(lang: str, text: str) -> str:

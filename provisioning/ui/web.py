@@ -25,7 +25,7 @@ from switch.store import repo_users
 from switch.store.repo_users import SessionInfo
 
 from .deps import UI_DEPS, UiDeps
-from .i18n import pick_language, translate, translate_trail_step
+from .i18n import pick_language, translate, translate_cause, translate_trail_step
 
 __all__ = [
     "LOGIN_CSRF_COOKIE",
@@ -92,6 +92,10 @@ class Page:
 
     def t(self, key: str, **values: object) -> str:
         return translate(self.lang, key, **values)
+
+    def cause(self, code: str | None) -> str:
+        """A stored call-end cause in words in this page's language (the code stays in the markup)."""
+        return translate_cause(self.lang, code)
 
     def trail(self, step: str) -> str:
         """A stored decision-trail step (the engine's English) in this page's language."""

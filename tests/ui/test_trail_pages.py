@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from switch.media.catalogue import load_catalogue
 from switch.services.numbering import normalise
 from switch.services.policy.engine import Refuse, decide
 from switch.services.routing import FromLine, RoutingSnapshot
@@ -32,6 +33,7 @@ async def _refused_call(ui_app: Ui, caller: str, dialled: str) -> Refuse:
             calling_number=caller, dialled=dialled, setup_at=datetime.now(UTC),
             final_code=d.status, cause=d.cause.value,
             decision_trail=json.dumps(list(d.trail), ensure_ascii=False),  # b2bua/manager.py's form
+            support_code=load_catalogue().support_code(d.cause.value),  # what the announcement said (uas_leg.py)
         ))
     return d
 
@@ -62,7 +64,8 @@ async def test_a_refused_calls_trail_reads_in_norwegian_on_the_line_page_and_in_
     assert f"<li>suspension {sid} hard (unpaid, customer): refused</li>" in html
 
 
-async def test_min_side_says_why_a_barred_call_failed_in_norwegian(ui_app: Ui) -> None:
+async def test_min_side_explains_a_barred_call_without_the_internal_trail(ui_app: Ui) -> None:
+    """Customers get the cause in words and the support code; the trail (fraud limits, suspension ids) is staff's."""
     assert await ui_app.login() == 302
     c = ui_app.client
     csrf = csrf_of(await (await c.get("/ui/lines/+4722000002")).text())
@@ -70,20 +73,40 @@ async def test_min_side_says_why_a_barred_call_failed_in_norwegian(ui_app: Ui) -
     assert resp.status in (200, 302)
     d = await _refused_call(ui_app, "+4722000002", "004681234567")
     assert d.cause.value == "barred_international", d.trail
+    code = load_catalogue().support_code("barred_international")
+    assert code
     # A record from before (or from a version whose words this one does not know) is shown as stored.
     async with write_session(ui_app.db.session_factory) as session:
         line_id = ui_app.policy.lines.by_number["+4722000002"].line_id  # type: ignore[union-attr]
         session.add(m.CallRecord(
             call_id="old", direction=m.CallDirection.OUTGOING, calling_line_id=line_id, calling_number="+4722000002",
-            dialled="1881", setup_at=datetime(2026, 1, 1, tzinfo=UTC), final_code=403, cause="barred",
+            dialled="1881", setup_at=datetime(2026, 1, 1, tzinfo=UTC), final_code=403, cause="barred_by_hand",
             decision_trail=json.dumps(["caller: line +4722000002 authenticated", "legacy: barred by hand"]),
         ))
+
+    # The operator's line page keeps the whole trail, worded, and the cause in words with its code.
+    html = await (await c.get("/ui/lines/+4722000002")).text()
+    assert "Hvorfor gikk samtalen ikke gjennom" in html
+    assert "<li>sperretjeneste: utland sperret (linje): avvist</li>" in html
+    assert "<li>misbruksvern: ok</li>" in html and "<li>legacy: barred by hand</li>" in html
+    assert ('<span class="cause" title="barred_international">anrop til utlandet er sperret</span> '
+            '<small class="cause-code">barred_international 403</small>') in html
     await c.post("/ui/logout", data={"csrf": csrf})
 
     password = await repo_users.set_customer_password(ui_app.db.session_factory, "C1001")
     assert await ui_app.login("C1001", password, path="/min-side/login") == 302
     html = await (await c.get("/min-side/calls")).text()
-    assert "<li>sperretjeneste: utland sperret (linje): avvist</li>" in html
-    assert "<li>misbruksvern: ok</li>" in html and "<li>sperring: ingen</li>" in html
-    assert "barring: international" not in html and "fraud guard" not in html
-    assert "<li>innringer: linje +4722000002, pålogget</li>" in html and "<li>legacy: barred by hand</li>" in html
+    assert '<span class="cause" title="barred_international">anrop til utlandet er sperret</span>' in html
+    assert (f"Samtalen gikk ikke gjennom: anrop til utlandet er sperret. Oppgi kode {code} til kundeservice."
+            in html), html
+    assert '<span class="cause" title="barred_by_hand">barred_by_hand</span>' in html  # no words: as stored
+    for internal in ("Hvorfor gikk samtalen ikke gjennom", "misbruksvern", "sperretjeneste:", "sperring: ingen",
+                     "innringer:", "legacy: barred by hand", "fraud guard", "cause-code"):
+        assert internal not in html, internal
+
+    await c.get("/ui/lang/en?next=/min-side/calls")
+    html = await (await c.get("/min-side/calls")).text()
+    assert '<span class="cause" title="barred_international">international calls are barred</span>' in html
+    assert f"The call did not go through: international calls are barred. Give code {code} to customer service." \
+        in html, html
+    assert "Why did this call fail" not in html and "barring: international" not in html
