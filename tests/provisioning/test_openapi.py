@@ -151,6 +151,11 @@ def test_every_get_route_answers_a_seeded_object_as_described(fuzz_switch: tuple
     walked = set()
     for op_id, path, op in _gets():
         url = proc.http_url + re.sub(r"{(\w+)}", lambda m: urllib.parse.quote(_PATH_VALUES[m.group(1)], safe=":+"), path)
+        # a required query parameter (a new route's) takes its documented example
+        query = {p["name"]: p.get("example") for p in op.get("parameters", []) if p["in"] == "query" and p.get("required")}
+        assert None not in query.values(), f"{op_id}: give each required query parameter an example (a seeded value)"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             status, ctype, raw = resp.status, resp.headers.get_content_type(), resp.read()
