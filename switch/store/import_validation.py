@@ -506,4 +506,6 @@ def parse_import_document(data: Any, *, source: str = "", checks: Sequence[Docum
 
 def issue_order(issue: ImportIssue) -> tuple[Any, ...]:
     """Document order: customers[2] before customers[10]."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"\[(\d+)\]", issue.path))
+    # re.split with the group alternates text and index: only the odd places are numbers, so two keys
+    # compare place by place (a top-level key "9" stays text: it once met "customers" as an int, a 500)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(re.split(r"\[(\d+)\]", issue.path)))

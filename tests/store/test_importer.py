@@ -544,3 +544,12 @@ async def test_a_routing_error_refuses_the_whole_file(
 def test_routing_only_document_is_accepted() -> None:
     doc = parse_import_document(ROUTING)
     assert doc.customers == () and doc.routing == ROUTING
+
+
+def test_problems_in_a_digit_key_and_in_customers_are_listed_not_a_crash() -> None:
+    """Issue paths sort in document order even when a top-level key is all digits (fuzzed: a TypeError, a 500)."""
+    with pytest.raises(ImportValidationError) as caught:
+        parse_import_document({"9": {}, "customers": [{"id": "C1"}, *[{"name": "x"}] * 10], "trunks": 1})
+    paths = [i.path for i in caught.value.issues]
+    assert "9" in paths and "customers[10].id" in paths
+    assert paths.index("customers[2].id") < paths.index("customers[10].id")
