@@ -17,7 +17,8 @@ from aiohttp import web
 from switch.transport.ratelimit import FailureThrottle
 
 from . import ata, ui
-from .api import adapters, billing, calls, feature_codes, manage, metrics, openapi, policy, provisioning, routing, users
+from .api import (adapters, billing, calls, feature_codes, manage, metrics, openapi, policy, price, provisioning,
+                  routing, users)
 from .auth import AUTH_THROTTLE
 from .connections import ConnectionGate, GatedSite, HttpLimits
 from .deps import HttpDeps
@@ -40,7 +41,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 #: Every operator-API route table; each route is described in provisioning/api/openapi.yaml (a test checks).
-API_ROUTES = (adapters.routes, calls.routes, billing.routes, metrics.routes, policy.routes, feature_codes.routes,
+API_ROUTES = (adapters.routes, calls.routes, billing.routes, price.routes, metrics.routes, policy.routes, feature_codes.routes,
               provisioning.routes, manage.routes, users.routes, routing.routes, openapi.routes)
 
 

@@ -199,7 +199,7 @@ def _policy_config(settings: Settings) -> PolicyConfig:
 
 def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: LineDirectory,
              status: AdapterStatusService, location: LocationService, calls: CallManager,
-             resync: ResyncService, trunks: TrunkService) -> UiDeps:
+             resync: ResyncService, trunks: TrunkService, rating: RatingService) -> UiDeps:
     """What the web pages use of the running switch (provisioning/ui/deps.py)."""
 
     async def after_change() -> None:
@@ -233,6 +233,7 @@ def _ui_deps(settings: Settings, sf: SessionFactory, box: SecretBox, lines: Line
         calls_in_progress=lambda: len(calls.calls),
         registered_lines=lambda: len(location.all_lines()),
         policy=calls.policy_service,
+        rating=rating,
         secret_box=box,
         realm=settings.effective_realm(),
         after_change=after_change,
@@ -407,7 +408,7 @@ async def start(settings: Settings) -> Switch:
         policy=policy,
         rating=rating,
         star_codes=star_codes,
-        ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync, trunks),
+        ui=_ui_deps(settings, sf, box, lines, status, location, calls, resync, trunks, rating),
         routing_reload=trunks.reload,
     )
     sw = Switch(

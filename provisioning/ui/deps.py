@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from switch.services.rating.service import RatingService
 from switch.store.crypto import SecretBox
 from switch.store.engine import SessionFactory
 from switch.transport.ratelimit import AuthThrottle
@@ -56,6 +57,8 @@ class UiDeps:
     resync: Callable[[str, str], Awaitable[str]] | None = None
     #: the call-policy service (forwarding, barring, suspensions); None in tests without it
     policy: Any = None
+    #: the tariffs, for the price look-up form (provisioning/api/price.py); None = the form says it is off
+    rating: RatingService | None = None
     #: for imports and assigning unclaimed adapters (secrets at rest, digest realm); None = those pages are off
     secret_box: SecretBox | None = None
     realm: str = ""

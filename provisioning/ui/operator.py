@@ -80,6 +80,26 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.get("/ui/price")
+@require_operator(*_ANY)
+async def price(request: web.Request) -> web.StreamResponse:
+    """The price look-up form: the API's ``look_up`` (so the price is the call records' own), shown in words."""
+    from provisioning.api.price import PriceProblem, look_up
+
+    deps: UiDeps = request.app[UI_DEPS]
+    form = {k: request.query.get(k, "")[:64] for k in ("number", "seconds", "customer", "kind", "at")}
+    answer: dict[str, object] | None = None
+    error = None
+    status = 200
+    if form["number"]:
+        params = {k: v for k, v in form.items() if v}
+        try:
+            answer = await look_up(deps.rating, deps.session_factory, params)
+        except PriceProblem as err:
+            error, status = err.message, err.status
+    return render(request, "price.html", status=status, form=form, answer=answer, error=error)
+
+
 @routes.get("/ui/search")
 @require_operator(*_ANY)
 async def search(request: web.Request) -> web.StreamResponse:

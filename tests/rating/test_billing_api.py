@@ -327,3 +327,70 @@ async def test_customers_cannot_set_their_own_limit(api: Api) -> None:
     assert status == 403
     status, _ = await _send(api, "GET", "/api/v1/customers/C1002/credit", None, api.kari)
     assert status == 403
+
+
+async def test_price_look_up_prices_as_the_call_records_do(api: Api) -> None:
+    """The look-up and a written CDR of the same call agree (both go through Rater.rate)."""
+    await _calls(api)
+    async with api.services.session_factory() as s:
+        written = {(r.normalised, r.duration_s): (r.zone, r.charge_ore, r.tariff_version) for r in
+                   (await s.execute(select(m.CallRecord).where(m.CallRecord.duration_s > 0))).scalars()}
+    for number, seconds in (("+46812345678", 61), ("+46812345678", 60), ("1881", 60), ("+4791234567", 120)):
+        status, _, body = await api.get(f"/api/v1/tariffs/price?number={number.replace('+', '%2B')}"
+                                        f"&seconds={seconds}&at=2026-11-10T13:00:00%2B01:00")
+        assert status == 200, body
+        got = json.loads(body)
+        assert (got["zone"], got["price_ore"], got["tariff_version"]) == written[(number, seconds)]
+    status, _, body = await api.get("/api/v1/tariffs/price?number=0046812345678")
+    got = json.loads(body)
+    assert status == 200 and (got["number"], got["zone"], got["prefix"], got["seconds"]) == (
+        "+46812345678", "nordic", "46", 60)
+    assert (got["start_ore"], got["per_minute_ore"], got["price_ore"], got["included"]) == (59, 179, 238, False)
+    assert got["kind"] == "private" and got["customer"] is None and got["tariff_name"]
+
+
+async def test_price_look_up_by_kind_customer_included_and_emergency(api: Api) -> None:
+    status, _, body = await api.get("/api/v1/tariffs/price?number=22000003&seconds=60")
+    got = json.loads(body)
+    assert (got["zone"], got["included"], got["price_ore"]) == ("norway_fixed", True, 0)
+    status, _, body = await api.get("/api/v1/tariffs/price?number=22000003&seconds=60&kind=business")
+    got = json.loads(body)
+    assert (got["kind"], got["per_minute_ore"], got["included"], got["price_ore"]) == ("business", 15, False, 15)
+    status, _ = await _send(api, "PATCH", "/api/v1/customers/C1002", {"kind": "business"})
+    assert status == 200
+    status, _, body = await api.get("/api/v1/tariffs/price?number=22000001&seconds=120&customer=C1002")
+    got = json.loads(body)
+    assert (got["customer"], got["kind"], got["price_ore"]) == ("C1002", "business", 30)
+    status, _, body = await api.get("/api/v1/tariffs/price?number=81549100&seconds=61")
+    got = json.loads(body)
+    assert (got["zone"], got["prefix"], got["start_ore"]) == ("special_815_5digit", "47815", 52)
+    assert got["price_ore"] == 52 + -(-241 * 61 // 60)
+    status, _, body = await api.get("/api/v1/tariffs/price?number=112&seconds=600")
+    got = json.loads(body)
+    assert (got["zone"], got["price_ore"], got["included"], got["prefix"]) == ("emergency", 0, True, None)
+
+
+@pytest.mark.parametrize(("query", "status", "field", "words"), [
+    ("", 400, "number", "required"),
+    ("number=abc", 400, "number", "not a number"),
+    ("number=22000001&seconds=-1", 400, "seconds", "whole number"),
+    ("number=22000001&seconds=1.5", 400, "seconds", "whole number"),
+    ("number=22000001&seconds=86401", 400, "seconds", "whole number"),
+    ("number=22000001&kind=household", 400, "kind", "private or business"),
+    ("number=22000001&kind=private&customer=C1001", 400, "kind", "not both"),
+    ("number=22000001&customer=C9999", 404, "customer", "C9999"),
+    ("number=22000001&at=yesterday", 400, "at", "ISO 8601"),
+    ("number=22000001&at=2026-11-10T12:00:00", 400, "at", "time zone"),
+    ("number=22000001&at=2001-01-01T00:00:00Z", 404, "at", "no tariff is valid"),
+])
+async def test_bad_price_look_ups_say_what_is_wrong(api: Api, query: str, status: int, field: str,
+                                                    words: str) -> None:
+    got, ctype, body = await api.get(f"/api/v1/tariffs/price?{query}")
+    assert got == status and ctype.startswith("application/problem+json"), body
+    problem = json.loads(body)
+    assert problem["field"] == field and words in problem["detail"]
+
+
+async def test_price_look_up_is_for_staff_only(api: Api) -> None:
+    status, _, _ = await api.get("/api/v1/tariffs/price?number=22000001", api.kari)
+    assert status == 403

@@ -22,6 +22,7 @@ from provisioning.ui.deps import BindingView
 from switch.services.adapter_status import Lamp
 from switch.services.lines import LineDirectory, LineInfo
 from switch.services.policy.service import PolicyService
+from switch.services.rating.service import RatingService
 from switch.services.trunks import TrunkService
 from switch.store.repo_lines import load_credentials
 from switch.store.repo_trunks import RouteRecord, TrunkRecord, load_routing
@@ -109,10 +110,11 @@ async def ui_app(migrated_db: MigratedDb) -> AsyncIterator[Ui]:
 
     trunks = TrunkService(routing)  # the real routing table the calls use: the admin page reloads it
     await trunks.reload()
+    rating = await RatingService.open(sf, credit=False)  # the real tariffs, for the price look-up page
     app = web.Application()
     ui.setup(app, ui.UiDeps(session_factory=sf, lamps=lamps_of, bindings=bindings, registered_lines=lambda: 1,
-                            policy=policy, secret_box=box, realm="127.0.0.1", after_change=lines.reload,
-                            routing_reload=trunks.reload))
+                            policy=policy, rating=rating, secret_box=box, realm="127.0.0.1",
+                            after_change=lines.reload, routing_reload=trunks.reload))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -120,3 +122,4 @@ async def ui_app(migrated_db: MigratedDb) -> AsyncIterator[Ui]:
     finally:
         await client.close()
         await policy.close()
+        await rating.close()

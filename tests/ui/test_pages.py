@@ -334,3 +334,22 @@ async def test_customer_page_shows_the_postal_address(ui_app: Ui) -> None:
     assert re.search(r"<dt>Postadresse</dt><dd>Storgata 1, 0150 Oslo</dd>", html), html
     html = await (await ui_app.client.get("/ui/customers/C2002")).text()
     assert re.search(r"<dt>Postadresse</dt><dd>Ingen</dd>", html)
+
+
+async def test_price_look_up_form_in_both_languages(ui_app: Ui) -> None:
+    assert await ui_app.login("reader", "reader-password-1") == 302
+    html = await (await ui_app.client.get("/ui/")).text()
+    assert '<a href="/ui/price">Prisoppslag</a>' in html, "linked from the navigation"
+    html = await (await ui_app.client.get("/ui/price")).text()
+    assert '<label for="p-number">Nummer som ringes</label>' in html and 'id="p-number" name="number"' in html
+    assert "price-answer" not in html
+    resp = await ui_app.client.get("/ui/price?number=%2B46812345678&seconds=61&kind=private")
+    html = await resp.text()
+    assert resp.status == 200
+    assert re.search(r"<dt>Pris for 61 s</dt><dd><strong>2,41 kr</strong> \(241 øre\)</dd>", html), html
+    assert "<dt>Treff i prislisten</dt><dd>+46</dd>" in html and "<dt>Inkludert i abonnementet</dt><dd>Nei</dd>" in html
+    resp = await ui_app.client.get("/ui/price?number=22000003&customer=C2002", headers={"Cookie": "ss_lang=en"})
+    html = await resp.text()
+    assert "<dt>Included in the subscription</dt><dd>Yes</dd>" in html and "Price look-up" in html
+    resp = await ui_app.client.get("/ui/price?number=abc")
+    assert resp.status == 400 and 'role="alert">number: &#39;abc&#39; is not a number' in await resp.text()

@@ -50,6 +50,10 @@ class Rater:
     def zone_for(self, number: str, country_code: str = "47") -> Zone | None:
         return self._table.lookup(rating_digits(number, country_code))
 
+    def entry_for(self, number: str, country_code: str = "47") -> tuple[str, Zone] | None:
+        """The tariff entry ``rate`` prices ``number`` by: (the longest matching prefix, its zone)."""
+        return self._table.lookup_with_prefix(rating_digits(number, country_code))
+
     def rate(
         self,
         number: str,

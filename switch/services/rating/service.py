@@ -32,7 +32,7 @@ from .periods import MonthlyPeriods
 from .rater import Rating, TariffBook
 from .tariff import tariff_from_document
 
-__all__ = ["Account", "RatingService", "TotalsListener"]
+__all__ = ["Account", "Quote", "RatingService", "TotalsListener"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,19 @@ class Account:
     customer_id: int
     kind: str = "private"
     credit_limit_ore: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A price look-up's answer: the tariff, the entry that matched and the call's price."""
+
+    tariff_version: int
+    tariff_name: str
+    valid_from: datetime
+    #: the matched prefix (E.164 digits without "+"); None for emergency numbers (always free)
+    prefix: str | None
+    zone_name: str
+    rating: Rating
 
 
 class TotalsListener(Protocol):
@@ -159,6 +172,24 @@ class RatingService:
         self._accounts_loaded_at = time.monotonic()
 
     # -- rating ------------------------------------------------------------------------
+    def quote(self, number: str, number_class: str | None, seconds: int, kind: str, epoch: float) -> Quote:
+        """What a call to ``number`` (as a CDR stores it: E.164 or a national short code) of ``seconds``
+        costs a ``kind`` customer if it started at ``epoch``: the price look-up of support staff.
+
+        Priced by ``Rater.rate``, the call records' own code; LookupError says why there is no price.
+        """
+        rater = self.book.rater_at(epoch)
+        if rater is None:
+            raise LookupError("no tariff is valid at that time")
+        rating = rater.rate(number, seconds, kind, number_class, self.country_code)
+        if rating is None:
+            raise LookupError(f"no entry of tariff version {rater.version} prices {number}")
+        entry = None if number_class == "emergency" else rater.entry_for(number, self.country_code)
+        zone_name = "emergency" if entry is None else entry[1].name
+        return Quote(tariff_version=rater.version, tariff_name=rater.tariff.name,
+                     valid_from=rater.tariff.valid_from, prefix=None if entry is None else entry[0],
+                     zone_name=zone_name, rating=rating)
+
     def rating_for(self, line_id: int | None, number: str | None, number_class: str | None,
                    seconds: int, epoch: float) -> Rating | None:
         """What a call costs (None: nobody billed, no tariff, or no zone)."""
