@@ -121,8 +121,6 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "start_fee": ("Startpris", "Start fee"),
     "per_minute": ("Minuttpris", "Per minute"),
     "included": ("Inkludert i abonnementet", "Included in the subscription"),
-    "yes": ("Ja", "Yes"),
-    "no": ("Nei", "No"),
     "price_for": ("Pris for {seconds} s", "Price for {seconds} s"),
     "fwd_unconditional": ("Alle anrop", "All calls"),
     "fwd_busy": ("Ved opptatt", "When busy"),
