@@ -12,6 +12,11 @@ unexpected pass fail as well.
 
 ``SOFTSWITCH_TEST_REPORT=FILE`` (set by scripts/test.sh) makes the plugin write the
 counts as ``key=value`` lines there, for the script's one-line summary.
+
+Under pytest-xdist (scripts/test.sh runs ``-n``) the controller hears every worker's test
+reports and its skipped collections through the same hooks, so the policy decides, prints
+and writes the report there, once for the whole run; a worker only runs tests and leaves
+both the report file and the exit status to the controller.
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ class SkipPolicy:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if _is_xdist_worker(session.config):
+            return  # the controller has the whole run's reports (and the worker's own, forwarded)
         if self.refused() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         path = os.environ.get(REPORT_ENV)
@@ -135,6 +142,11 @@ class SkipPolicy:
                 "with the reason it must carry and a comment saying why.",
                 red=True, bold=True,
             )
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker process (it has ``workerinput``); the controller and a plain run have not."""
+    return hasattr(config, "workerinput")
 
 
 def pytest_configure(config: pytest.Config) -> None:

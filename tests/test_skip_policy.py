@@ -185,6 +185,55 @@ def test_real_failures_keep_their_exit_status(tmp_path: Path) -> None:
     assert (counts["failed"], counts["skips_refused"]) == ("1", "1"), counts
 
 
+def test_under_xdist_the_controller_counts_every_worker_and_still_refuses(tmp_path: Path) -> None:
+    """scripts/test.sh runs ``-n``: skips on the workers and a skipped module reach the controller's policy."""
+    rc, out, counts = _run(tmp_path, """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_ok(n):
+            pass
+
+        def test_needs_root():
+            pytest.skip("network namespaces need root")
+
+        def test_allowed():
+            pytest.skip("no frobnicator attached")
+
+        @pytest.mark.xfail(reason="known bug")
+        def test_expected_to_fail():
+            assert False
+    """, "-p", "xdist", "-n", "2", also="""
+        import pytest
+
+        pytest.importorskip("a_module_nobody_has")
+    """)
+    assert rc == 1, out
+    assert "bringing up nodes" in out, out  # xdist ran it
+    assert "SKIPPED test_cases.py::test_needs_root: network namespaces need root  [NOT ALLOWED]" in out, out
+    assert "SKIPPED test_cases.py::test_allowed: no frobnicator attached  [allowed: frobnicators are optional]" in out
+    assert "XFAILED test_cases.py::test_expected_to_fail: known bug  [NOT ALLOWED]" in out
+    assert "SKIPPED test_also.py: could not import 'a_module_nobody_has'" in out, out
+    assert out.count("a_module_nobody_has'  [NOT ALLOWED]") == 1, out  # both workers collect it: listed once
+    assert counts == {"passed": "6", "skipped": "3", "xfailed": "1", "skips_allowed": "1", "skips_refused": "3",
+                      "exitstatus": "1"}, counts
+
+
+def test_under_xdist_a_green_run_passes(tmp_path: Path) -> None:
+    rc, out, counts = _run(tmp_path, """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_ok(n):
+            pass
+
+        def test_allowed():
+            pytest.skip("no frobnicator attached")
+    """, "-p", "xdist", "-n", "2")
+    assert rc == 0, out
+    assert counts == {"passed": "4", "skipped": "1", "skips_allowed": "1", "skips_refused": "0", "exitstatus": "0"}, counts
+
+
 def test_the_suite_runs_under_the_policy(request: pytest.FixtureRequest) -> None:
     """This very session has the policy registered, strict xfail, and a commented allow-list."""
     assert request.config.pluginmanager.has_plugin("skip_policy")
