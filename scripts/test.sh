@@ -3,10 +3,12 @@
 #   1. scripts/bootstrap.sh --test  (Debian packages: sip-tester, baresip, postgresql...; the venv)
 #   2. a PostgreSQL server from scripts/ensure-postgres.sh (or SOFTSWITCH_TEST_PG_URL if already set);
 #      no server = failure: half the suite runs on PostgreSQL
-#   3. .venv/bin/pytest -q -n <cores> --dist loadgroup [your arguments]: pytest-xdist runs one worker
+#   3. .venv/bin/pytest -q -n <cores> --dist load [your arguments]: pytest-xdist runs one worker
 #      per core (SOFTSWITCH_TEST_WORKERS=N to choose, at most the core count; 0 = no xdist, one
-#      process), so the ~4,150 tests take about 8 minutes on 2 cores instead of ~14 (budget: well
-#      under 15). Tests marked @pytest.mark.xdist_group share one worker (a module-wide switch).
+#      process), so the ~4,150 tests take about 9 minutes on 2 idle cores instead of ~14 (budget: well
+#      under 15). --dist load, not loadscope/loadfile/loadgroup: those queue tests by node id, and
+#      schemathesis gives all 67 items of the OpenAPI fuzz test one id (only one of them would run);
+#      with pytest 9.2, xdist 3.8's xdist_group marks are ignored anyway.
 # Exit status is pytest's, except that "no tests collected" (5) counts as a failure. A skipped or
 # xfailed test fails the run unless tests/conftest_skips.py allow-lists it (CI has every dependency).
 # The last line is always a one-line summary with the counts.
@@ -50,7 +52,7 @@ if ! [[ "$workers" =~ ^[0-9]+$ ]]; then
 fi
 [ "$workers" -gt "$cores" ] && workers=$cores
 xdist=()
-[ "$workers" -ge 1 ] && xdist=(-n "$workers" --dist loadgroup)
+[ "$workers" -ge 1 ] && xdist=(-n "$workers" --dist load)
 echo "test.sh: ${workers} pytest-xdist worker(s) on ${cores} core(s)" >&2
 # --durations: the slowest tests are printed, so a suite creeping towards its time budget shows where.
 SOFTSWITCH_TEST_REPORT="$report" .venv/bin/pytest -q "${xdist[@]}" --durations=25 "$@"

@@ -40,11 +40,7 @@ from tests.conftest import SIPP_SWITCH_ARGS, attach_log
 from tests.conftest_db import BACKENDS
 from tests.e2e.test_calls_sipp import CARRIER_OK_IP, EMERGENCY_IP, finals, flow, header, requests, status_of
 
-# One worker for the whole module under pytest-xdist (scripts/test.sh, --dist loadgroup): the tests
-# share one switch per database (``world``, module scope) and one of them relies on the others
-# running meanwhile (a line whose pings are lost); split over workers, each would start its own
-# worlds and that test could run alone on a worker.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("policy_sipp")]
+pytestmark = [pytest.mark.e2e]
 
 CALLER = "22100001"
 CONCURRENT_CALLER = "22100002"
