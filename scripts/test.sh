@@ -5,7 +5,7 @@
 #      no server = failure: half the suite runs on PostgreSQL
 #   3. .venv/bin/pytest -q -n <cores> --dist load [your arguments]: pytest-xdist runs one worker
 #      per core (SOFTSWITCH_TEST_WORKERS=N to choose, at most the core count; 0 = no xdist, one
-#      process), so the ~4,150 tests take about 9 minutes on 2 idle cores instead of ~14 (budget: well
+#      process): the ~4,450 tests took 12 min 49 s on a fresh clone with 2 cores (budget: well
 #      under 15). --dist load, not loadscope/loadfile/loadgroup: those queue tests by node id, and
 #      schemathesis gives all 67 items of the OpenAPI fuzz test one id (only one of them would run);
 #      with pytest 9.2, xdist 3.8's xdist_group marks are ignored anyway.
