@@ -72,3 +72,50 @@ def overload_response(data: bytes, retry_after: int) -> bytes | None:
     out.append(b"Retry-After: " + str(int(retry_after)).encode())
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+class RetrySchedule:
+    """``Retry-After`` values that bring the refused back no faster than the switch serves.
+
+    A fixed window (2-20 s) sends every refused request back within 20 s whatever the
+    backlog: in a storm of 100,000 lines re-registering within 10 s, each line was refused
+    about three times over, and those refusals -- plus the kernel drops and retransmissions
+    they caused -- were most of the switch's work (47,935 of 100,000 registered within a
+    minute). Here each refusal books the next free slot at the rate datagrams are being
+    served (``cost`` datagrams per returning request: the challenge and the answer), so
+    the backlog comes back spread over the time it takes to serve it, and no sooner than
+    ``floor`` seconds. Times are the caller's clock (seconds); nothing here reads one.
+    """
+
+    def __init__(self, floor: float = 2.0, ceiling: float = 120.0, cost: float = 2.0, min_rate: float = 200.0) -> None:
+        self.floor = floor
+        self.ceiling = ceiling
+        self.cost = cost
+        self.min_rate = min_rate
+        self.rate = 0.0
+        """datagrams served per second, over the last full second"""
+        self._next = 0.0
+        self._served = 0
+        self._bucket = 0.0
+
+    def served(self, now: float) -> None:
+        """A datagram went on to the normal path (not refused)."""
+        if now - self._bucket >= 1.0:
+            self._roll(now)
+        self._served += 1
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._bucket
+        self.rate = self._served / elapsed if elapsed < 5.0 else 0.0
+        self._served = 0
+        self._bucket = now
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds for the ``Retry-After`` of a request refused at ``now``."""
+        if now - self._bucket >= 1.0:
+            self._roll(now)
+        start = now + self.floor
+        if self._next < start:
+            self._next = start
+        self._next += self.cost / max(self.min_rate, self.rate)
+        return int(min(self.ceiling, self._next - now))
