@@ -108,10 +108,11 @@ def import_document(callers: list[tuple[str, str]], trunk_port: int, *, policy: 
                 port["forwarding"] = {"no_answer": {"target": nxt, "timeout_s": 20}}
         customer: dict[str, Any] = {"id": f"K{idx:07d}", "name": f"Bench Customer {idx}", "language": "nb",
                                     "adapters": [{"mac": mac, "model": "spa112", "lines": ports}]}
-        if any(num == CALLEE[0] for num, _ in lines[a : a + 2]):
-            # The callee stands for hundreds of simultaneous calls (a SIPp UAS, not a phone): the fraud
-            # guard's residential limits (2 per line, 4 per customer) would make it "busy" at once.
-            customer["fraud_limits"] = {"calls_per_line": 1000, "calls_per_customer": 1000}
+        # The callee stands for hundreds of simultaneous calls (a SIPp UAS, not a phone), and in the
+        # held-calls phase each caller line has ~25 calls up at once: the fraud guard's residential
+        # limits (2 per line, 4 per customer) would refuse them (403 call_limit) at once. The guard
+        # still runs its check on every call; it just never trips.
+        customer["fraud_limits"] = {"calls_per_line": 1000, "calls_per_customer": 1000}
         customers.append(customer)
     return {
         "customers": customers,
