@@ -387,7 +387,9 @@ async def _apply(
             adapters[a.mac] = _upsert_adapter(session, a, customers[cs.external_id], world, box, counts)
     await session.flush()
     if adapters:  # they are known now
-        await session.execute(delete(UnclaimedAdapter).where(UnclaimedAdapter.mac.in_(list(adapters))))
+        macs = sorted(adapters)
+        for i in range(0, len(macs), _IN_CHUNK):  # under the drivers' bind limits (asyncpg: 32,767)
+            await session.execute(delete(UnclaimedAdapter).where(UnclaimedAdapter.mac.in_(macs[i : i + _IN_CHUNK])))
 
     numbers: dict[str, Number] = {}
     for cs in doc.customers:

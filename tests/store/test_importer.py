@@ -229,6 +229,44 @@ async def test_pool_number_and_stock_adapter_are_claimed(
         assert (await s.execute(select(m.UnclaimedAdapter))).first() is None
 
 
+async def test_unclaimed_adapters_are_claimed_in_chunks(
+    migrated_db: MigratedDb, secret_box: SecretBox, kari_doc: Doc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim deletes the unclaimed rows in IN lists of bounded length: one list of every MAC
+    broke a 100,000-line import on PostgreSQL (asyncpg takes at most 32,767 arguments)."""
+    from switch.store import importer
+
+    monkeypatch.setattr(importer, "_IN_CHUNK", 2)
+    doc = copy.deepcopy(kari_doc)
+    template = doc["customers"][0]["adapters"][0]
+    doc["customers"][0]["adapters"] = [
+        {**copy.deepcopy(template), "mac": f"000e08abcd{i:02x}",
+         "lines": [{**ln, "number": f"2200{i:02d}{p:02d}", "auth_user": f"2200{i:02d}{p:02d}"}
+                   for p, ln in enumerate(template["lines"])]}
+        for i in range(5)
+    ]
+    sf = migrated_db.session_factory
+    async with write_session(sf) as s:
+        for i in range(6):  # the sixth stays unclaimed
+            s.add(m.UnclaimedAdapter(mac=f"000e08abcd{i:02x}", first_seen_at=utcnow(), last_seen_at=utcnow(), last_addr="x"))
+    from sqlalchemy import event
+
+    sizes: list[int] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM UNCLAIMED_ADAPTERS"):
+            sizes.append(len(params))
+
+    event.listen(migrated_db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await run(migrated_db, secret_box, doc)
+    finally:
+        event.remove(migrated_db.engine.sync_engine, "before_cursor_execute", seen)
+    assert sizes and max(sizes) <= 2 and sum(sizes) == 5
+    async with sf() as s:
+        assert list((await s.execute(select(m.UnclaimedAdapter.mac))).scalars()) == ["000e08abcd05"]
+
+
 def test_yaml_and_json_files(write_file: Callable[[str, str], Path], kari_doc: Doc) -> None:
     as_json = load_import_file(write_file("c.json", json.dumps(kari_doc)))
     yaml_text = """
