@@ -51,7 +51,7 @@ async def _replies(sock: socket.socket, within: float) -> dict[str, list[int]]:
         assert isinstance(msg, Response)
         got.setdefault(msg.call_id, []).append(msg.status)
         if msg.status == 503:
-            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 120  # RetrySchedule: floor and ceiling
+            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 20
     return got
 
 
@@ -136,33 +136,3 @@ async def test_a_pause_of_the_loop_under_a_burst_loses_no_datagram(endpoint: End
         assert {s for statuses in got.values() for s in statuses} == {503}
     finally:
         sock.close()
-
-
-def test_retry_after_books_the_refused_at_the_rate_served() -> None:
-    """A storm's refusals come back spread over the time serving them takes, not all within 20 s."""
-    from switch.sip.overload import RetrySchedule
-
-    rs = RetrySchedule(floor=2.0, ceiling=120.0, cost=2.0, min_rate=200.0)
-    t = 1000.0
-    for i in range(4000):  # the switch serves 4,000 datagrams/s: 2,000 requests/s come back
-        rs.served(t + i / 4000)
-    t += 1.0
-    waits = [rs.retry_after(t) for _ in range(20_000)]  # 20,000 refused in the same second
-    assert waits[0] == 2  # never sooner than the floor
-    assert waits == sorted(waits)
-    per_second = {w: waits.count(w) for w in set(waits)}
-    assert max(per_second.values()) <= 2001  # no second gets more back than can be served
-    assert 11 <= waits[-1] <= 12  # 20,000 at 2,000/s: the last one back after 2 + 10 s
-    # capped, and a schedule left behind by time starts again at the floor
-    assert rs.retry_after(t) <= 120
-    assert RetrySchedule().retry_after(5.0) == 2
-    later = rs.retry_after(t + 3600)
-    assert later == 2
-
-
-def test_retry_after_without_a_measured_rate_uses_the_minimum() -> None:
-    from switch.sip.overload import RetrySchedule
-
-    rs = RetrySchedule(floor=2.0, ceiling=30.0, cost=2.0, min_rate=200.0)
-    waits = [rs.retry_after(50.0) for _ in range(10_000)]  # 100 requests/s at the minimum rate
-    assert waits[0] == 2 and waits[-1] == 30  # 10,000 / 100 = 100 s, capped at 30
