@@ -15,24 +15,20 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-def problem(status: int, message: str, *, field: str | None = None, **extra: Any) -> web.Response:
-    """The older routes' error answer: ``application/json``, but the same RFC 9457 members as ``problem_details``."""
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
-                            "detail": message, "error": message}
-    if field:
-        body["field"] = field
-    body.update(extra)
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
-
-
-def problem_details(status: int, detail: str, *, field: str | None = None, **extra: Any) -> web.Response:
+def problem_details(status: int, detail: str, *, field: str | None = None,
+                    content_type: str = "application/problem+json", **extra: Any) -> web.Response:
     """An RFC 9457 problem+json answer; ``field`` names the offending input (``error`` kept for old clients)."""
     body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
                             "detail": detail, "error": detail}
     if field:
         body["field"] = field
     body.update(extra)
-    return web.Response(status=status, text=json.dumps(body), content_type="application/problem+json")
+    return web.Response(status=status, text=json.dumps(body), content_type=content_type)
+
+
+def problem(status: int, message: str, *, field: str | None = None, **extra: Any) -> web.Response:
+    """The older routes' error answer: the same RFC 9457 members, as ``application/json``."""
+    return problem_details(status, message, field=field, content_type="application/json", **extra)
 
 
 @web.middleware
