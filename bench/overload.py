@@ -74,6 +74,11 @@ class Stats:
     failed: int = 0
     retransmissions: int = 0
     other: dict[str, int] = field(default_factory=dict)
+    #: per second since the start: attempts started, registered (200), shed (503), retransmissions, timeouts
+    timeline: dict[int, list[int]] = field(default_factory=dict)
+
+    def tick(self, second: int, column: int) -> None:
+        self.timeline.setdefault(second, [0, 0, 0, 0, 0])[column] += 1
 
 
 class Client(asyncio.DatagramProtocol):
@@ -110,6 +115,10 @@ class Generator:
         self.loop = asyncio.get_running_loop()
         self._seq = 0
         self.host = target[0]
+        self.t0 = self.loop.time()
+
+    def _tick(self, column: int) -> None:
+        self.stats.tick(int(self.loop.time() - self.t0), column)
 
     async def open(self) -> None:
         for i in range(self.n_sockets):
@@ -139,6 +148,7 @@ class Generator:
             self._finish(reg, "timeout", 0)
             return
         self.stats.retransmissions += 1
+        self._tick(3)
         reg.interval = min(reg.interval * 2, 4.0)
         self._send(reg)
 
@@ -150,6 +160,7 @@ class Generator:
         reg.done = self.loop.create_future()
         reg.data = self._request(reg)
         self.live[call_id] = reg
+        self._tick(0)
         self._send(reg)
         return reg.done
 
@@ -159,9 +170,13 @@ class Generator:
         self.live.pop(reg.call_id, None)
         if outcome == "ok":
             self.stats.accepted.append((self.loop.time() - reg.started) * 1000.0)
+            self._tick(1)
         elif outcome == "shed":
             self.stats.shed += 1
+            self._tick(2)
         else:
+            if outcome == "timeout":
+                self._tick(4)
             self.stats.failed += 1
             self.stats.other[outcome] = self.stats.other.get(outcome, 0) + 1
         assert reg.done is not None
@@ -232,7 +247,7 @@ async def rate_mode(gen: Generator, rate: float, duration: float) -> dict[str, o
 
 
 async def storm_mode(gen: Generator, window: float, deadline: float) -> dict[str, object]:
-    t0 = gen.loop.time()
+    t0 = gen.t0 = gen.loop.time()
     registered_at: list[float] = []
     sheds = 0
 
@@ -257,7 +272,9 @@ async def storm_mode(gen: Generator, window: float, deadline: float) -> dict[str
             "all_registered_after_s": round(max(registered_at), 1) if len(registered_at) == len(gen.lines) else None,
             "p50_registered_after_s": pct(registered_at, 0.5), "p99_registered_after_s": pct(registered_at, 0.99),
             "sheds": sheds, "timeouts": s.failed, "retransmissions": s.retransmissions,
-            "p99_accepted_ms": pct(s.accepted, 0.99)}
+            "p99_accepted_ms": pct(s.accepted, 0.99),
+            "timeline": {"columns": ["started", "registered", "shed", "retransmissions", "timeouts"],
+                         "per_second": [s.timeline.get(i, [0, 0, 0, 0, 0]) for i in range(max(s.timeline, default=-1) + 1)]}}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, object]:

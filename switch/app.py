@@ -320,6 +320,7 @@ async def start(settings: Settings) -> Switch:
         tcp_max_per_source=settings.tcp_max_per_source,
         tcp_max_connections=sip_tcp_cap,
         shed_budget=settings.overload_budget_ms / 1000.0,
+        shed_capacity=settings.overload_capacity,
     )
     metrics = Metrics()  # /metrics: counted where the events happen, the rest read at scrape time
     auth = _authenticator(settings, db.key, lines, location)

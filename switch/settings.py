@@ -67,6 +67,9 @@ class Settings:
     sha256_first_agents: str = r"^(Linphone|linphone|Asterisk PBX|FreeSWITCH|MicroSIP|PJSUA|Kamailio)"
     #: overload shedding: the longest a request may wait in the UDP queue (ms; 0 = never shed)
     overload_budget_ms: float = 150.0
+    #: requests per second this machine serves at least (REGISTER with its challenge = 1): the
+    #: Retry-After of refused requests books their return at that rate or the busiest recent second
+    overload_capacity: float = 1000.0
     tcp_max_per_source: int = 64
     #: SIP TCP connections in all; None: SIP's share of the descriptor limit (switch.transport.tcp.split_descriptors)
     tcp_max_connections: int | None = None

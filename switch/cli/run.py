@@ -54,6 +54,10 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
     run.add_argument("--overload-budget", type=float, default=None, metavar="MS",
                      help="longest wait in the UDP queue before new requests get 503 + Retry-After "
                      "(default 150; 0 = never shed)")
+    run.add_argument("--overload-capacity", type=float, default=None, metavar="N",
+                     help="registrations (or calls) per second this machine serves at least: refused requests are "
+                     "booked their Retry-After at this rate or the busiest second of the last minute, "
+                     "whichever is higher (default 1000)")
     run.add_argument("--tcp-max-per-source", type=int, default=None, metavar="N",
                      help="TCP connections one source address may hold (default 64)")
     run.add_argument("--tcp-max-connections", type=int, default=None, metavar="N",
@@ -143,6 +147,10 @@ def configure(args: argparse.Namespace, s: Settings) -> None:
         s.sha256_first_agents = args.sha256_first_agents
     if args.overload_budget is not None:
         s.overload_budget_ms = args.overload_budget
+    if args.overload_capacity is not None:
+        if args.overload_capacity <= 0:
+            raise SystemExit("--overload-capacity must be more than 0 per second")
+        s.overload_capacity = args.overload_capacity
     _connection_settings(s, args)
 
 

@@ -72,3 +72,71 @@ def overload_response(data: bytes, retry_after: int) -> bytes | None:
     out.append(b"Retry-After: " + str(int(retry_after)).encode())
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+class RetrySchedule:
+    """``Retry-After`` values that bring the refused back no faster than the switch can serve them.
+
+    A fixed window (2-20 s) sends every refused request back within 20 s, whatever
+    the backlog: in a storm of 100,000 lines re-registering within 10 s each line
+    was refused about three times over, and those refusals, with the kernel drops
+    and retransmissions they caused, were most of the switch's work (47,935 of
+    100,000 registered within a minute). Here each refusal books the next free
+    return slot at the serving rate (``cost`` datagrams per returning request: the
+    challenge and the answer), no sooner than ``floor`` and no later than
+    ``ceiling`` seconds ahead.
+
+    The serving rate is the busiest second of the last ``window`` seconds, and at
+    least ``min_rate`` datagrams/s (``--overload-capacity``). An earlier version
+    took the last second alone with a floor of 200/s: the second before a storm
+    is idle, so the storm's first burst of refusals was booked 80 s and more
+    ahead and the switch then sat idle (22,725 registered within a minute).
+    Times are the caller's clock (seconds); nothing here reads one.
+    """
+
+    def __init__(self, floor: float = 2.0, ceiling: float = 120.0, cost: float = 2.0,
+                 min_rate: float = 2000.0, window: int = 60) -> None:
+        self.floor = floor
+        self.ceiling = ceiling
+        self.cost = cost
+        self.min_rate = min_rate
+        self.window = window
+        self._seconds: list[int] = []
+        """datagrams served in each of the last ``window`` whole seconds, oldest first"""
+        self._peak = 0
+        self._next = 0.0
+        self._served = 0
+        self._second = -1
+
+    @property
+    def rate(self) -> float:
+        """Datagrams per second the booking assumes."""
+        return max(self.min_rate, float(self._peak))
+
+    def served(self, now: float) -> None:
+        """A datagram went on to the normal path (it was not refused)."""
+        second = int(now)
+        if second != self._second:
+            self._roll(second)
+        self._served += 1
+
+    def _roll(self, second: int) -> None:
+        if self._second >= 0:
+            gap = min(second - self._second - 1, self.window)
+            self._seconds.append(self._served)
+            self._seconds.extend([0] * max(gap, 0))
+            del self._seconds[: max(0, len(self._seconds) - self.window)]
+            self._peak = max(self._seconds) if self._seconds else 0
+        self._served = 0
+        self._second = second
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds for the ``Retry-After`` of a request refused at ``now``."""
+        second = int(now)
+        if second != self._second:
+            self._roll(second)
+        start = now + self.floor
+        if self._next < start:
+            self._next = start
+        self._next += self.cost / self.rate
+        return int(min(self.ceiling, self._next - now))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import random
 import re
 import socket
 import time
@@ -93,6 +92,7 @@ class Endpoint:
         tcp_max_connections: int | None = None,
         tcp_read_timeout: float = 10.0,
         shed_budget: float = 0.15,
+        shed_capacity: float = 1000.0,
         never_shed: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.layer = TransactionLayer(
@@ -128,13 +128,13 @@ class Endpoint:
         #: overload shedding: the longest a request may wait in the UDP socket queue
         #: (0 = never shed), the Retry-After window of the 503, and the INVITEs never shed
         self.shed_budget = shed_budget
-        self.shed_retry_after = (2, 20)  # short: refusing again is cheap, and a storm must be done within a minute
+        #: the refused come back no faster than they can be served (a fixed 2-20 s sent a storm back three times)
+        self.retry_schedule = overload.RetrySchedule(min_rate=2.0 * shed_capacity)
         #: wall-clock time from which shedding applies (``shed_from``, called once start-up work
         #: is done: requests queued while it held the loop are not an overload); None = never
         self._shed_from: float | None = None
         #: INVITE Request-URIs never shed (the emergency numbers)
         self.never_shed: Callable[[bytes], bool] = never_shed or emergency_ruri
-        self._random = random.Random()
         self.udp_buffer = udp_buffer
         self._idle_task: asyncio.Task[None] | None = None
 
@@ -289,9 +289,11 @@ class Endpoint:
         if not self._allowed(host):
             return
         if arrived is not None and self.shed_budget > 0 and self._shed_from is not None and arrived >= self._shed_from:
-            waited = time.time() - arrived
-            if waited > self.shed_budget * 0.5 and self._shed(data, host, port, waited):
+            now = time.time()
+            waited = now - arrived
+            if waited > self.shed_budget * 0.5 and self._shed(data, host, port, waited, now):
                 return
+            self.retry_schedule.served(now)
         if data.strip(b"\r\n") == b"":
             # RFC 5626 §4.4.1 / §3.5.1: CRLF keep-alive over UDP (no STUN here); note liveness.
             self.keepalive_seen("udp", host, port)
@@ -299,15 +301,16 @@ class Endpoint:
         self.layer.receive(data, Peer("udp", host, port), self.loop.time())
         self._drain()
 
-    def _shed(self, data: bytes, host: str, port: int, waited: float) -> bool:
+    def _shed(self, data: bytes, host: str, port: int, waited: float, now: float) -> bool:
         """Overload: answer 503 + Retry-After without parsing, if this request may be shed.
 
         Past half the budget only requests without credentials are shed (their
         challenge is still to come, so refusing them wastes nothing done); past
         the whole budget, any new request. Never shed: responses, requests that
         end or continue accepted work (ACK, BYE, CANCEL, ...), emergency INVITEs.
-        The Retry-After is spread over a window so the refused do not all come
-        back in the same second.
+        The Retry-After books each refused request a return slot at the rate the
+        switch serves (``overload.RetrySchedule``), so they come back spread over
+        the time serving them takes, not all within seconds.
         """
         line = overload.request_line(data)
         if line is None:
@@ -319,8 +322,7 @@ class Endpoint:
             return False
         if method == b"INVITE" and self.never_shed(ruri):
             return False
-        lo, hi = self.shed_retry_after
-        resp = overload.overload_response(data, self._random.randint(lo, hi))
+        resp = overload.overload_response(data, self.retry_schedule.retry_after(now))
         if resp is None:
             return False
         self.stats.shed += 1

@@ -51,7 +51,7 @@ async def _replies(sock: socket.socket, within: float) -> dict[str, list[int]]:
         assert isinstance(msg, Response)
         got.setdefault(msg.call_id, []).append(msg.status)
         if msg.status == 503:
-            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 20
+            assert 2 <= int(msg.headers.get("Retry-After") or 0) <= 120  # RetrySchedule: floor and ceiling
     return got
 
 
@@ -136,3 +136,55 @@ async def test_a_pause_of_the_loop_under_a_burst_loses_no_datagram(endpoint: End
         assert {s for statuses in got.values() for s in statuses} == {503}
     finally:
         sock.close()
+
+
+def test_retry_after_books_the_refused_at_the_busiest_recent_rate() -> None:
+    """A storm's refusals come back spread over the time serving them takes, not all within 20 s."""
+    from switch.sip.overload import RetrySchedule
+
+    rs = RetrySchedule(floor=2.0, ceiling=120.0, cost=2.0, min_rate=200.0)
+    t = 1000.0
+    for i in range(4000):  # a busy second: 4,000 datagrams served, i.e. 2,000 requests/s come back
+        rs.served(t + i / 4000)
+    t += 1.0
+    for i in range(100):  # then a quiet one: the booking keeps the busiest second of the window
+        rs.served(t + i / 100)
+    t += 1.0
+    assert rs.rate == 4000
+    waits = [rs.retry_after(t) for _ in range(20_000)]  # 20,000 refused in the same second
+    assert waits[0] == 2  # never sooner than the floor
+    assert waits == sorted(waits)
+    per_second = {w: waits.count(w) for w in set(waits)}
+    assert max(per_second.values()) <= 2001  # no second gets more back than can be served
+    assert 11 <= waits[-1] <= 12  # 20,000 at 2,000/s: the last one back after 2 + 10 s
+    assert rs.retry_after(t) <= 120  # capped
+    assert rs.retry_after(t + 3600) == 2  # a booking left behind by time starts again at the floor
+    assert rs.rate == 200  # and the busy second has left the window
+
+
+def test_retry_after_right_after_an_idle_spell_uses_the_configured_capacity() -> None:
+    """The second before a storm is idle: the first burst is booked at --overload-capacity, not at ~0/s.
+
+    (The version that took the last second alone booked a storm's first 8,000 refusals 80 s out.)"""
+    from switch.sip.overload import RetrySchedule
+
+    rs = RetrySchedule(floor=2.0, ceiling=120.0, cost=2.0, min_rate=2000.0)
+    rs.served(10.2)  # one datagram, then the storm a second later
+    waits = [rs.retry_after(11.5) for _ in range(8000)]
+    assert waits[0] == 2 and waits[-1] == 10  # 8,000 at 1,000 requests/s: 8 s after the 2 s floor
+    capped = RetrySchedule(floor=2.0, ceiling=30.0, cost=2.0, min_rate=200.0)
+    assert [capped.retry_after(50.0) for _ in range(10_000)][-1] == 30  # 100 s of backlog, capped at 30
+
+
+def test_run_takes_the_overload_capacity_and_refuses_one_that_is_not_positive() -> None:
+    from switch.cli import common, parser
+
+    def configured(*flags: str) -> object:
+        args = parser().parse_args(["run", *flags])
+        settings = common.settings_from(args)
+        args.configure(args, settings)
+        return settings
+
+    assert configured("--overload-capacity", "2500").overload_capacity == 2500  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match="overload-capacity must be more than 0"):
+        configured("--overload-capacity", "0")
