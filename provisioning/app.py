@@ -20,7 +20,7 @@ from . import ata, ui
 from .api import (adapters, billing, calls, feature_codes, manage, metrics, openapi, policy, price, provisioning,
                   routing, users)
 from .auth import AUTH_THROTTLE
-from .connections import ConnectionGate, GatedSite, HttpLimits
+from .connections import ConnectionGate, GatedSite, HttpLimits, close_after_body_timeout
 from .deps import HttpDeps
 from .errors import json_errors
 from .guards import CLIENT_MAX_SIZE, access_log, limits, plain_server_header
@@ -36,7 +36,8 @@ async def health(request: web.Request) -> web.Response:
     gate = request.app.get(HTTP_GATE)
     if gate is not None:  # served by start_http (not an in-process test app)
         body["http"] = {"open": gate.stats.open, "refused_per_source": gate.stats.refused_per_source,
-                        "refused_global": gate.stats.refused_global, "header_timeouts": gate.stats.header_timeouts}
+                        "refused_global": gate.stats.refused_global, "header_timeouts": gate.stats.header_timeouts,
+                        "body_timeouts": gate.stats.body_timeouts}
     return web.json_response(body)
 
 
@@ -70,6 +71,7 @@ async def start_http(
     app = create_app(deps)
     gate = ConnectionGate(limits or HttpLimits())
     app[HTTP_GATE] = gate
+    app.on_response_prepare.append(close_after_body_timeout)
     await metrics.start_metrics_http(deps, app)  # before the app is frozen: it stops with it
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

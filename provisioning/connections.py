@@ -1,4 +1,4 @@
-"""HTTP connection caps and the request-head timeout, enforced before aiohttp parses a byte.
+"""HTTP connection caps and the request head and body timeouts, enforced before aiohttp parses a byte.
 
 20,000 idle connections once took every descriptor and with them TCP SIP and all of
 HTTP (API, provisioning, ``/health``); a connection trickling a byte every 5 s stayed
@@ -10,9 +10,20 @@ cap its transport is aborted at once, nothing is read or parsed. A connection th
 not delivered a complete request head within ``header_timeout`` of being accepted is
 closed; between requests, an idle keep-alive connection (or one trickling its next head)
 is closed by aiohttp after ``keepalive_timeout``, which is set here rather than left at
-aiohttp's default. With TLS, the handshake must finish within ``header_timeout`` too.
+aiohttp's default. A request whose body has not all arrived within ``body_timeout`` of its
+head is answered 408 (or, if its response has begun, dropped) and its connection closed:
+a head with ``Content-Length: 100000`` and then a byte every few seconds held its
+connection, and a handler's task, for as long as the client liked.
 
-Each condition (per-source cap of one address, the global cap, head timeouts) logs one
+With TLS the count starts at TCP accept, not after the handshake: the listener's
+protocol is the TLS layer itself (``_TlsAccept``), which admits the TCP connection
+before it starts the handshake. Connections that open and never finish a ClientHello
+count against both caps like any other, and the head timer (handshake and request head
+together, from accept) closes them after ``header_timeout``. With
+``create_server(ssl=...)`` the protocol saw a connection only after its handshake, so
+any number of unfinished handshakes from one address held descriptors uncounted.
+
+Each condition (per-source cap of one address, the global cap, head and body timeouts) logs one
 line and then at most one a minute with the count suppressed in between
 (``switch.transport.conditions``), never one per connection.
 
@@ -26,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from asyncio.sslproto import SSLProtocol
 from ssl import SSLContext
 from typing import Any
 
@@ -38,7 +51,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from switch.transport.conditions import ConditionLog
 
-__all__ = ["ConnectionGate", "GatedSite", "HttpLimits"]
+__all__ = ["BodyTimeout", "ConnectionGate", "GatedSite", "HttpLimits", "close_after_body_timeout"]
 
 log = logging.getLogger("softswitch.http")
 
@@ -51,10 +64,12 @@ class HttpLimits:
     max_connections: int = 1024
     #: open HTTP connections from one source address (a support desk behind one NAT: ~6 per browser)
     max_per_source: int = 128
-    #: seconds from accepting a connection (or starting TLS) to its complete first request head
+    #: seconds from accepting a connection (TLS handshake included) to its complete first request head
     header_timeout: float = 10.0
     #: seconds an idle keep-alive connection stays open after a response (aiohttp closes it)
     keepalive_timeout: float = 75.0
+    #: seconds from a request's complete head to the end of its body (1 MiB forms: >= 35 KB/s)
+    body_timeout: float = 30.0
 
 
 @dataclass(slots=True)
@@ -65,6 +80,7 @@ class GateStats:
     refused_per_source: int = 0
     refused_global: int = 0
     header_timeouts: int = 0
+    body_timeouts: int = 0
 
 
 @dataclass(slots=True)
@@ -107,29 +123,79 @@ class ConnectionGate:
                                 "http: closing connections without a complete request head after %.0f s (latest from %s)",
                                 self.limits.header_timeout, host)
 
+    def body_timed_out(self, host: str) -> None:
+        self.stats.body_timeouts += 1
+        self.conditions.warning("http-body-timeout",
+                                "http: closing connections whose request body did not arrive within %.0f s (latest from %s)",
+                                self.limits.body_timeout, host)
+
+
+class BodyTimeout(web.HTTPRequestTimeout, TimeoutError):
+    """Raised from the body read of a request whose body did not arrive in time.
+
+    An HTTP exception, so the handler's read ends in a 408 answer (the API's problem
+    body via ``json_errors``); a ``TimeoutError`` too, so aiohttp's lingering read after
+    the response (a handler that answered without reading) ends quietly and closes.
+    Closing the connection instead would leave the handler a ``ConnectionResetError``
+    and aiohttp would log a traceback per connection.
+    """
+
+
+async def close_after_body_timeout(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the 408 for a late body says ``Connection: close`` (the connection ends after it)."""
+    protocol = request.protocol
+    if isinstance(protocol, GatedHandler) and protocol.body_timed_out:
+        response.force_close()  # the hook runs after aiohttp chose the Connection header: set it too
+        response.headers["Connection"] = "close"
+
 
 class GatedHandler(RequestHandler):
-    """aiohttp's connection handler, admitted by the gate first and timed until its first request head."""
+    """aiohttp's connection handler, admitted by the gate first and timed until its first request head.
 
-    __slots__ = ("_gate", "_gate_host", "_admitted", "_head_timer")
+    Plain HTTP: admitted in ``connection_made``. HTTPS: ``_TlsAccept`` admits the TCP
+    connection (``admit``) and ``connection_made`` comes with the TLS transport after the
+    handshake; the head timer started at accept keeps running across the handshake.
+    """
+
+    __slots__ = ("_gate", "_gate_host", "_admitted", "_serving", "_head_timer", "_body_timer", "body_timed_out")
 
     def __init__(self, manager: web.Server, gate: ConnectionGate, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._gate = gate
         self._gate_host = ""
         self._admitted = False
+        self._serving = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        #: the current request's body timed out (its answer closes the connection)
+        self.body_timed_out = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """Count this TCP connection against the caps and start its head timer; False: aborted, unread."""
         peer = transport.get_extra_info("peername")
         self._gate_host = str(peer[0]) if peer else "-"
         if not self._gate.admit(self._gate_host):
             transport.abort()  # type: ignore[attr-defined]
-            return
+            return False
         self._admitted = True
-        super().connection_made(transport)
         self._head_timer = asyncio.get_running_loop().call_later(self._gate.limits.header_timeout, self._head_timeout,
                                                                  transport)
+        return True
+
+    def release(self) -> None:
+        """Give the connection's place back (once, whichever way the connection ended)."""
+        if not self._admitted:
+            return
+        self._admitted = False
+        self.head_complete()
+        self._body_complete()
+        self._gate.release(self._gate_host)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._admitted and not self.admit(transport):
+            return
+        self._serving = True
+        super().connection_made(transport)
 
     def head_complete(self) -> None:
         """The first request head is in: from now on aiohttp's keep-alive timer governs idleness."""
@@ -137,18 +203,75 @@ class GatedHandler(RequestHandler):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def body_started(self, payload: StreamReader, writer: AbstractStreamWriter) -> None:
+        """A request head is in; its body (if any) must follow within ``body_timeout``."""
+        if payload.is_eof() or not self._admitted:
+            return
+        self._body_complete()
+        self._body_timer = asyncio.get_running_loop().call_later(self._gate.limits.body_timeout, self._body_timeout,
+                                                                 payload, writer)
+        payload.on_eof(self._body_complete)
+
+    def _body_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
     def _head_timeout(self, transport: asyncio.BaseTransport) -> None:
         self._head_timer = None
         self._gate.head_timed_out(self._gate_host)
         transport.abort()  # type: ignore[attr-defined]
 
+    def _body_timeout(self, payload: StreamReader, writer: AbstractStreamWriter) -> None:
+        """The body read fails with a 408 and the connection closes after the answer; aborted if an answer has begun."""
+        self._body_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or payload.is_eof():
+            return
+        self._gate.body_timed_out(self._gate_host)
+        if writer.output_size == 0:
+            self.body_timed_out = True
+            payload.set_exception(BodyTimeout())
+        else:
+            transport.abort()
+
     def connection_lost(self, exc: BaseException | None) -> None:
-        if not self._admitted:
-            return  # refused in connection_made: aiohttp never saw it
-        self._admitted = False
-        self.head_complete()
-        self._gate.release(self._gate_host)
+        self.release()
+        if not self._serving:
+            return  # refused, or ended before aiohttp saw it
+        self._serving = False
         super().connection_lost(exc)
+
+
+class _TlsAccept(SSLProtocol):
+    """The TLS layer of one HTTPS connection, admitted by the gate at TCP accept, before the handshake.
+
+    asyncio's own ``SSLProtocol``, which ``create_server(ssl=...)`` puts under the app
+    protocol too; built here, as the listener's plain protocol, so that the gate sees
+    the TCP connection before the handshake. ``loop.start_tls`` from a plain protocol
+    does not do: it runs a task step later, and uvloop reads (and hands the plain
+    protocol the ClientHello) as soon as ``connection_made`` returns, whatever it paused.
+    The handler gets ``connection_made`` with the TLS transport after the handshake.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler: GatedHandler, ssl_context: SSLContext,
+                 handshake_timeout: float) -> None:
+        # no waiter: nobody awaits the handshake (an unretrieved failure would be logged); typeshed wants both
+        super().__init__(loop, handler, ssl_context, None,  # type: ignore[arg-type]
+                         server_side=True, ssl_handshake_timeout=handshake_timeout)  # type: ignore[arg-type]
+        self._gated = handler
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._gated.admit(transport):
+            self._refused = True
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._gated.release()  # (the handler's own connection_lost, after a handshake, finds it done)
+        if not self._refused:
+            super().connection_lost(exc)
 
 
 class GatedSite(web.BaseSite):
@@ -178,6 +301,7 @@ class GatedSite(web.BaseSite):
                             writer: AbstractStreamWriter, task: asyncio.Task[None]) -> web.BaseRequest:
             if isinstance(protocol, GatedHandler):
                 protocol.head_complete()
+                protocol.body_started(payload, writer)
             return inner(message, payload, protocol, writer, task)
 
         server.request_factory = request_factory
@@ -186,8 +310,12 @@ class GatedSite(web.BaseSite):
         def handler() -> GatedHandler:
             return GatedHandler(server, gate, loop=loop, access_log=None, keepalive_timeout=limits.keepalive_timeout)
 
-        tls: dict[str, Any] = {}
+        factory: Callable[[], asyncio.BaseProtocol] = handler
         if self._ssl_context is not None:
-            tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": limits.header_timeout}
-        self._server = await loop.create_server(handler, self._host, self._port, backlog=self._backlog,
-                                                reuse_address=True, **tls)
+            ctx = self._ssl_context
+
+            def factory() -> asyncio.BaseProtocol:
+                return _TlsAccept(loop, handler(), ctx, limits.header_timeout)
+
+        self._server = await loop.create_server(factory, self._host, self._port, backlog=self._backlog,
+                                                reuse_address=True)

@@ -288,7 +288,8 @@ def _descriptor_budgets(settings: Settings) -> tuple[HttpLimits, int]:
                     "(raise the limit: ulimit -n / LimitNOFILE)", limit, settings.http_max_connections, http_cap)
     log.info("descriptors: limit %d, SIP TCP at most %d connections, HTTP at most %d", limit, sip_cap, http_cap)
     limits = HttpLimits(max_connections=http_cap, max_per_source=min(settings.http_max_per_source, http_cap),
-                        header_timeout=settings.http_header_timeout, keepalive_timeout=settings.http_keepalive_timeout)
+                        header_timeout=settings.http_header_timeout, keepalive_timeout=settings.http_keepalive_timeout,
+                        body_timeout=settings.http_body_timeout)
     return limits, sip_cap
 
 

@@ -74,11 +74,13 @@ class Settings:
     #: SIP TCP connections in all; None: SIP's share of the descriptor limit (switch.transport.tcp.split_descriptors)
     tcp_max_connections: int | None = None
     #: HTTP's own connection budget (provisioning/connections.py): in all, per source address,
-    #: seconds to a complete first request head, seconds an idle keep-alive connection stays
+    #: seconds to a complete first request head, seconds an idle keep-alive connection stays,
+    #: seconds from a request head to the end of its body
     http_max_connections: int = 1024
     http_max_per_source: int = 128
     http_header_timeout: float = 10.0
     http_keepalive_timeout: float = 75.0
+    http_body_timeout: float = 30.0
     #: Group commit: how long the registrar may wait to gather more bindings into one commit.
     commit_window: float = 0.002
     # reachability

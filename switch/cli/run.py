@@ -70,6 +70,9 @@ def add(sub: Subparsers, parents: list[argparse.ArgumentParser]) -> None:
                      help="a new HTTP connection without a complete request head by then is closed (default 10)")
     run.add_argument("--http-keepalive-timeout", type=float, default=None, metavar="S",
                      help="an idle keep-alive HTTP connection is closed after this (default 75)")
+    run.add_argument("--http-body-timeout", type=float, default=None, metavar="S",
+                     help="a request body not all received this long after its head gets 408 and the "
+                     "connection is closed (default 30)")
     run.add_argument("--tls-cert", default=None, help="certificate for HTTPS provisioning")
     run.add_argument("--tls-key", default=None)
     _billing_flags(run)
@@ -155,14 +158,14 @@ def configure(args: argparse.Namespace, s: Settings) -> None:
 
 
 def _connection_settings(s: Settings, args: argparse.Namespace) -> None:
-    """The SIP TCP and HTTP connection caps (each must be at least 1) and the request-head timeout."""
+    """The SIP TCP and HTTP connection caps (each must be at least 1) and the HTTP timeouts."""
     for flag in ("tcp_max_per_source", "tcp_max_connections", "http_max_connections", "http_max_per_source"):
         value = getattr(args, flag)
         if value is not None:
             if value < 1:
                 raise SystemExit(f"--{flag.replace('_', '-')} must be 1 or more")
             setattr(s, flag, value)
-    for flag in ("http_header_timeout", "http_keepalive_timeout"):
+    for flag in ("http_header_timeout", "http_keepalive_timeout", "http_body_timeout"):
         value = getattr(args, flag)
         if value is not None:
             if value <= 0:

@@ -4,15 +4,20 @@ Before provisioning/connections.py the HTTP side had no cap and no request-head
 timeout: idle connections took every descriptor (and TCP SIP and /health with
 them), and a connection trickling a byte at a time stayed open for aiohttp's
 keep-alive default of 3,630 s. Small caps and short timeouts via the options keep
-these tests fast; each source address is a different 127.0.0.x.
+these tests fast; each source address is a different 127.0.0.x. HTTPS connections
+were counted only once their TLS handshake was done, and a request body could
+trickle in for as long as the client liked; both are covered at the end.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
+import ipaddress
 import json
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,12 +83,13 @@ def _sip_options_tcp(port: int, source: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwitchProcess]:
-    """Caps of 3 per source and 6 in all for HTTP, 4 in all for SIP TCP; a 30 s head timeout (not hit here)."""
+    """Caps of 3 per source and 6 in all for HTTP, 4 in all for SIP TCP; a 30 s head timeout (not hit
+    here), a 2 s body timeout."""
     tmp = tmp_path_factory.mktemp("httplimits")
     sw = SwitchProcess(
         db_url=f"sqlite+aiosqlite:///{tmp / 'sw.db'}", workdir=tmp,
         extra_args=["--http-max-per-source", "3", "--http-max-connections", "6", "--http-header-timeout", "30",
-                    "--tcp-max-connections", "4"],
+                    "--http-body-timeout", "2", "--tcp-max-connections", "4"],
     )
     with sw:
         yield sw
@@ -204,3 +210,139 @@ def test_long_form_field_and_oversized_form_are_refused(switch: SwitchProcess) -
                   b"Content-Length: 2000000\r\n\r\n")
         s.settimeout(3.0)
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
+
+
+def _trickled_body(s: socket.socket, limit: float) -> tuple[float, bytes]:
+    """After a complete head, send the body a byte every 0.5 s; (seconds, bytes) until the server closes."""
+    start = time.monotonic()
+    got = b""
+    s.settimeout(0.5)
+    while time.monotonic() - start < limit:
+        try:
+            s.sendall(b"a")
+        except OSError:
+            break
+        try:
+            chunk = s.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return time.monotonic() - start, got
+
+
+def test_trickled_request_body_gets_408_after_the_body_timeout(switch: SwitchProcess) -> None:
+    head = (b"POST /min-side/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    for source in ("127.0.0.11", "127.0.0.12"):  # twice: the condition logs once
+        with _open(switch.http_port, source) as s:
+            s.sendall(head + b"username=C1&password=")
+            lasted, answer = _trickled_body(s, limit=8.0)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"\r\nconnection: close\r\n" in answer.lower(), answer[:400]
+        assert 1.5 <= lasted <= 3.5, f"a trickled body held its connection {lasted:.1f} s (timeout 2 s)"
+    status, body = _health(switch.http_port, "127.0.0.13")
+    assert status == 200 and body["http"]["body_timeouts"] == 2, body
+    log = switch.log_text()
+    assert log.count("did not arrive within 2 s") == 1, log[-3000:]
+    assert "Traceback" not in log and "Unhandled exception" not in log
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _https_health(port: int, source: str, ctx: ssl.SSLContext) -> tuple[int, Any]:
+    conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=5.0, source_address=(source, 0), context=ctx)
+    try:
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+#: the first 11 bytes of a TLS 1.2 ClientHello record announcing 512 bytes that never come
+PARTIAL_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+def test_tls_connections_count_from_accept_and_time_out_in_the_handshake(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    sw = SwitchProcess(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'sw.db'}", workdir=tmp_path,
+        extra_args=["--tls-cert", str(cert), "--tls-key", str(key), "--http-max-per-source", "3",
+                    "--http-header-timeout", "2"],
+    )
+    sw.launch()  # not sw.start(): its readiness probe speaks plain HTTP
+    try:
+        deadline = time.monotonic() + sw.start_timeout
+        while True:
+            try:
+                if _https_health(sw.http_port, "127.0.0.21", ctx)[0] == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                pass
+            assert sw.alive() and time.monotonic() < deadline, sw.log_text(20_000)
+            time.sleep(0.1)
+
+        opened = time.monotonic()
+        held = [_open(sw.http_port, "127.0.0.20") for _ in range(2)]
+        held.append(_open(sw.http_port, "127.0.0.20"))
+        held[-1].sendall(PARTIAL_CLIENT_HELLO)
+        time.sleep(0.3)
+        for s in held:
+            assert not _closed_by_peer(s, 0.05), "a connection within the caps was closed"
+        # connections still in (or not yet in) the handshake count against the per-source cap
+        extra = _open(sw.http_port, "127.0.0.20")
+        assert _closed_by_peer(extra, 1.0), "the 4th handshaking connection from one source stayed open"
+        extra.close()
+        status, body = _https_health(sw.http_port, "127.0.0.21", ctx)
+        assert status == 200 and body["http"]["refused_per_source"] == 1 and body["http"]["open"] == 4, body
+        # a completed handshake with no request head: closed at the same deadline from accept
+        with _open(sw.http_port, "127.0.0.22") as raw:
+            tls_opened = time.monotonic()
+            with ctx.wrap_socket(raw, server_hostname=LOOPBACK) as tls:
+                tls.settimeout(4.0)
+                try:
+                    assert tls.recv(1) == b""
+                except (ssl.SSLError, ConnectionResetError):
+                    pass
+                tls_lasted = time.monotonic() - tls_opened
+        assert 1.5 <= tls_lasted <= 3.0, f"a TLS connection without a head lasted {tls_lasted:.1f} s (timeout 2 s)"
+        for s in held:
+            assert _closed_by_peer(s, max(0.1, opened + 3.5 - time.monotonic())), "a handshaking connection outlived the timeout"
+            assert time.monotonic() - opened >= 1.5
+            s.close()
+        time.sleep(0.2)
+        # the places are given back: the same source is served again
+        status, body = _https_health(sw.http_port, "127.0.0.20", ctx)
+        assert status == 200 and body["http"]["open"] == 1 and body["http"]["header_timeouts"] == 4, body
+        log = sw.log_text()
+        assert log.count("without a complete request head") == 1, log[-3000:]
+        assert log.count("(the per-source cap)") == 1, log[-3000:]
+        assert "Traceback" not in log and "Unhandled exception" not in log
+    finally:
+        sw.stop()
