@@ -64,7 +64,7 @@ from switch.store.repo_adapters import AdapterInfo
 from switch.transport.ratelimit import AuthThrottle, AuthThrottlePolicy
 
 from . import render
-from .errors import problem
+from .errors import problem_details
 from .deps import HttpDeps, ProvisioningConfig
 from .keys import DEPS
 
@@ -350,7 +350,7 @@ def _blocked(request: web.Request, source: str, mac: str) -> web.Response | None
     until = state.throttle.blocked_until(source, mac, now)
     if until is None:
         return None
-    resp = problem(429, "too many failed provisioning requests from your address; try again later")
+    resp = problem_details(429, "too many failed provisioning requests from your address; try again later")
     resp.headers["Retry-After"] = str(max(1, int(until - now + 0.999)))
     return resp
 
@@ -381,7 +381,7 @@ async def _unknown(request: web.Request, source: str, mac: str) -> web.Response:
         deps.session_factory, mac, at=datetime.now(UTC), remote_addr=(request.remote or "?")[:64],
         user_agent=ua or None, model_hint=parsed.model_key if parsed else None,
     )
-    return problem(404, "no such adapter")
+    return problem_details(404, "no such adapter")
 
 
 def _ua_mismatch(request: web.Request, mac: str) -> str | None:
@@ -396,12 +396,12 @@ async def _lookup(request: web.Request, filename: str) -> tuple[str, AdapterInfo
     """Common first steps: file name -> MAC, throttle, adapter, User-Agent check."""
     parsed = parse_config_filename(filename)
     if parsed is None:
-        return problem(404, "not found")
+        return problem_details(404, "not found")
     mac, binary = parsed
     if binary:
         # Grandstream asks for its binary config first; we only serve XML. Says nothing
         # about whether the MAC exists, so it is neither counted nor recorded.
-        return problem(404, "binary configs are not served; ask for the .xml file")
+        return problem_details(404, "binary configs are not served; ask for the .xml file")
     source = source_key(request.remote)
     blocked = _blocked(request, source, mac)
     if blocked is not None:
@@ -412,7 +412,7 @@ async def _lookup(request: web.Request, filename: str) -> tuple[str, AdapterInfo
     claimed = _ua_mismatch(request, mac)
     if claimed is not None:
         _failure(request, source, mac, f"User-Agent names MAC {claimed}")
-        return problem(403, "the User-Agent names another adapter")
+        return problem_details(403, "the User-Agent names another adapter")
     return source, adapter
 
 
@@ -426,7 +426,7 @@ async def _serve(request: web.Request, source: str, adapter: AdapterInfo, secret
         body, content_type = await render_for(deps, adapter, origin, secret)
     except (render.ProfileError, LookupError) as exc:
         log.error("provisioning: cannot render config of %s: %s", adapter.mac, exc)
-        return problem(500, "this adapter's configuration cannot be built; support has been told")
+        return problem_details(500, "this adapter's configuration cannot be built; support has been told")
     ua = _ua(request)
     parsed = adapter_models.parse_user_agent(ua) if ua else None
     if parsed is not None and parsed.model_key and parsed.model_key != adapter.model:
@@ -467,13 +467,13 @@ async def token_config(request: web.Request) -> web.StreamResponse:
     # compare_digest: the time taken does not tell how much of a guess was right.
     if not secret or not hmac.compare_digest(given.encode("ascii"), expected.encode("ascii")):
         _failure(request, source, adapter.mac, "wrong token")
-        return problem(403, "this URL does not open this adapter's configuration")
+        return problem_details(403, "this URL does not open this adapter's configuration")
     return await _serve(request, source, adapter, secret)
 
 
 def _challenge(request: web.Request, stale: bool = False) -> web.Response:
     state = request.app[ATA_STATE]
-    resp = problem(401, "authentication required: HTTP Digest, username = the adapter's MAC")
+    resp = problem_details(401, "authentication required: HTTP Digest, username = the adapter's MAC")
     for ch in digest.challenges_for(DIGEST_REALM, state.nonces, state.clock(), stale=stale,
                                     algorithms=state.algorithms):
         resp.headers.add("WWW-Authenticate", ch.to_header())
@@ -569,7 +569,7 @@ async def grandstream_first_request(request: web.Request) -> web.StreamResponse:
     _, adapter = found
     info = adapter_models.MODELS.get(adapter.model)
     if info is None or info.bootstrap_template is None:
-        return problem(404, "no first-contact file for this model")
+        return problem_details(404, "no first-contact file for this model")
     body = render.render_bootstrap(adapter.model, adapter.mac, _bootstrap_base(request))
     return _bootstrap_response(body)
 

@@ -30,7 +30,7 @@ from aiohttp import web
 from switch.store import repo_tokens
 from switch.transport.ratelimit import FailureThrottle
 
-from .errors import problem
+from .errors import problem_details
 from .keys import DEPS, TOKEN_CACHE
 
 CACHE_SECONDS = 30.0
@@ -93,7 +93,7 @@ async def _verify(request: web.Request, token: str) -> Principal | None:
 
 def _too_many(throttle: FailureThrottle[str], source: str, now: float) -> web.Response:
     until = throttle.blocked_until(source, now)
-    resp = problem(429, "too many failed authentication attempts from this address; try again later")
+    resp = problem_details(429, "too many failed authentication attempts from this address; try again later")
     resp.headers["Retry-After"] = str(max(1, int((until or now + 60) - now + 0.999)))
     return resp
 
@@ -117,7 +117,7 @@ def require(*roles: str) -> Callable[[Callable[[web.Request], Awaitable[web.Stre
             if scheme.lower() != "bearer" or not token.strip():
                 if blocked:
                     return _too_many(throttle, source, now)
-                resp = problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+                resp = problem_details(401, "missing bearer token: send 'Authorization: Bearer <token>'")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch"'
                 return resp
             # A blocked address still gets in with a valid token: behind one NAT a whole
@@ -128,11 +128,12 @@ def require(*roles: str) -> Callable[[Callable[[web.Request], Awaitable[web.Stre
                 if blocked:
                     return _too_many(throttle, source, now)
                 throttle.record_failure(source, now)
-                resp = problem(401, "invalid or revoked token")
+                resp = problem_details(401, "invalid or revoked token")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch", error="invalid_token"'
                 return resp
             if principal.role not in allowed:
-                return problem(403, f"this needs a token with role {' or '.join(roles)}; yours is {principal.role}")
+                return problem_details(403, f"this needs a token with role {' or '.join(roles)}; "
+                                            f"yours is {principal.role}")
             request[PRINCIPAL] = principal
             return await handler(request)
 

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from switch.store.import_validation import MAX_TEXT
 
-from .errors import problem
+from .errors import problem_details
 
 MAX_BODY = 256 * 1024
 #: the longest string in any API body, form field or import file field
@@ -74,10 +74,10 @@ def _too_long(value: Any, where: str) -> str | None:
 async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/"):
         if request.content_length is not None and request.content_length > MAX_BODY:
-            return problem(413, f"request body larger than {MAX_BODY} bytes")
+            return problem_details(413, f"request body larger than {MAX_BODY} bytes")
         body = await request.read()  # cached: the handler's request.json() reads it again
         if len(body) > MAX_BODY:
-            return problem(413, f"request body larger than {MAX_BODY} bytes")
+            return problem_details(413, f"request body larger than {MAX_BODY} bytes")
         if body and "json" in (request.content_type or "json"):
             try:
                 doc = json.loads(body)
@@ -85,13 +85,13 @@ async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
                 doc = None  # the handler says what is wrong with it
             where = _too_long(doc, "") if doc is not None else None
             if where is not None:
-                return problem(400, f"{where or 'body'}: at most {MAX_STRING} characters")
+                return problem_details(400, f"{where or 'body'}: at most {MAX_STRING} characters")
     elif request.method in ("POST", "PUT", "PATCH"):
         cap = MAX_UPLOAD_BODY if request.path in UPLOAD_PATHS else MAX_FORM_BODY
         if request.content_length is None and request.body_exists:
-            return problem(411, "a request body needs a Content-Length here")
+            return problem_details(411, "a request body needs a Content-Length here")
         if request.content_length is not None and request.content_length > cap:
-            return problem(413, f"request body larger than {cap} bytes")
+            return problem_details(413, f"request body larger than {cap} bytes")
     return await handler(request)
 
 

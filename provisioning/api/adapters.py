@@ -14,7 +14,7 @@ from switch.store.repo_adapters import normalise_mac
 
 from ..ata import config_status, origin_of
 from ..auth import STAFF_READ, require
-from ..errors import problem
+from ..errors import problem_details
 from ..deps import HttpDeps
 from ..keys import DEPS
 
@@ -26,12 +26,12 @@ async def _adapter(request: web.Request) -> m.Adapter | web.Response:
     try:
         mac = normalise_mac(raw)
     except ValueError:
-        return problem(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
+        return problem_details(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
     deps = request.app[DEPS]
     async with deps.session_factory() as session:
         adapter = (await session.execute(select(m.Adapter).where(m.Adapter.mac == mac))).scalar_one_or_none()
     if adapter is None:
-        return problem(404, f"no adapter with MAC {mac}")
+        return problem_details(404, f"no adapter with MAC {mac}")
     return adapter
 
 
@@ -96,7 +96,7 @@ async def lamp_events(request: web.Request) -> web.Response:
         return adapter
     raw = request.query.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        return problem(400, f"limit must be an integer from 1 to 500, got {raw!r}")
+        return problem_details(400, f"limit must be an integer from 1 to 500, got {raw!r}")
     deps = request.app[DEPS]
     rows = await lamp_history.list_lamp_events(deps.session_factory, adapter.id, limit=int(raw))
     return web.json_response(

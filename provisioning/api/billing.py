@@ -32,7 +32,7 @@ from switch.store.repo_billing import (
 from switch.store.repo_lines import normalise_number
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, require
-from ..errors import problem
+from ..errors import problem_details
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -54,7 +54,7 @@ def _period(request: web.Request) -> tuple[str, datetime, datetime] | web.Respon
     else:
         m = _PERIOD_RE.fullmatch(raw)
         if m is None or not 1 <= int(m.group(2)) <= 12 or not 2000 <= int(m.group(1)) <= 2999:
-            return problem(400, f"period must be a month as YYYY-MM (e.g. 2026-11), got {raw!r}")
+            return problem_details(400, f"period must be a month as YYYY-MM (e.g. 2026-11), got {raw!r}")
         local = datetime(int(m.group(1)), int(m.group(2)), 15, 12, tzinfo=periods.tz)
         start, end = periods.bounds(local.timestamp())
     label = start.astimezone(periods.tz).strftime("%Y-%m")
@@ -66,11 +66,11 @@ async def _scope(request: web.Request) -> tuple[int, str, str, list[int]] | web.
     external = request.match_info["customer"]
     principal = request[PRINCIPAL]
     if principal.role == CUSTOMER and principal.customer != external:
-        return problem(403, "a customer token can only read its own customer's invoice")
+        return problem_details(403, "a customer token can only read its own customer's invoice")
     sf = request.app[DEPS].session_factory
     found = await customer_ref(sf, external)
     if found is None:
-        return problem(404, f"no customer with number {external!r}")
+        return problem_details(404, f"no customer with number {external!r}")
     customer_id, name = found
     number = None
     raw_line = request.query.get("line")
@@ -78,11 +78,20 @@ async def _scope(request: web.Request) -> tuple[int, str, str, list[int]] | web.
         try:
             number = normalise_number(raw_line)
         except ValueError:
-            return problem(400, f"line must be a telephone number (8-digit national or E.164), got {raw_line!r}")
+            return problem_details(400, f"line must be a telephone number (8-digit national or E.164), "
+                                        f"got {raw_line!r}")
     line_ids = await customer_line_ids(sf, customer_id, number)
     if number is not None and not line_ids:
-        return problem(404, f"customer {external} has no line with the number {number}")
+        return problem_details(404, f"customer {external} has no line with the number {number}")
     return customer_id, external, name, line_ids
+
+
+def _format(request: web.Request, default: str) -> str | web.Response:
+    """``format=json|csv`` of the report and invoice routes; anything else is a 400 naming the parameter."""
+    fmt = request.query.get("format", default)
+    if fmt not in ("json", "csv"):
+        return problem_details(400, f"format must be json or csv, got {fmt!r}", field="format")
+    return fmt
 
 
 def _iso(dt: datetime) -> str:
@@ -99,9 +108,9 @@ async def invoice(request: web.Request) -> web.StreamResponse:
     scope = await _scope(request)
     if isinstance(scope, web.Response):
         return scope
-    fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv"):
-        return problem(400, f"format must be json or csv, got {fmt!r}")
+    fmt = _format(request, "json")
+    if isinstance(fmt, web.Response):
+        return fmt
     label, start, end = period
     _cid, external, name, line_ids = scope
     sf = request.app[DEPS].session_factory
@@ -205,7 +214,10 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
     """Termination candidates: lines with no outgoing and no answered call for ``months=`` (default 6)."""
     raw = request.query.get("months", "6")
     if not raw.isdigit() or not 1 <= int(raw) <= 120:
-        return problem(400, f"months must be a whole number from 1 to 120, got {raw!r}")
+        return problem_details(400, f"months must be a whole number from 1 to 120, got {raw!r}", field="months")
+    fmt = _format(request, "json")
+    if isinstance(fmt, web.Response):
+        return fmt
     cutoff = datetime.now(UTC) - timedelta(days=round(int(raw) * 365.25 / 12))
     found = await inactive_lines(request.app[DEPS].session_factory, cutoff)
     items = [
@@ -217,7 +229,7 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
         }
         for r in found
     ]
-    if request.query.get("format") == "csv":
+    if fmt == "csv":
         fields = ("number", "customer", "customer_name", "line_created_at", "last_outgoing_at", "last_answered_at")
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -232,11 +244,21 @@ async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/reports/directory")
 @require(*STAFF_READ)
 async def report_directory(request: web.Request) -> web.StreamResponse:
-    """The directory listing export (CSV): listed numbers with name and postal address (empty when not recorded).
+    """The directory listing export (CSV, or ``format=json``): listed numbers with name and postal address.
 
-    Street, postcode and city are columns of their own: a directory service imports them as fields.
+    Street, postcode and city are columns of their own in the CSV (empty when not recorded): a directory
+    service imports them as fields. The JSON gives the address as the customer's ``address`` object, or null.
     """
+    fmt = _format(request, "csv")
+    if isinstance(fmt, web.Response):
+        return fmt
     entries = await directory_listing(request.app[DEPS].session_factory)
+    if fmt == "json":
+        return web.json_response({"entries": [
+            {"number": e.number, "name": e.name,
+             "address": None if e.address is None else
+             {"street": e.address.street, "postcode": e.address.postcode, "city": e.address.city}}
+            for e in entries]})
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(("number", "name", "street", "postcode", "city"))
@@ -282,10 +304,10 @@ async def credit_state(request: web.Request) -> web.StreamResponse:
     external = request.match_info["customer"]
     principal = request[PRINCIPAL]
     if principal.role == CUSTOMER and principal.customer != external:
-        return problem(403, "a customer token can only read its own customer")
+        return problem_details(403, "a customer token can only read its own customer")
     found = await customer_ref(request.app[DEPS].session_factory, external)
     if found is None:
-        return problem(404, f"no customer with number {external!r}")
+        return problem_details(404, f"no customer with number {external!r}")
     return web.json_response(await _credit_json(request, found[0], external))
 
 
@@ -301,16 +323,17 @@ async def put_credit_limit(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     found = await customer_ref(deps.session_factory, external)
     if found is None:
-        return problem(404, f"no customer with number {external!r}")
+        return problem_details(404, f"no customer with number {external!r}")
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "the body must be JSON such as {\"credit_limit_ore\": 50000}")
+        return problem_details(400, "the body must be JSON such as {\"credit_limit_ore\": 50000}")
     if not isinstance(body, dict) or set(body) != {"credit_limit_ore"}:
-        return problem(400, "the body must be exactly {\"credit_limit_ore\": <whole øre or null>}")
+        return problem_details(400, "the body must be exactly {\"credit_limit_ore\": <whole øre or null>}")
     limit = body["credit_limit_ore"]
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
-        return problem(400, f"credit_limit_ore must be a whole number of øre from 0 to 1000000000, or null; got {limit!r}")
+        return problem_details(400, "credit_limit_ore must be a whole number of øre from 0 to 1000000000, "
+                                    f"or null; got {limit!r}")
     actor = request[PRINCIPAL].actor
     await set_credit_limit(deps.session_factory, found[0], limit, actor)
     rating = deps.rating

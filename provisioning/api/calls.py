@@ -18,7 +18,7 @@ from switch.store import models as m
 from switch.store.repo_lines import normalise_number
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, require
-from ..errors import problem
+from ..errors import problem_details
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -48,9 +48,9 @@ def _parse_time(raw: str | None, name: str) -> datetime | None | web.Response:
     try:
         dt = datetime.fromisoformat(raw)
     except ValueError:
-        return problem(400, f"{name} must be an ISO 8601 time such as 2026-11-01T00:00:00+00:00, got {raw!r}")
+        return problem_details(400, f"{name} must be an ISO 8601 time such as 2026-11-01T00:00:00+00:00, got {raw!r}")
     if dt.tzinfo is None:
-        return problem(400, f"{name} needs a time zone (e.g. +00:00), got {raw!r}")
+        return problem_details(400, f"{name} needs a time zone (e.g. +00:00), got {raw!r}")
     return dt
 
 
@@ -66,10 +66,10 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
     try:
         e164 = normalise_number(raw)
     except ValueError:
-        return problem(400, f"not a telephone number: {raw!r} (8-digit national or E.164)")
+        return problem_details(400, f"not a telephone number: {raw!r} (8-digit national or E.164)")
     limit_s = request.query.get("limit", "100")
     if not limit_s.isdigit() or not 1 <= int(limit_s) <= 1000:
-        return problem(400, f"limit must be an integer from 1 to 1000, got {limit_s!r}")
+        return problem_details(400, f"limit must be an integer from 1 to 1000, got {limit_s!r}")
     since = _parse_time(request.query.get("since"), "since")
     until = _parse_time(request.query.get("until"), "until")
     for t in (since, until):
@@ -84,7 +84,7 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
                 m.Customer.external_id == principal.customer)
         line_id = (await session.execute(stmt_line)).scalar_one_or_none()
         if line_id is None:
-            return problem(404, f"no line has the number {e164}")
+            return problem_details(404, f"no line has the number {e164}")
         stmt = select(m.CallRecord).where(
             or_(m.CallRecord.calling_line_id == line_id, m.CallRecord.called_line_id == line_id)
         )

@@ -17,7 +17,7 @@ from aiohttp import web
 from feature_codes import CODES, CodePolicy, PolicyError
 
 from ..auth import PRINCIPAL, STAFF_READ, STAFF_WRITE, require
-from ..errors import problem
+from ..errors import problem_details
 from ..keys import DEPS
 from .policy import actor_of
 
@@ -64,30 +64,31 @@ async def put_feature_code(request: web.Request) -> web.StreamResponse:
 
     code = unquote(request.match_info["code"])
     if code not in CODES:
-        return problem(404, f"unknown code {code!r}; known: {', '.join(CODES)} (escape # as %23)")
+        return problem_details(404, f"unknown code {code!r}; known: {', '.join(CODES)} (escape # as %23)")
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "body must be JSON: {\"enabled\": true|false, \"announcement\": \"prompt key\"|null}")
+        return problem_details(400, "body must be JSON: "
+                                    "{\"enabled\": true|false, \"announcement\": \"prompt key\"|null}")
     if not isinstance(body, dict):
-        return problem(400, "body must be a JSON object")
+        return problem_details(400, "body must be a JSON object")
     unknown = sorted(set(body) - {"enabled", "announcement", "description"})
     if unknown:
-        return problem(400, f"unknown field(s): {', '.join(unknown)}")
+        return problem_details(400, f"unknown field(s): {', '.join(unknown)}")
     star_codes = _star_codes(request)
     current: CodePolicy = star_codes.policies.get(code)
     enabled = body.get("enabled", current.enabled)
     announcement = body.get("announcement", current.announcement)
     description = body.get("description", current.description)
     if not isinstance(enabled, bool):
-        return problem(422, "enabled must be true or false", field="enabled")
+        return problem_details(422, "enabled must be true or false", field="enabled")
     if announcement is not None and not isinstance(announcement, str):
-        return problem(422, "announcement must be a prompt key or null", field="announcement")
+        return problem_details(422, "announcement must be a prompt key or null", field="announcement")
     if not isinstance(description, str):
-        return problem(422, "description must be a string", field="description")
+        return problem_details(422, "description must be a string", field="description")
     try:
         stored = await star_codes.set_policy(CodePolicy(code, enabled, announcement, description),
                                              actor_of(request[PRINCIPAL]))
     except PolicyError as exc:
-        return problem(422, exc.message, field=exc.field, code=exc.code)
+        return problem_details(422, exc.message, field=exc.field, code=exc.code)
     return web.json_response(_as_json(stored, DEFAULT_POLICIES[code]))

@@ -19,7 +19,7 @@ from aiohttp import web
 from switch.services.metrics import CONTENT_TYPE
 
 from ..auth import STAFF_READ, require
-from ..errors import problem
+from ..errors import problem_details
 from ..deps import HttpDeps
 from ..keys import DEPS
 
@@ -33,7 +33,7 @@ routes = web.RouteTableDef()
 def _render(request: web.Request) -> web.Response:
     metrics = request.app[DEPS].metrics
     if metrics is None:
-        return problem(503, "metrics are not collected in this process")
+        return problem_details(503, "metrics are not collected in this process")
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -51,7 +51,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         return resp
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), secret.encode()):
-        resp = problem(401, "missing or wrong metrics token: send 'Authorization: Bearer <metrics token>'")
+        resp = problem_details(401, "missing or wrong metrics token: send 'Authorization: Bearer <metrics token>'")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="softswitch-metrics"'
         return resp
     return _render(request)

@@ -32,7 +32,7 @@ from switch.store.repo_lines import normalise_number
 from switch.store.repo_policy import LineRef
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, Principal, require
-from ..errors import problem
+from ..errors import problem_details
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -58,12 +58,12 @@ async def _line(request: web.Request) -> LineRef | web.Response:
     try:
         e164 = normalise_number(raw)
     except ValueError:
-        return problem(400, f"not a telephone number: {raw!r} (8-digit national or E.164)", field="number")
+        return problem_details(400, f"not a telephone number: {raw!r} (8-digit national or E.164)", field="number")
     ref = await repo_policy.line_by_number(request.app[DEPS].session_factory, e164)
     principal = request[PRINCIPAL]
     if ref is None or (principal.role == CUSTOMER and principal.customer != ref.customer_ref):
         # The same answer for another customer's line: a customer token learns nothing about it.
-        return problem(404, f"no line has the number {e164}", field="number")
+        return problem_details(404, f"no line has the number {e164}", field="number")
     return ref
 
 
@@ -71,21 +71,21 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem(400, "the body must be a JSON object")
+        return problem_details(400, "the body must be a JSON object")
     if not isinstance(body, dict):
-        return problem(400, "the body must be a JSON object")
+        return problem_details(400, "the body must be a JSON object")
     return body
 
 
 def _refused(err: PolicyValidationError) -> web.Response:
-    return problem(422, err.message, field=err.field)
+    return problem_details(422, err.message, field=err.field)
 
 
 async def _customer(request: web.Request) -> tuple[int, str] | web.Response:
     ref = request.match_info["id"]
     found = await repo_policy.customer_by_ref(request.app[DEPS].session_factory, ref)
     if found is None:
-        return problem(404, f"no customer {ref!r}", field="customer")
+        return problem_details(404, f"no customer {ref!r}", field="customer")
     return found
 
 
@@ -139,7 +139,7 @@ async def put_forwarding(request: web.Request) -> web.Response:
         return body
     unknown = set(body) - {"target", "timeout_s"}
     if unknown:
-        return problem(400, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        return problem_details(400, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     ps = _policy(request)
     try:
         kind = validate_kind(request.match_info["kind"])
@@ -147,7 +147,7 @@ async def put_forwarding(request: web.Request) -> web.Response:
                                        actor_of(request[PRINCIPAL]))
     except PolicyValidationError as err:
         if err.field == "kind":
-            return problem(404, err.message, field="kind")
+            return problem_details(404, err.message, field="kind")
         return _refused(err)
     return web.json_response({"number": ref.number, **_rule_json(rule)})
 
@@ -161,10 +161,10 @@ async def delete_forwarding(request: web.Request) -> web.Response:
     try:
         kind = validate_kind(request.match_info["kind"])
     except PolicyValidationError as err:
-        return problem(404, err.message, field="kind")
+        return problem_details(404, err.message, field="kind")
     removed = await _policy(request).clear_forwarding(ref.line_id, kind, actor_of(request[PRINCIPAL]))
     if not removed:
-        return problem(404, f"{ref.number} has no {kind.value} forwarding", field="kind")
+        return problem_details(404, f"{ref.number} has no {kind.value} forwarding", field="kind")
     return web.json_response({"number": ref.number, "removed": removed})
 
 
@@ -174,7 +174,7 @@ async def _categories(request: web.Request) -> frozenset[BarringCategory] | web.
     if isinstance(body, web.Response):
         return body
     if "categories" not in body:
-        return problem(400, "categories is required (a list; [] clears)", field="categories")
+        return problem_details(400, "categories is required (a list; [] clears)", field="categories")
     try:
         return validate_categories(body["categories"])
     except PolicyValidationError as err:
@@ -237,13 +237,13 @@ async def create_suspension(request: web.Request) -> web.Response:
         return body
     unknown = set(body) - {"customer", "line", "level", "reason", "note"}
     if unknown:
-        return problem(400, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        return problem_details(400, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
     sf = request.app[DEPS].session_factory
     if not isinstance(body.get("customer"), str):
-        return problem(400, "customer is required: the customer number, e.g. \"C1001\"", field="customer")
+        return problem_details(400, "customer is required: the customer number, e.g. \"C1001\"", field="customer")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > 2000:
-        return problem(400, "note must be text of at most 2000 characters", field="note")
+        return problem_details(400, "note must be text of at most 2000 characters", field="note")
     try:
         level = validate_level(body.get("level"))
         reason = validate_reason(body.get("reason"))
@@ -251,7 +251,7 @@ async def create_suspension(request: web.Request) -> web.Response:
         return _refused(err)
     found = await repo_policy.customer_by_ref(sf, body["customer"])
     if found is None:
-        return problem(404, f"no customer {body['customer']!r}", field="customer")
+        return problem_details(404, f"no customer {body['customer']!r}", field="customer")
     cid, _ref = found
     line_id: int | None = None
     line_number: str | None = None
@@ -259,12 +259,12 @@ async def create_suspension(request: web.Request) -> web.Response:
         try:
             e164 = normalise_number(str(body["line"]))
         except ValueError:
-            return problem(400, f"not a telephone number: {body['line']!r}", field="line")
+            return problem_details(400, f"not a telephone number: {body['line']!r}", field="line")
         line = await repo_policy.line_by_number(sf, e164)
         if line is None:
-            return problem(404, f"no line has the number {e164}", field="line")
+            return problem_details(404, f"no line has the number {e164}", field="line")
         if line.customer_id != cid:
-            return problem(422, f"line {e164} does not belong to customer {body['customer']}", field="line")
+            return problem_details(422, f"line {e164} does not belong to customer {body['customer']}", field="line")
         line_id, line_number = line.line_id, line.number
     try:
         sid = await _policy(request).suspend(cid, line_id, level, reason, note, actor_of(request[PRINCIPAL]))
@@ -280,16 +280,16 @@ async def create_suspension(request: web.Request) -> web.Response:
 async def lift_suspension(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit():
-        return problem(404, f"no suspension {raw!r}", field="id")
+        return problem_details(404, f"no suspension {raw!r}", field="id")
     body = await _body(request) if request.body_exists else {}  # not can_read_body: a guard may have read it already
     if isinstance(body, web.Response):
         return body
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > 2000:
-        return problem(400, "note must be text of at most 2000 characters", field="note")
+        return problem_details(400, "note must be text of at most 2000 characters", field="note")
     row = await _policy(request).lift(int(raw), note, actor_of(request[PRINCIPAL]))
     if row is None:
-        return problem(404, f"no suspension {raw}", field="id")
+        return problem_details(404, f"no suspension {raw}", field="id")
     numbers = {li.line_id: li.number for li in request.app[DEPS].lines.by_id.values()}
     return web.json_response(row.as_json(numbers))  # a line suspension names its line, as in the history
 

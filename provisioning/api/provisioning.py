@@ -30,7 +30,7 @@ from switch.store.repo_audit import add_audit_event
 
 from ..ata import CFG_PREFIX, DIGEST_REALM, adapter_credentials, config_status, origin_of
 from ..auth import PRINCIPAL, STAFF_READ, STAFF_WRITE, require
-from ..errors import problem
+from ..errors import problem_details
 from ..keys import DEPS
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ async def _adapter(request: web.Request) -> AdapterInfo | web.Response:
     try:
         mac = normalise_mac(raw)
     except ValueError:
-        return problem(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
+        return problem_details(400, f"not a MAC address: {raw!r} (expected e.g. 00:0E:08:AB:CD:01)")
     adapter = await repo_adapters.get_adapter_by_mac(request.app[DEPS].session_factory, mac)
     if adapter is None:
-        return problem(404, f"no adapter with MAC {format_mac(mac)}")
+        return problem_details(404, f"no adapter with MAC {format_mac(mac)}")
     return adapter
 
 
@@ -64,7 +64,7 @@ def _origin(request: web.Request) -> str | web.Response:
     parts = urlsplit(given)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query \
             or "@" in parts.netloc or any(c.isspace() for c in given):
-        return problem(400, f"origin must look like https://host[:port], got {given!r}")
+        return problem_details(400, f"origin must look like https://host[:port], got {given!r}")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -105,23 +105,23 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
     try:
         mac = normalise_mac(raw)
     except ValueError:
-        return problem(400, f"not a MAC address: {raw!r}")
+        return problem_details(400, f"not a MAC address: {raw!r}")
     try:
         body = await request.json()
     except ValueError:
-        return problem(400, "body must be a JSON object")
+        return problem_details(400, "body must be a JSON object")
     if not isinstance(body, dict):
-        return problem(400, "body must be a JSON object")
+        return problem_details(400, "body must be a JSON object")
     deps = request.app[DEPS]
     customer_id = body.get("customer_id")
     ref = body.get("customer")
     if customer_id is None and ref is None:
-        return problem(400, "give the customer: \"customer\" (customer number) or \"customer_id\"")
+        return problem_details(400, "give the customer: \"customer\" (customer number) or \"customer_id\"")
     if customer_id is not None and (isinstance(customer_id, bool) or not isinstance(customer_id, int)
                                     or not 1 <= customer_id < 2**63):  # a JSON object or a huge number was a 500
-        return problem(400, "customer_id must be a whole number", field="customer_id")
+        return problem_details(400, "customer_id must be a whole number", field="customer_id")
     if ref is not None and not isinstance(ref, str):
-        return problem(400, "customer must be the customer number (a string)", field="customer")
+        return problem_details(400, "customer must be the customer number (a string)", field="customer")
     async with deps.session_factory() as session:
         if customer_id is not None:
             stmt = select(Customer.id, Customer.external_id).where(Customer.id == customer_id)
@@ -129,10 +129,10 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
             stmt = select(Customer.id, Customer.external_id).where(Customer.external_id == str(ref))
         row = (await session.execute(stmt)).first()
     if row is None:
-        return problem(404, f"no customer {ref if ref is not None else customer_id!r}")
+        return problem_details(404, f"no customer {ref if ref is not None else customer_id!r}")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        return problem(400, "model must be a string")
+        return problem_details(400, "model must be a string")
     description = body.get("description")
     try:
         adapter = await repo_adapters.assign_unclaimed(
@@ -140,10 +140,10 @@ async def assign_unclaimed(request: web.Request) -> web.Response:
             model=model, description=description if isinstance(description, str) else None,
         )
     except LookupError:
-        return problem(404, f"{format_mac(mac)} is not in the unclaimed list")
+        return problem_details(404, f"{format_mac(mac)} is not in the unclaimed list")
     except ValueError as exc:
         status = 409 if "already exists" in str(exc) else 400
-        return problem(status, str(exc))
+        return problem_details(status, str(exc))
     async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.assign", subject_type="adapter",
                         subject_id=adapter.mac, customer_id=row[0], details={"model": adapter.model})
@@ -168,7 +168,7 @@ async def config_fetches(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
-        return problem(400, "limit must be a number")
+        return problem_details(400, "limit must be a number")
     limit = max(1, min(100, limit))
     deps = request.app[DEPS]
     rows = await repo_adapters.list_config_fetches(deps.session_factory, adapter.adapter_id, limit=limit)
@@ -225,7 +225,7 @@ async def profile_url(request: web.Request) -> web.Response:
     try:
         body = await staging_values(deps.session_factory, deps.secret_box, adapter, origin)
     except LookupError as err:
-        return problem(409, str(err))
+        return problem_details(409, str(err))
     async with write_session(deps.session_factory) as session:
         add_audit_event(session, actor=_actor(request), action="adapter.profile_url.read",
                         subject_type="adapter", subject_id=adapter.mac, customer_id=adapter.customer_id)
@@ -274,14 +274,14 @@ async def resync(request: web.Request) -> web.Response:
     try:
         wait = float(request.query.get("wait", str(DEFAULT_WAIT)))
     except ValueError:
-        return problem(400, "wait must be a number of seconds")
+        return problem_details(400, "wait must be a number of seconds")
     wait = max(0.0, min(MAX_WAIT, wait))
     deps = request.app[DEPS]
     if deps.resync is None:
-        return problem(503, "resync needs the SIP side of the switch, and it is not running here")
+        return problem_details(503, "resync needs the SIP side of the switch, and it is not running here")
     event, outcomes = await deps.resync.resync_adapter(adapter, _actor(request), wait)
     if not outcomes:
-        return problem(409, f"adapter {format_mac(adapter.mac)} has no registered line to send a resync to",
+        return problem_details(409, f"adapter {format_mac(adapter.mac)} has no registered line to send a resync to",
                        mac=format_mac(adapter.mac))
     return web.json_response(
         {"mac": format_mac(adapter.mac), "event": event, "sent": [o.as_json() for o in outcomes]},

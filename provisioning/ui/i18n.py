@@ -1,8 +1,10 @@
 """The web pages' words in Norwegian Bokmål and English.
 
 One table, key → (nb, en). A page asks ``t("key")``; a missing key is a
-KeyError in the tests (tests/ui/test_i18n.py renders every template in both
-languages), never an English word on a Norwegian page.
+KeyError, never an English word on a Norwegian page, and tests/ui/test_i18n.py
+fails on it first: every key a template or handler names (and each enum value
+of a ``t('prefix_' ~ value)`` key) must be in the table, with both languages
+and the same placeholders.
 """
 
 from __future__ import annotations

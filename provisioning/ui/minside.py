@@ -20,7 +20,7 @@ from switch.store.models import BarringCategory, ForwardKind
 from . import queries
 from .deps import UI_DEPS, UiDeps
 import provisioning.ui.web as web_flow
-from .i18n import translate
+from .i18n import translate, translate_cause
 from .web import (
     SESSION_KEY,
     language,
@@ -178,8 +178,13 @@ async def calls(request: web.Request) -> web.StreamResponse:
 @routes.get("/min-side/calls.csv")
 @require_customer
 async def calls_csv(request: web.Request) -> web.StreamResponse:
-    """Streamed: a row at a time, however long the list."""
+    """Streamed: a row at a time, however long the list.
+
+    Why a call ended is in words in the customer's language (``cause_text``, as on the page), beside the
+    stored ``cause`` code and the ``support_code`` the page tells the customer to give customer service.
+    """
     deps: UiDeps = request.app[UI_DEPS]
+    lang = language(request)
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": 'attachment; filename="samtaler.csv"',
@@ -188,12 +193,13 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["line", "time", "direction", "from", "dialled", "duration_s", "price_ore", "cause", "forwarded_from"])
+    w.writerow(["line", "time", "direction", "from", "dialled", "duration_s", "price_ore", "cause", "cause_text",
+                "support_code", "forwarded_from"])
     for li in await _own_lines(request):
         for c in await queries.line_calls(deps.session_factory, li.line_id, limit=10_000):
             w.writerow([li.number, c.setup_at.isoformat(timespec="seconds"), c.direction, c.calling_number,
                         c.dialled, c.duration_s, "" if c.price_ore is None else c.price_ore, c.cause or "",
-                        c.forwarded_from or ""])
+                        translate_cause(lang, c.cause), c.support_code or "", c.forwarded_from or ""])
             if buf.tell() > 16_384:
                 await resp.write(buf.getvalue().encode())
                 buf.seek(0)

@@ -56,3 +56,24 @@ async def test_no_software_versions_in_the_server_header(prov: Prov) -> None:
     for path in ("/health", "/api/v1/unclaimed-adapters", "/no/such/page"):
         async with prov.client.get(path) as r:
             assert r.headers.get("Server") == "softswitch", path
+
+
+async def test_every_error_is_problem_json_naming_the_status_and_successes_stay_json(prov: Prov) -> None:
+    """The older routes answered application/json: now every error is application/problem+json (RFC 9457)."""
+    big = b"{" + b" " * 300_000 + b"}"
+    cases = [
+        ("GET", "/api/v1/unclaimed-adapters", {}, None, 401),  # auth: no token
+        ("GET", "/api/v1/adapters/zz/status", prov.auth, None, 400),  # an older route's own check
+        ("GET", f"/api/v1/adapters/{OTHER_MAC}/status", prov.auth, None, 404),
+        ("GET", "/api/v1/no-such-route", prov.auth, None, 404),  # aiohttp's 404, through the middleware
+        ("DELETE", "/api/v1/openapi.json", prov.auth, None, 405),  # aiohttp's 405, through the middleware
+        ("POST", f"/api/v1/unclaimed-adapters/{OTHER_MAC}/assign", prov.auth, big, 413),  # the body guard
+        ("GET", "/cfg/spa000e08ffff99.xml", {}, None, 404),  # an unknown adapter's config fetch (not /api/)
+    ]
+    for method, path, headers, data, status in cases:
+        async with prov.client.request(method, path, headers=headers, data=data) as r:
+            body = await r.json(content_type=None)
+            assert (r.status, r.content_type) == (status, "application/problem+json"), (method, path, body)
+        assert body["status"] == status and body["detail"] and body["title"], (path, body)
+    async with prov.client.get("/api/v1/unclaimed-adapters", headers=prov.auth) as r:
+        assert r.status == 200 and r.content_type == "application/json"

@@ -132,17 +132,36 @@ def _validator(schema: dict[str, Any]) -> Draft202012Validator:
 
 
 def test_the_problem_schema_holds_every_error_shape() -> None:
-    """Both error helpers answer with the RFC 9457 members the shared Problem schema requires."""
-    from provisioning.errors import problem, problem_details
+    """The one error helper answers problem+json with the RFC 9457 members the shared Problem schema requires."""
+    from provisioning import errors
 
+    assert not hasattr(errors, "problem"), "the application/json variant is retired: use problem_details"
     check = _validator({"$ref": "#/components/schemas/Problem"})
-    for resp in (problem(404, "no such adapter"), problem(422, "bad", field="target", code="*21*"),
-                 problem_details(409, "exists", field="id"),
-                 problem_details(422, "x: bad", field="x", issues=[{"field": "x", "message": "bad"}])):
-        assert resp.text is not None
+    for resp in (errors.problem_details(404, "no such adapter"),
+                 errors.problem_details(422, "bad", field="target", code="*21*"),
+                 errors.problem_details(409, "exists", field="id"),
+                 errors.problem_details(422, "x: bad", field="x", issues=[{"field": "x", "message": "bad"}])):
+        assert resp.text is not None and resp.content_type == "application/problem+json"
         check.validate(json.loads(resp.text))
     with pytest.raises(Exception, match="Additional properties"):
-        check.validate({**json.loads(problem(400, "x").text or "{}"), "undocumented": 1})
+        check.validate({**json.loads(errors.problem_details(400, "x").text or "{}"), "undocumented": 1})
+
+
+def test_every_documented_error_is_problem_json_and_every_success_is_not() -> None:
+    """4xx/5xx answers are documented as application/problem+json with the Problem schema, and as nothing else."""
+    doc = spec()
+    shared = doc["components"]["responses"]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            for status, answer in op["responses"].items():
+                ref = answer.get("$ref")
+                resolved = shared[ref.rsplit("/", 1)[1]] if ref else answer
+                media = resolved.get("content", {})
+                if status[0] in "45":
+                    assert list(media) == ["application/problem+json"], (method, path, status, list(media))
+                    assert media["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+                else:
+                    assert "application/problem+json" not in media, (method, path, status)
 
 
 def test_every_get_route_answers_a_seeded_object_as_described(fuzz_switch: tuple[SwitchProcess, str]) -> None:

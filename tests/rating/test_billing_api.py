@@ -207,6 +207,8 @@ async def test_directory_export_leaves_unlisted_numbers_out(api: Api) -> None:
     rows = list(csv.reader(io.StringIO(body)))
     assert rows == [["number", "name", "street", "postcode", "city"], ["+4722000001", "Kari Nordmann", "", "", ""],
                     ["+4722000003", "Ola Nordmann", "", "", ""]]
+    status, _, body = await api.get("/api/v1/reports/directory?format=json")
+    assert status == 200 and [e["address"] for e in json.loads(body)["entries"]] == [None, None]
 
 
 OSLO = {"street": "Storgata 1", "postcode": "0150", "city": "Oslo"}
@@ -225,6 +227,21 @@ async def test_directory_export_carries_the_postal_address(api: Api) -> None:
                     ["+4722000001", "Kari Nordmann", "Storgata 1", "0150", "Oslo"],
                     ["+4722000003", "Ola Nordmann", "Kongens gate 2", "7011", "Trondheim"]]
     assert "+4722000002" not in body, "the unlisted number stays out, address or not"
+    status, ctype, body = await api.get("/api/v1/reports/directory?format=json")
+    assert status == 200 and ctype.startswith("application/json"), body
+    assert json.loads(body) == {"entries": [
+        {"number": "+4722000001", "name": "Kari Nordmann", "address": OSLO},
+        {"number": "+4722000003", "name": "Ola Nordmann",
+         "address": {"street": "Kongens gate 2", "postcode": "7011", "city": "Trondheim"}}]}
+    assert (await api.get("/api/v1/reports/directory?format=csv"))[2] == (await api.get("/api/v1/reports/directory"))[2]
+
+
+async def test_report_formats_other_than_json_and_csv_are_problems_naming_the_parameter(api: Api) -> None:
+    for path in ("/api/v1/reports/directory", "/api/v1/reports/inactive-lines", "/api/v1/customers/C1001/invoice"):
+        status, ctype, body = await api.get(f"{path}?format=xml")
+        assert (status, ctype.split(";")[0]) == (400, "application/problem+json"), (path, body)
+        problem = json.loads(body)
+        assert problem["field"] == "format" and "json or csv" in problem["detail"], (path, problem)
 
 
 async def test_customer_address_through_the_api_with_etag_and_audit(api: Api) -> None:

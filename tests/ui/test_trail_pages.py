@@ -4,6 +4,8 @@ trail in Norwegian (English on an English page, exactly as the engine wrote it).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime
 
@@ -110,3 +112,31 @@ async def test_min_side_explains_a_barred_call_without_the_internal_trail(ui_app
     assert f"The call did not go through: international calls are barred. Give code {code} to customer service." \
         in html, html
     assert "Why did this call fail" not in html and "barring: international" not in html
+
+
+async def test_min_side_csv_says_the_cause_in_words_in_the_customers_language_beside_its_code(ui_app: Ui) -> None:
+    """The download had only the stored code (``barred_international``); now the page's words and support code too."""
+    assert await ui_app.login() == 302
+    c = ui_app.client
+    csrf = csrf_of(await (await c.get("/ui/lines/+4722000002")).text())
+    resp = await c.post("/ui/lines/+4722000002/barring", data={"csrf": csrf, "category": "international"})
+    assert resp.status in (200, 302)
+    await _refused_call(ui_app, "+4722000002", "004681234567")
+    code = load_catalogue().support_code("barred_international")
+    assert code
+    await c.post("/ui/logout", data={"csrf": csrf})
+    password = await repo_users.set_customer_password(ui_app.db.session_factory, "C1001")
+    assert await ui_app.login("C1001", password, path="/min-side/login") == 302
+
+    async def rows() -> list[dict[str, str]]:
+        resp = await c.get("/min-side/calls.csv")
+        assert resp.status == 200 and resp.content_type == "text/csv"
+        return list(csv.DictReader(io.StringIO(await resp.text())))
+
+    nb = [r for r in await rows() if r["dialled"] == "004681234567"]
+    assert len(nb) == 1, nb
+    assert (nb[0]["cause"], nb[0]["cause_text"], nb[0]["support_code"]) == (
+        "barred_international", "anrop til utlandet er sperret", code)
+    await c.get("/ui/lang/en?next=/min-side/calls")
+    en = [r for r in await rows() if r["dialled"] == "004681234567"]
+    assert (en[0]["cause"], en[0]["cause_text"]) == ("barred_international", "international calls are barred")
