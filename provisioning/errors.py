@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -11,10 +12,18 @@ from aiohttp.typedefs import Handler
 
 PROBLEM_JSON = "application/problem+json"
 
+#: RFC 9110's names where Python's HTTPStatus has older ones; any other status takes HTTPStatus's phrase.
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
            412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
            422: "Unprocessable Content", 428: "Precondition Required", 429: "Too Many Requests",
            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _title(status: int) -> str:
+    try:
+        return _TITLES.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def problem_details(status: int, detail: str, *, field: str | None = None, **extra: Any) -> web.Response:
@@ -23,7 +32,7 @@ def problem_details(status: int, detail: str, *, field: str | None = None, **ext
     The one error answer of every route: there is no ``application/json`` variant any more (the older routes
     had one), so a client can tell an error from a result by its media type alone.
     """
-    body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status,
+    body: dict[str, Any] = {"type": "about:blank", "title": _title(status), "status": status,
                             "detail": detail, "error": detail}
     if field:
         body["field"] = field
