@@ -16,13 +16,18 @@ For each database backend:
    the target rate; the ladder stops at the first failing step.
 
 **Overload** (``--overload 2,4``): after the ladder, ``bench/overload.py`` (an open-loop
-client that understands 503 + Retry-After, which SIPp cannot) offers each multiple of the
-capacity (``--capacity``, else the ladder's best passing rate) for ``--duration`` s and
-reports accepted/s, shed (503), failed, and p50/p99 of the *accepted* registrations
-(target: p99 <= 1 s at 2x and 4x). **Storm** (``--storm 100000``): that many lines, all
-starting within ``--storm-window`` s (10), each waiting out its Retry-After after a 503:
-when the last one is registered (target: all within 60 s, none lost), and the resident
-memory per 100,000 bindings (RSS after the storm minus before, ``--memory-settle`` later).
+asyncio client that ends an attempt at a 503) offers each multiple of the capacity
+(``--capacity``, else the ladder's best passing rate) for ``--duration`` s and reports
+accepted/s, shed (503), failed, and p50/p99 of the *accepted* registrations (target: p99
+<= 1 s at 2x and 4x). **Storm** (``--storm 100000``): that many lines, all starting within
+``--storm-window`` s (10), each waiting out its Retry-After after a 503: when the last one
+is registered (target: all within 60 s, none lost), and the resident memory per 100,000
+bindings (RSS after the storm minus before, ``--memory-settle`` later). The storm's client
+is SIPp by default (``--storm-client sipp``: ``sipp_scenarios/uac_register_storm.xml``, one
+call per line, ``-r lines/window -m lines -l lines -timeout deadline``; the figures and a
+per-second timeline come from its -trace_rtt, -trace_stat and -trace_counts files), because
+on 2 cores the asyncio client (``--storm-client python``, overload.py storm) was itself the
+bottleneck: it stalled for whole seconds and counted its own starvation as lost lines.
 ``--skip-ladder`` / ``--skip-memory`` leave out those phases (a storm of 100,000 lines
 registers them itself; the SIPp memory phase would take 400 s).
 
@@ -324,7 +329,7 @@ def bench_backend(backend: str, db_url: str, args: argparse.Namespace, out: Path
         if not args.skip_ladder:
             run_ladder(target, csv, args.rates, args, home, sipp_port, res)
         plain = _plain_csv(home, lines)
-        run_storm(switch, plain, args, res)  # first: its memory figure wants bindings that did not exist yet
+        run_storm(switch, plain, args, res, home)  # first: its memory figure wants bindings that did not exist yet
         run_overload(switch, plain, args, res)
     except Exception as exc:  # noqa: BLE001 - report and go on with the next backend
         res.error = f"{type(exc).__name__}: {exc}"
@@ -370,13 +375,23 @@ def run_overload(switch: SwitchProcess, plain: Path, args: argparse.Namespace, r
         time.sleep(max(args.pause, 25.0))  # the shed ones were told to come back within 20 s
 
 
-def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res: BackendResult) -> None:
+def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res: BackendResult,
+              home: Path | None = None) -> None:
     """Every line re-registers within a few seconds (a mass reboot after a power cut)."""
     if not args.storm:
         return
     rss0 = switch.rss_kib()
-    r = _overload_client(switch, plain, "storm", "--limit", str(args.storm), "--window", str(args.storm_window),
-                         "--deadline", str(args.storm_deadline), timeout=args.storm_deadline + 120)
+    cpu0 = proc_cpu_seconds(switch.pid or 0)
+    load = [round(x, 2) for x in os.getloadavg()]  # the import just before counts in it: the 1-min figure lags
+    if args.storm_client == "sipp":
+        r = sipp_storm(switch.sip_target, plain, args.storm, args.storm_window, args.storm_deadline,
+                       (home or plain.parent) / "storm")
+    else:
+        r = _overload_client(switch, plain, "storm", "--limit", str(args.storm), "--window", str(args.storm_window),
+                             "--deadline", str(args.storm_deadline), timeout=args.storm_deadline + 120)
+    r["client"] = args.storm_client
+    r["load_average_before"] = load
+    r["switch_cpu_s"] = round(proc_cpu_seconds(switch.pid or 0) - cpu0, 1)
     time.sleep(args.memory_settle)
     rss1 = switch.rss_kib()
     before = switch_bindings_before = rss0
@@ -385,7 +400,130 @@ def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res:
              mib_per_100k_bindings=round((rss1 - switch_bindings_before) / 1024 * 100_000 / registered, 1),
              note="per-100k figure valid when the storm's lines had no binding before (use --skip-memory)")
     res.storm = r
+    timeline = r.pop("timeline", [])
     print(f"[{res.backend}] storm: {json.dumps(r)}", flush=True)
+    if timeline and all(isinstance(row, dict) for row in timeline):
+        print(fmt_timeline(timeline), flush=True)
+    r["timeline"] = timeline
+
+
+def sipp_storm(target: str, plain: Path, lines: int, window: float, deadline: float, workdir: Path
+               ) -> dict[str, Any]:
+    """The storm with SIPp (``sipp_scenarios/uac_register_storm.xml``): one call per line, all
+    started within ``window`` s (``-r lines/window``), each waiting out the Retry-After of a 503.
+
+    SIPp is a C++ event loop: on the 2-core box it sends a 100,000-line storm on schedule,
+    where the asyncio client (overload.py) stalled for whole seconds and counted its own
+    starvation as lost lines. ``-l lines``: nothing waits for a free call slot; ``-timeout
+    deadline``: what is not registered by then is lost. Figures from its files: ``-trace_rtt``
+    (when each line's 200 came, rtd 1 from the call's start, rtd 2 the last attempt),
+    ``-trace_stat`` and ``-trace_counts`` once a second (the timeline; 503s are the receptions
+    at the scenario's 503 indexes).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(plain) as f:
+        for row in f:
+            number, password = row.strip().split(";")[:2]
+            rows.append((number, password))
+            if len(rows) >= lines:
+                break
+    csv = write_injection_csv(workdir / "storm_users.csv", rows)
+    rate = len(rows) / window
+    drops0, kids0 = udp_rcvbuf_errors(), children_cpu_seconds()
+    t0 = time.monotonic()
+    r = run_sipp(
+        "uac_register_storm", target, inf_csv=csv, calls=len(rows), rate=rate, transport="u1",
+        extra=[*SIPP_TUNING, "-trace_counts"], timeout=deadline, workdir=workdir, trace_msg=False,
+        trace_rtt=True, limit=len(rows),
+    )
+    wall = time.monotonic() - t0
+    out = summarise_sipp_storm(r, len(rows), window, deadline, wall=wall, udp_drops=udp_rcvbuf_errors() - drops0)
+    out["sipp_cpu_s"] = round(children_cpu_seconds() - kids0, 1)  # the client's own cost (it is the only child here)
+    return out
+
+
+def _csv_rows(path: Path | None) -> list[dict[str, str]]:
+    if path is None or not path.exists():
+        return []
+    text = [ln.rstrip("\n") for ln in path.read_text("utf-8", "replace").splitlines() if ln.strip()]
+    if len(text) < 2:
+        return []
+    head = text[0].split(";")
+    return [dict(zip(head, ln.split(";"), strict=False)) for ln in text[1:]]
+
+
+def _epoch(stamp: str) -> float:
+    """SIPp's time columns: "date<TAB>time<TAB>epoch.micro"."""
+    try:
+        return float(stamp.rsplit("\t", 1)[-1])
+    except ValueError:
+        return float("nan")
+
+
+def _num(row: dict[str, str], key: str) -> int:
+    try:
+        return int(float(row.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def summarise_sipp_storm(r: SippResult, lines: int, window: float, deadline: float, *, wall: float = 0.0,
+                         udp_drops: int = 0) -> dict[str, Any]:
+    """The storm's figures from SIPp's files, in overload.py's storm keys (plus a timeline)."""
+    stats = _csv_rows(r.stat_file)
+    start = _epoch(stats[0]["StartTime"]) if stats else float("nan")
+    counts_files = sorted(r.workdir.glob("uac_register_storm_*_counts.csv"), key=lambda p: p.stat().st_mtime)
+    counts = _csv_rows(counts_files[-1] if counts_files else None)
+
+    def sheds(row: dict[str, str]) -> int:  # a 503 to either REGISTER, and the late ones absorbed while waiting
+        return sum(_num(row, k) for k in row if k.endswith("_503_Recv"))
+
+    # -trace_rtt: "date_ms;response_time_ms;rtd" per timed exchange; the date is ms since SIPp started.
+    done = r.completion_times(1)
+    after_s = sorted(ms / 1000.0 for ms in done)
+    registered = r.successful
+    # Per second: the stat file's periodic (P) columns, the counts file's cumulative 503s differenced.
+    timeline: list[dict[str, Any]] = []
+    prev_shed = 0
+    by_second: dict[int, int] = {}
+    for c in counts:
+        by_second[round(_epoch(c.get("CurrentTime", "")) - start)] = sheds(c)
+    for row in stats[1:]:
+        sec = round(_epoch(row["CurrentTime"]) - start)
+        shed_c = by_second.get(sec, prev_shed)
+        if timeline and timeline[-1]["t"] >= sec:  # the final dump at exit, within the last second
+            sec = timeline[-1]["t"] + 1
+        timeline.append({"t": sec, "started": _num(row, "OutgoingCall(P)"), "registered": _num(row, "SuccessfulCall(P)"),
+                         "shed": shed_c - prev_shed, "retransmissions": _num(row, "Retransmissions(P)"),
+                         "timeouts": _num(row, "FailedMaxUDPRetrans(P)"), "failed": _num(row, "FailedCall(P)"),
+                         "open": _num(row, "CurrentCall")})
+        prev_shed = max(prev_shed, shed_c)
+    last = stats[-1] if stats else {}
+    total_sheds = sheds(counts[-1]) if counts else 0
+    lost = lines - registered
+    return {
+        "mode": "storm", "lines": lines, "window_s": window, "deadline_s": deadline, "registered": registered,
+        "lost": lost,
+        "all_registered_after_s": round(after_s[-1], 1) if after_s and lost == 0 else None,
+        "p50_registered_after_s": round(percentile(after_s, 0.50), 1) if after_s else float("nan"),
+        "p99_registered_after_s": round(percentile(after_s, 0.99), 1) if after_s else float("nan"),
+        "last_registered_after_s": round(after_s[-1], 1) if after_s else None,
+        "sheds": total_sheds, "timeouts": _num(last, "FailedMaxUDPRetrans(C)"),
+        "failed": _num(last, "FailedCall(C)"), "unexpected": _num(last, "FailedUnexpectedMessage(C)"),
+        "retransmissions": _num(last, "Retransmissions(C)"),
+        "p99_last_attempt_ms": round(percentile(r.rtts_ms(2), 0.99), 1) if r.rtts_ms(2) else float("nan"),
+        "sipp_exit": r.returncode, "sipp_wall_s": round(wall, 1), "udp_drops": udp_drops, "workdir": str(r.workdir),
+        "timeline": timeline,
+    }
+
+
+def fmt_timeline(timeline: list[dict[str, Any]]) -> str:
+    cols = ("t", "started", "registered", "shed", "retransmissions", "timeouts", "open")
+    out = ["  " + " ".join(f"{c:>15}" if c != "t" else f"{c:>4}" for c in cols)]
+    for row in timeline:
+        out.append("  " + " ".join(f"{row.get(c, 0):>15}" if c != "t" else f"{row.get(c, 0):>4}" for c in cols))
+    return "\n".join(out)
 
 
 def run_ladder(target: Target, csv: Path, rates: list[int], args: argparse.Namespace, home: Path, sipp_port: int,
@@ -559,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storm", type=int, default=0, help="lines in a registration storm (e.g. 100000; 0 = none)")
     p.add_argument("--storm-window", type=float, default=10.0, help="seconds in which every storm line starts")
     p.add_argument("--storm-deadline", type=float, default=60.0, help="seconds by which all must be registered")
+    p.add_argument("--storm-client", choices=["sipp", "python"], default="sipp",
+                   help="storm client: SIPp (sipp_scenarios/uac_register_storm.xml, default) or bench/overload.py")
     p.add_argument("--skip-ladder", action="store_true", help="no SIPp rate ladder (give --capacity for --overload)")
     p.add_argument("--skip-memory", action="store_true", help="no SIPp memory phase")
     args = p.parse_args(argv)
