@@ -401,8 +401,11 @@ def run_storm(switch: SwitchProcess, plain: Path, args: argparse.Namespace, res:
              note="per-100k figure valid when the storm's lines had no binding before (use --skip-memory)")
     res.storm = r
     timeline = r.pop("timeline", [])
+    if isinstance(timeline, dict):  # overload.py: {"columns": [...], "per_second": [[...], ...]}, second 0 first
+        timeline = [{"t": i, **dict(zip(timeline.get("columns", []), row, strict=False))}
+                    for i, row in enumerate(timeline.get("per_second", []))]
     print(f"[{res.backend}] storm: {json.dumps(r)}", flush=True)
-    if timeline and all(isinstance(row, dict) for row in timeline):
+    if timeline:
         print(fmt_timeline(timeline), flush=True)
     r["timeline"] = timeline
 
