@@ -160,6 +160,9 @@ class TcpConnection(asyncio.Protocol):
             del self.endpoint.tcp_by_addr[self.peer]
         if not self.connected.done():
             self.connected.set_exception(exc or ConnectionError("closed"))
+            # often nobody waits on it (a connection lost before it was used): mark it
+            # retrieved so asyncio does not log "Future exception was never retrieved"
+            self.connected.exception()
 
 
 async def open_tcp_server(endpoint: Endpoint, host: str, port: int) -> asyncio.base_events.Server:
