@@ -77,36 +77,45 @@ def overload_response(data: bytes, retry_after: int) -> bytes | None:
 class RetrySchedule:
     """``Retry-After`` values that bring the refused back no faster than the switch can serve them.
 
-    A fixed window (2-20 s) sends every refused request back within 20 s, whatever
-    the backlog: in a storm of 100,000 lines re-registering within 10 s each line
-    was refused about three times over, and those refusals, with the kernel drops
-    and retransmissions they caused, were most of the switch's work (47,935 of
-    100,000 registered within a minute). Here each refusal books the next free
-    return slot at the serving rate (``cost`` datagrams per returning request: the
-    challenge and the answer), no sooner than ``floor`` and no later than
-    ``ceiling`` seconds ahead.
+    A client returns at the instant it was refused plus the whole seconds of its
+    ``Retry-After``: the sub-second phase of a refusal is kept. Refusals come in
+    bursts (a stall of the loop, then a queue read at once), so a burst refused
+    with nearby values comes back as a burst, waits past the budget and is refused
+    again. So the future is cut into ``slot``-long buckets, each holding what the
+    serving rate gets through in it, and each refusal takes the nearest whole-second
+    offset (``floor``..``ceiling``) whose bucket, at its own phase, still has room.
 
-    The serving rate is the busiest second of the last ``window`` seconds, and at
-    least ``min_rate`` datagrams/s (``--overload-capacity``). An earlier version
-    took the last second alone with a floor of 200/s: the second before a storm
-    is idle, so the storm's first burst of refusals was booked 80 s and more
-    ahead and the switch then sat idle (22,725 registered within a minute).
+    The serving rate is the busiest second of the last ``window`` seconds
+    (datagrams served, ``cost`` per returning request: the challenge and the
+    answer), and at least ``min_rate`` (``--overload-capacity``). Measured with
+    ``bench_register.py --storm 100000`` (SIPp): a fixed 2-20 s window sent each
+    line back about three times; a booking at the last second's rate (floor
+    200/s) booked a storm's first burst 80 s out, the switch then idle; a booking
+    by whole seconds only sent bursts back as bursts (registrations per second
+    swinging between 100 and 2,300 while 2,300 a second were refused again).
     Times are the caller's clock (seconds); nothing here reads one.
     """
 
-    def __init__(self, floor: float = 2.0, ceiling: float = 120.0, cost: float = 2.0,
-                 min_rate: float = 2000.0, window: int = 60) -> None:
+    def __init__(self, floor: int = 2, ceiling: int = 120, cost: float = 2.0,
+                 min_rate: float = 2000.0, window: int = 60, slot: float = 0.1) -> None:
         self.floor = floor
         self.ceiling = ceiling
         self.cost = cost
         self.min_rate = min_rate
         self.window = window
+        self.slot = slot
+        self._per_second = int(round(1.0 / slot))
         self._seconds: list[int] = []
         """datagrams served in each of the last ``window`` whole seconds, oldest first"""
         self._peak = 0
-        self._next = 0.0
         self._served = 0
         self._second = -1
+        self._booked: dict[int, int] = {}
+        """bucket number (time / slot) -> returns booked in it"""
+        self._hint = (-1, 0)
+        """(bucket of the last refusal, the offset it got): refusals of one bucket search on from there"""
+        self.unbooked = 0
+        """refusals that found no room within ``ceiling`` (they got ``ceiling``)"""
 
     @property
     def rate(self) -> float:
@@ -129,14 +138,29 @@ class RetrySchedule:
             self._peak = max(self._seconds) if self._seconds else 0
         self._served = 0
         self._second = second
+        past = int(second / self.slot)
+        for bucket in [b for b in self._booked if b < past]:
+            del self._booked[bucket]
 
     def retry_after(self, now: float) -> int:
         """Whole seconds for the ``Retry-After`` of a request refused at ``now``."""
         second = int(now)
         if second != self._second:
             self._roll(second)
-        start = now + self.floor
-        if self._next < start:
-            self._next = start
-        self._next += self.cost / self.rate
-        return int(min(self.ceiling, self._next - now))
+        room = max(1, int(self.rate / self.cost * self.slot))
+        here = int(now / self.slot)
+        hint_bucket, hint_offset = self._hint
+        offset = hint_offset if hint_bucket == here else self.floor
+        booked = self._booked
+        step = self._per_second
+        while offset < self.ceiling:
+            bucket = here + offset * step
+            n = booked.get(bucket, 0)
+            if n < room:
+                booked[bucket] = n + 1
+                self._hint = (here, offset)
+                return offset
+            offset += 1
+        self._hint = (here, self.ceiling)
+        self.unbooked += 1
+        return self.ceiling
