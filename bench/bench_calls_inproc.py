@@ -37,6 +37,7 @@ import re
 import sys
 import tempfile
 import time
+import tracemalloc
 import types
 from collections import Counter
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from switch import _core_loader, gcstats  # noqa: E402
+from switch import _core_loader, gc_policy, gcstats  # noqa: E402
 from switch import app as app_mod  # noqa: E402
 from switch.database import open_database  # noqa: E402
 from switch.gc_policy import tune_gc  # noqa: E402
@@ -167,6 +168,76 @@ def live_census(calls: int, top: int = 25) -> None:
         print(f"  {n:8d}  {n / max(calls, 1):7.2f}/call  {name}")
 
 
+def rss_mib() -> float:
+    """This process's resident memory (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def heap_report(before: tracemalloc.Snapshot, calls: int, top: int = 20) -> None:
+    """What the calls left allocated: tracemalloc's diff since ``before`` by traceback, and the RSS."""
+    snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    diff = snap.compare_to(before, "traceback")
+    grown = sum(d.size_diff for d in diff)
+    traced, peak = tracemalloc.get_traced_memory()
+    print(f"tracemalloc: {grown / 2**20:+.1f} MiB still allocated since before the calls ({grown / max(calls, 1):.0f} B "
+          f"per call), traced now {traced / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; RSS {rss_mib():.1f} MiB")
+    for d in diff[:top]:
+        print(f"  {d.size_diff / 1024:+9.1f} KiB {d.count_diff:+8d} blocks")
+        for line in d.traceback.format()[-6:]:
+            print(f"      {line}")
+
+
+def pymalloc_report() -> None:
+    """pymalloc's own figures: how much of the RSS is arenas, and how full they are (fragmentation)."""
+    import os
+
+    r, w = os.pipe()
+    saved = os.dup(2)
+    os.dup2(w, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    keep = ("# arenas allocated current", "# arenas reclaimed", "# arenas highwater", "# bytes in allocated blocks",
+            "# bytes in available blocks")
+    lines = text.splitlines()
+    for line in lines:
+        if line.startswith(keep) or line.endswith("bytes/arena") or "unused pools" in line:
+            print(f"pymalloc: {line}")
+    # the size classes holding most of the arenas' pools
+    rows = [ln.split() for ln in lines if re.match(r"\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+$", ln)]
+    for cls, size, pools, used, avail in sorted(rows, key=lambda r: -int(r[2]))[:8]:
+        print(f"pymalloc:   {size:>4} B blocks: {pools:>6} pools, {used:>8} in use, {avail:>8} free")
+    glibc_report()
+    print(f"RSS {rss_mib():.1f} MiB")
+
+
+def glibc_report() -> None:
+    """glibc's mallinfo2: bytes the C heap has in use and free (objects > 512 B, buffers, PYTHONMALLOC=malloc)."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
+    try:
+        f = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return
+    f.restype = MallInfo2
+    m = f()
+    print(f"glibc: heap {m.arena / 2**20:.1f} MiB (in use {m.uordblks / 2**20:.1f}, free {m.fordblks / 2**20:.1f} "
+          f"in {m.ordblks} chunks), mmapped {m.hblkhd / 2**20:.1f} MiB in {m.hblks}")
+
+
 def cycle_census(calls: int, top: int = 40) -> None:
     """Collect with DEBUG_SAVEALL and print the types of everything that was only reachable through cycles."""
     garbage = gcstats.unreachable_objects()
@@ -189,7 +260,13 @@ async def main() -> None:
                     help="run with the cyclic GC off, then list the types of what only it could free")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="idle seconds after the run, so transaction and dialog timers (32 s) expire and free the calls")
-    ap.add_argument("--live", action="store_true", help="list the tracked objects alive right after the run")
+    ap.add_argument("--live", action="store_true",
+                    help="list the tracked objects alive right after the run (and again after --settle)")
+    ap.add_argument("--mallocstats", action="store_true",
+                    help="after the run (and --settle) print pymalloc's arena figures (sys._debugmallocstats summary)")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="trace allocations with this many frames from before the calls; after the run (and "
+                         "--settle) print the top 20 tracebacks still holding memory and the RSS")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="pace the calls at this many per second (INVITE->180 then counts from each call's due time, "
                          "so a collector pause also delays the calls queued behind it); default: back to back")
@@ -273,6 +350,15 @@ async def main() -> None:
     prof = cProfile.Profile() if args.profile else None
     if args.find_cycles:
         gc.collect()  # the set-up's own garbage: the census counts what the calls leave
+    if args.tracemalloc:
+        gc.collect()
+        tracemalloc.start(args.tracemalloc)
+        print(f"RSS before the calls: {rss_mib():.1f} MiB")
+    if args.mallocstats:
+        gc.collect()
+        print("before the calls:")
+        pymalloc_report()
+    snap0 = tracemalloc.take_snapshot() if args.tracemalloc else None
     monitor = GcMonitor().start()
     ok = 0
     pdd: list[float] = []
@@ -336,7 +422,7 @@ async def main() -> None:
         print(f"in-process INVITE->180 p50 {pdd[len(pdd) // 2] * 1e3:.2f} ms  p99 {pdd[int(len(pdd) * 0.99)] * 1e3:.2f} ms"
               f"  p99.9 {pdd[int(len(pdd) * 0.999)] * 1e3:.2f} ms  max {pdd[-1] * 1e3:.2f} ms"
               + (f"  (paced at {args.rate:g}/s, from each call's due time)" if args.rate > 0 else ""))
-    print(f"wall {args.n / wall:.0f} calls/s")
+    print(f"wall {args.n / wall:.0f} calls/s; RSS {rss_mib():.1f} MiB")
     monitor.report(args.n)
     monitor.steady_rate(t_wall + STEADY_AFTER, t_wall + wall)
     if not args.find_cycles:
@@ -351,7 +437,20 @@ async def main() -> None:
         await asyncio.sleep(args.settle)
         idle.stop()
         idle.report(args.n, f"settle {args.settle:g}s")
-        print(f"left after settling: {services.endpoint.layer.live_transactions} transactions")
+        print(f"left after settling: {services.endpoint.layer.live_transactions} transactions; RSS {rss_mib():.1f} MiB")
+        gc.collect()
+        gc_policy._trim_heap()
+        print(f"after a full collection and malloc_trim (as tune_gc's full ones): RSS {rss_mib():.1f} MiB")
+        if args.mallocstats:
+            glibc_report()
+        if args.live:
+            live_census(args.n)
+    if args.mallocstats:
+        gc.collect()
+        pymalloc_report()
+    if snap0 is not None:
+        gc.collect()
+        heap_report(snap0, args.n)
     if args.find_cycles:
         cycle_census(args.n)
         gc.enable()

@@ -111,6 +111,32 @@ def test_invite_2xx_flow_ack_is_not_part_of_the_transaction() -> None:
     assert [e for e in net.server_events if isinstance(e, TransactionTimeout)] == []
 
 
+def test_accepted_invite_transactions_let_go_of_the_parsed_invite() -> None:
+    """An accepted INVITE lingers 32 s (Timer L/M) only to absorb retransmissions: the parsed
+    INVITE (header objects, a few KB) is dropped then, so a call burst's lingering transactions
+    do not hold the burst's messages (the RSS of bench_calls.py's ladder)."""
+    net = Network()
+    tid = net.client.send_request(make_request("INVITE"), net.server_peer, net.now)
+    net.flush()
+    ok = answer(net, 200)
+    server_tid = requests(net.server_events)[0].tid
+    assert server_tid is not None
+    assert net.client.transaction_state(tid) is State.ACCEPTED
+    assert net.client._client[tid].request is None  # no CANCEL, no ACK of its own, no retransmission any more
+    assert net.server.server_request(server_tid) is not None  # still waiting for the ACK
+    net.client.send_request(make_request("ACK", to_tag=ok.to.tag), net.server_peer, net.now)
+    net.flush()
+    assert net.server.transaction_state(server_tid) is State.ACCEPTED
+    assert net.server.server_request(server_tid) is None
+    # Still absorbs a retransmitted INVITE and passes a repeated ACK on, until Timer L.
+    net.server.receive(packets(net, "INVITE", "c2s")[0].data, Peer("udp", *CLIENT), net.now)
+    net.server.receive(packets(net, "ACK", "c2s")[0].data, Peer("udp", *CLIENT), net.now)
+    net.flush()
+    assert [e.request.method for e in requests(net.server_events)] == ["INVITE", "ACK", "ACK"]
+    net.advance(40.0)
+    assert net.client.live_transactions == 0 and net.server.live_transactions == 0
+
+
 def test_ack_for_non_2xx_is_built_by_the_client_transaction() -> None:
     """§17.1.1.3: same Request-URI, Call-ID, From, CSeq number; To with the response's tag;
     one Via equal to the INVITE's top Via; the INVITE's Route headers."""

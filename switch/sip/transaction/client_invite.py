@@ -91,6 +91,11 @@ def _accept(t: ClientInviteTransaction, ctx: Context, msg: Message | None, src: 
     emit_response(t, ctx, msg, src, now)
     _drop_pending_cancel(t, ctx)
     ctx.txn_arm(t, Input.TIMER_M, t.timers.m, now)
+    # ACCEPTED only hands 2xx retransmissions to the TU for Timer M's 32 s: no CANCEL, no
+    # ACK of ours, no retransmission. Letting go of the parsed INVITE (a few KB of header
+    # objects) keeps a call burst's accepted transactions from holding it that long.
+    t.request = None  # type: ignore[assignment]
+    t.request_bytes = b""
 
 
 def _reject(t: ClientInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:

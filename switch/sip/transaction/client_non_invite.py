@@ -61,6 +61,9 @@ def _final(t: ClientNonInviteTransaction, ctx: Context, msg: Message | None, src
     disarm_all(t, ctx)
     emit_response(t, ctx, msg, src, now)
     ctx.txn_arm(t, Input.TIMER_K, t.timers.k, now)
+    # COMPLETED only absorbs response retransmissions (Timer K): the request is not needed.
+    t.request = None  # type: ignore[assignment]
+    t.request_bytes = b""
 
 
 ClientNonInviteTransaction.TABLE = {

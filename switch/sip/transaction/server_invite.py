@@ -103,6 +103,7 @@ def _confirm(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src:
     ctx.txn_disarm(t, Input.TIMER_G)
     ctx.txn_disarm(t, Input.TIMER_H)
     ctx.txn_arm(t, Input.TIMER_I, t.timers.i, now)
+    t.request = None  # type: ignore[assignment]  # CONFIRMED only absorbs (Timer I)
 
 
 def _ack_for_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
@@ -110,6 +111,9 @@ def _ack_for_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, 
         t.acked = True
         ctx.txn_disarm(t, Input.TIMER_2XX)
         ctx.txn_ack_pending(t, False)
+        # From here ACCEPTED only absorbs retransmitted INVITEs and passes ACKs on for Timer
+        # L's 32 s: the parsed INVITE (a few KB of header objects) is not needed any more.
+        t.request = None  # type: ignore[assignment]
     assert isinstance(msg, Request) and src is not None
     ctx.txn_emit(RequestReceived(tid=None, request=msg, source=src))
 
