@@ -182,6 +182,7 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
 
     Why a call ended is in words in the customer's language (``cause_text``, as on the page), beside the
     stored ``cause`` code and the ``support_code`` the page tells the customer to give customer service.
+    Starts with a byte-order mark, which is how Excel (the customers' spreadsheet) knows it is UTF-8.
     """
     deps: UiDeps = request.app[UI_DEPS]
     lang = language(request)
@@ -192,6 +193,7 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     })
     await resp.prepare(request)
     buf = io.StringIO()
+    buf.write("\ufeff")  # a UTF-8 byte-order mark: without it Excel reads the file as Windows-1252 and garbles æøå
     w = csv.writer(buf)
     w.writerow(["line", "time", "direction", "from", "dialled", "duration_s", "price_ore", "cause", "cause_text",
                 "support_code", "forwarded_from"])
