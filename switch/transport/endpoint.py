@@ -466,6 +466,22 @@ class Endpoint:
         self.layer.send_stateless(message, dest)
         self._flush()
 
+    def send_raw(self, data: bytes, dest: Peer) -> None:
+        """Send bytes serialized earlier (a re-sent ACK), counted like ``send_stateless``."""
+        self.layer.stats.sent += 1
+        self._send(data, dest)
+
+    def rebind_client(self, tid: str, callback: ClientCallback) -> bool:
+        """Hand a client transaction's remaining events to ``callback`` instead (False: it has none).
+
+        A finished B-leg swaps itself for a small record here, so the INVITE's
+        Timer M (32 s) does not keep the whole leg (INVITE, dialog, call) alive.
+        """
+        if tid not in self._clients:
+            return False
+        self._clients[tid] = callback
+        return True
+
     def forget_client(self, tid: str) -> None:
         """Stop caring about a client transaction: no callback, no more retransmissions."""
         self._clients.pop(tid, None)

@@ -527,3 +527,64 @@ def test_a_finished_call_is_freed_without_the_cycle_collector(name: str, collect
     assert out.ours == [], f"only the cycle collector could free: {sorted({type(o).__qualname__ for o in out.ours})}"
     # Nothing else either: the calls' path through asyncio and the endpoint makes no cycles at all.
     assert out.unreachable == [], sorted({type(o).__qualname__ for o in out.unreachable})
+
+
+def test_a_finished_b_leg_is_freed_before_timer_m_and_its_invite_is_still_acked(collector_off: None) -> None:
+    """After BYE, Timer M (32 s) keeps the B-leg INVITE's callback: it must not keep the leg.
+
+    What it must still do (RFC 3261 §13.2.2.4, RFC 6026): re-send our ACK, byte for
+    byte, for a retransmitted 2xx, and ACK then BYE a 2xx from another fork.
+    """
+    loop = VirtualTimeLoop()
+
+    async def main() -> None:
+        rig = await _start(loop)
+        try:
+            placed, inv, tag = _ringing(rig)
+            rig.expect(CALLER[2], 180)
+            _answer(rig, inv, 200, tag, SDP_B)
+            ok: Response = rig.expect(CALLER[2], 200)
+            placed.to = ok.headers.get("To") or ""
+            placed.target = str(ok.contacts[0].uri)
+            rig.rx(placed.in_dialog("ACK", cseq=2), CALLER[2])
+            acks = [d for d, p in rig.sent if p == CALLEE[2] and d.startswith(b"ACK ")]
+            assert len(acks) == 1
+            rig.sent.clear()
+            rig.rx(placed.in_dialog("BYE"), CALLER[2])
+            b_bye: Request = rig.expect(CALLEE[2], "BYE")
+            rig.rx(response_for(b_bye, 200), CALLEE[2])
+            rig.expect(CALLER[2], 200)
+            await loop.advance(1.0)
+
+            assert not rig.manager.calls
+            lingering = list(rig.endpoint._clients.values())
+            assert len(lingering) == 1, "the INVITE's transaction is in Accepted (Timer M) and keeps a callback"
+            assert rig.live() == [], f"the call's callback keeps {rig.live()!r} for Timer M"
+            held = {type(o).__qualname__ for o in gc.get_referents(lingering[0])}
+            assert not held & {"UacLeg", "Dialog", "Call", "method"}, held
+
+            _answer(rig, inv, 200, tag, SDP_B)  # a retransmitted 2xx: the same ACK again
+            assert [d for d, p in rig.sent if p == CALLEE[2]] == acks
+            rig.sent.clear()
+
+            other = new_tag()  # a second fork answers late: ACK it, then BYE it (§13.2.2.4)
+            _answer(rig, inv, 200, other, SDP_B)
+            ack, bye = rig.take(CALLEE[2])
+            assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == other and ack.cseq.seq == inv.cseq.seq
+            assert isinstance(bye, Request) and bye.method == "BYE" and bye.to.tag == other
+            assert bye.call_id == inv.call_id and bye.from_.tag == inv.from_.tag and bye.cseq.seq == inv.cseq.seq + 1
+            assert str(bye.uri) == f"sip:{CALLEE[0]}@127.0.0.1:{CALLEE[2]}" and "cause=" in (bye.headers.get("Reason") or "")
+            rig.rx(response_for(bye, 200), CALLEE[2])
+            _answer(rig, inv, 200, other, SDP_B)  # its retransmission: the same ACK, no second BYE
+            (again,) = rig.take(CALLEE[2])
+            assert again.to_bytes() == ack.to_bytes()
+
+            await loop.advance(AFTERMATH)
+            assert rig.endpoint._clients == {} and rig.endpoint.layer.live_transactions == 0
+        finally:
+            await _stop(rig)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()

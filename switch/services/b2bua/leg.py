@@ -110,6 +110,10 @@ class SipPort(Protocol):
 
     def send_stateless(self, message: Request | Response, dest: Peer) -> None: ...
 
+    def send_raw(self, data: bytes, dest: Peer) -> None: ...
+
+    def rebind_client(self, tid: str, callback: Callable[[ResponseReceived | TransactionTimeout], None]) -> bool: ...
+
 
 class LegEnv:
     """What every leg of every call shares: the endpoint, our addresses, the dialog index."""

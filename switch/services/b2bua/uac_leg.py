@@ -16,12 +16,12 @@ from switch.sip.digest import DigestClient, DigestError
 from switch.sip.errors import ParseError, SipError, TransactionError
 from switch.sip.headers import Headers
 from switch.sip.message import Request, Response, new_call_id, new_tag
-from switch.sip.transaction.events import ResponseReceived, TransactionTimeout
+from switch.sip.transaction.events import Peer, ResponseReceived, TransactionTimeout
 
 from ..digest_answer import answer_challenge
 from .causes import Cause
 from .events import Ack, Answer, Event, Fail, Progress, Redirect, Ring, Try
-from .leg import ALLOW, LOOP_HEADER, SDP, AckState, Identity, LegBase, LegEnv, LegState, body_of
+from .leg import ALLOW, LOOP_HEADER, SDP, AckState, Identity, LegBase, LegEnv, LegState, SipPort, body_of
 
 if TYPE_CHECKING:
     from .call import Call, Handle, Target
@@ -34,7 +34,19 @@ log = logging.getLogger(__name__)
 class UacLeg(LegBase):
     """One attempt towards one target: sends the INVITE, reports what comes back."""
 
-    __slots__ = ("target", "identity", "digest", "invite", "tid", "local_tag", "_auth_tries", "_setup_timer", "_heard", "_stray")
+    __slots__ = (
+        "target",
+        "identity",
+        "digest",
+        "invite",
+        "tid",
+        "local_tag",
+        "_auth_tries",
+        "_setup_timer",
+        "_heard",
+        "_stray",
+        "_earlier_tids",
+    )
 
     def __init__(self, env: LegEnv, call: Call, target: Target, identity: Identity, digest: DigestClient | None = None) -> None:
         super().__init__(env, call, target.peer)
@@ -49,6 +61,8 @@ class UacLeg(LegBase):
         self._heard = False
         #: To tag -> ACK we sent for a 2xx we did not want (re-sent for its retransmissions)
         self._stray: dict[str, Request] | None = None
+        #: INVITEs this one replaced (a digest retry): their callbacks still point at us
+        self._earlier_tids: tuple[str, ...] = ()
 
     def _send_other(self, event: Event) -> None:
         if isinstance(event, Try):
@@ -81,6 +95,8 @@ class UacLeg(LegBase):
             self._setup_timer = env.clock.call_later(env.setup_timeout, self._setup_timeout)
 
     def _send_invite(self, invite: Request) -> None:
+        if self.tid:
+            self._earlier_tids += (self.tid,)
         self.invite = invite
         self.tid = self.env.port.request(invite, self.peer, self._guarded_invite)
 
@@ -231,21 +247,9 @@ class UacLeg(LegBase):
     def _ack_and_bye(self, resp: Response) -> None:
         """A 2xx we do not want (after CANCEL, or from a second fork): ACK it, then BYE, once (§15)."""
         assert self.invite is not None
-        tag = resp.to.tag or ""
         if self._stray is None:
             self._stray = {}
-        ack = self._stray.get(tag)
-        if ack is not None:
-            self.env.port.send_stateless(ack, self.peer)  # a retransmission: the BYE is already out
-            return
-        try:
-            d = Dialog.from_uac(self.invite, resp)
-        except (ParseError, TransactionError):
-            return
-        ack = d.create_request("ACK")
-        self.env.port.request(ack, self.peer)
-        self._stray[tag] = ack
-        self.env.port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), self.peer)
+        _ack_and_bye(self.env.port, self.peer, self.invite, self._stray, resp)
 
     def _disconnect(self, cause: Cause) -> None:
         if self.state in (LegState.CALLING, LegState.EARLY):
@@ -265,6 +269,97 @@ class UacLeg(LegBase):
     def _terminate(self) -> None:
         self._stop_setup_timer()
         super()._terminate()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Leave the INVITE's last 32 s (Timer M / D) to a small record instead of this leg.
+
+        Past this point the INVITE's transaction only ever asks us to ACK a 2xx
+        (re-send our ACK, or ACK+BYE another fork's), which ``_Finished`` does
+        the same way; the leg, its call, INVITE and dialog can then go at once.
+        Once only: a second ``_terminate`` finds no INVITE and leaves the record be.
+        """
+        if self.invite is None:
+            return
+        state = self._ack_state
+        dialog = self.dialog
+        finished = _Finished(
+            self.env.port,
+            self.peer,
+            dialog.remote_tag if dialog is not None else None,
+            state.ack.to_bytes() if state is not None and state.ack is not None else None,
+            _dialog_seed(self.invite),
+            self._stray,
+        )
+        for tid in (*self._earlier_tids, self.tid):
+            self.env.port.rebind_client(tid, finished)
+        self.invite = None  # only the INVITE's callback read it, and that is ``finished`` now
+
+
+class _Finished:
+    """A terminated B-leg's INVITE transaction: every 2xx still gets its ACK (RFC 3261 §13.2.2.4).
+
+    Behaves as ``UacLeg._on_invite_event`` does in TERMINATED/FAILED: a 2xx
+    from our dialog's peer gets the ACK we sent re-sent; a 2xx from any other
+    fork is ACKed and BYEd once (its retransmissions get the same ACK again);
+    everything else is ignored.
+    """
+
+    __slots__ = ("port", "peer", "remote_tag", "ack", "invite", "stray")
+
+    def __init__(self, port: SipPort, peer: Peer, remote_tag: str | None, ack: bytes | None, invite: Request,
+                 stray: dict[str, Request] | None) -> None:
+        self.port = port
+        self.peer = peer
+        self.remote_tag = remote_tag
+        self.ack = ack
+        """Our ACK to the dialog's 2xx, as sent."""
+        self.invite = invite
+        """What ``Dialog.from_uac`` reads of our INVITE, nothing more."""
+        self.stray = stray
+
+    def __call__(self, ev: ResponseReceived | TransactionTimeout) -> None:
+        if isinstance(ev, TransactionTimeout):
+            return
+        resp = ev.response
+        if not 200 <= resp.status < 300:
+            return
+        try:
+            if self.ack is not None and (resp.to.tag or "") == self.remote_tag:
+                self.port.send_raw(self.ack, self.peer)
+            else:
+                if self.stray is None:
+                    self.stray = {}
+                _ack_and_bye(self.port, self.peer, self.invite, self.stray, resp)
+        except Exception:  # noqa: BLE001 - never into the endpoint
+            log.exception("finished B-leg towards %s:%d: internal error on a late 2xx", self.peer.host, self.peer.port)
+
+
+def _ack_and_bye(port: SipPort, peer: Peer, invite: Request, stray: dict[str, Request], resp: Response) -> None:
+    """ACK a 2xx we do not want, then BYE its dialog, once per To tag (§13.2.2.4, §15)."""
+    tag = resp.to.tag or ""
+    ack = stray.get(tag)
+    if ack is not None:
+        port.send_stateless(ack, peer)  # a retransmission: the BYE is already out
+        return
+    try:
+        d = Dialog.from_uac(invite, resp)
+    except (ParseError, TransactionError):
+        return
+    ack = d.create_request("ACK")
+    port.request(ack, peer)
+    stray[tag] = ack
+    port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), peer)
+
+
+def _dialog_seed(invite: Request) -> Request:
+    """The INVITE cut to what a dialog is built from: Request-URI, From, Call-ID, CSeq, Contact (§12.1.2)."""
+    h = Headers()
+    for name in ("From", "Call-ID", "CSeq", "Contact"):
+        value = invite.headers.get(name)
+        if value is not None:
+            h.add(name, value)
+    return Request(invite.method, invite.uri, h)
 
 
 def _contacts(resp: Response) -> list:  # type: ignore[type-arg]
