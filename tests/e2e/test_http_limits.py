@@ -11,9 +11,7 @@ trickle in for as long as the client liked; both are covered at the end.
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
-import ipaddress
 import json
 import secrets
 import socket
@@ -27,6 +25,7 @@ import pytest
 
 from harness import LOOPBACK
 from harness.softswitch import SwitchProcess
+from harness.tls import self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +46,10 @@ def _closed_by_peer(s: socket.socket, within: float) -> bool:
         return False
 
 
-def _health(port: int, source: str) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=5.0, source_address=(source, 0))
+def _health(port: int, source: str, tls: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    """``GET /health`` from ``source``, over HTTPS when ``tls`` is given."""
+    conn = (http.client.HTTPConnection(LOOPBACK, port, timeout=5.0, source_address=(source, 0)) if tls is None else
+            http.client.HTTPSConnection(LOOPBACK, port, timeout=5.0, source_address=(source, 0), context=tls))
     try:
         conn.request("GET", "/health")
         resp = conn.getresponse()
@@ -251,45 +252,12 @@ def test_trickled_request_body_gets_408_after_the_body_timeout(switch: SwitchPro
     assert "Traceback" not in log and "Unhandled exception" not in log
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-def _https_health(port: int, source: str, ctx: ssl.SSLContext) -> tuple[int, Any]:
-    conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=5.0, source_address=(source, 0), context=ctx)
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
-
-
 #: the first 11 bytes of a TLS 1.2 ClientHello record announcing 512 bytes that never come
 PARTIAL_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
 
 
 def test_tls_connections_count_from_accept_and_time_out_in_the_handshake(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, LOOPBACK)
     ctx = ssl.create_default_context(cafile=str(cert))
     sw = SwitchProcess(
         db_url=f"sqlite+aiosqlite:///{tmp_path / 'sw.db'}", workdir=tmp_path,
@@ -301,7 +269,7 @@ def test_tls_connections_count_from_accept_and_time_out_in_the_handshake(tmp_pat
         deadline = time.monotonic() + sw.start_timeout
         while True:
             try:
-                if _https_health(sw.http_port, "127.0.0.21", ctx)[0] == 200:
+                if _health(sw.http_port, "127.0.0.21", ctx)[0] == 200:
                     break
             except (OSError, http.client.HTTPException):
                 pass
@@ -319,7 +287,7 @@ def test_tls_connections_count_from_accept_and_time_out_in_the_handshake(tmp_pat
         extra = _open(sw.http_port, "127.0.0.20")
         assert _closed_by_peer(extra, 1.0), "the 4th handshaking connection from one source stayed open"
         extra.close()
-        status, body = _https_health(sw.http_port, "127.0.0.21", ctx)
+        status, body = _health(sw.http_port, "127.0.0.21", ctx)
         assert status == 200 and body["http"]["refused_per_source"] == 1 and body["http"]["open"] == 4, body
         # a completed handshake with no request head: closed at the same deadline from accept
         with _open(sw.http_port, "127.0.0.22") as raw:
@@ -338,7 +306,7 @@ def test_tls_connections_count_from_accept_and_time_out_in_the_handshake(tmp_pat
             s.close()
         time.sleep(0.2)
         # the places are given back: the same source is served again
-        status, body = _https_health(sw.http_port, "127.0.0.20", ctx)
+        status, body = _health(sw.http_port, "127.0.0.20", ctx)
         assert status == 200 and body["http"]["open"] == 1 and body["http"]["header_timeouts"] == 4, body
         log = sw.log_text()
         assert log.count("without a complete request head") == 1, log[-3000:]

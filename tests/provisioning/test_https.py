@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from harness.tls import self_signed
 from provisioning.app import start_http
 from switch import app as app_mod
 from switch.settings import Settings
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def _fetch(url: str, ctx: ssl.SSLContext | None) -> tuple[int, bytes]:
@@ -46,7 +23,7 @@ def _fetch(url: str, ctx: ssl.SSLContext | None) -> tuple[int, bytes]:
 
 
 async def test_bootstrap_and_configs_are_served_over_https(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     s = Settings()
     s.database_url = f"sqlite+aiosqlite:///{tmp_path}/sw.db"
     s.key_file = str(tmp_path / "k")

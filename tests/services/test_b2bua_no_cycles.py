@@ -276,8 +276,8 @@ def _ringing(rig: Rig) -> tuple[Placed, Request, str]:
     return placed, inv, tag
 
 
-def _answered(rig: Rig) -> tuple[Placed, Request, str]:
-    """A call rung and answered, both ACKs through: (caller's side, the callee's INVITE, the callee's tag)."""
+def _answered_and_acked(rig: Rig) -> tuple[Placed, Request, str]:
+    """A call rung and answered, the caller's ACK in; the switch's ACK to the callee is still in ``rig.sent``."""
     placed, inv, tag = _ringing(rig)
     rig.expect(CALLER[2], 180)
     _answer(rig, inv, 200, tag, SDP_B)
@@ -285,6 +285,12 @@ def _answered(rig: Rig) -> tuple[Placed, Request, str]:
     placed.to = ok.headers.get("To") or ""
     placed.target = str(ok.contacts[0].uri)
     rig.rx(placed.in_dialog("ACK", cseq=2), CALLER[2])
+    return placed, inv, tag
+
+
+def _answered(rig: Rig) -> tuple[Placed, Request, str]:
+    """A call rung and answered, both ACKs through: (caller's side, the callee's INVITE, the callee's tag)."""
+    placed, inv, tag = _answered_and_acked(rig)
     rig.expect(CALLEE[2], "ACK")
     return placed, inv, tag
 
@@ -540,13 +546,7 @@ def test_a_finished_b_leg_is_freed_before_timer_m_and_its_invite_is_still_acked(
     async def main() -> None:
         rig = await _start(loop)
         try:
-            placed, inv, tag = _ringing(rig)
-            rig.expect(CALLER[2], 180)
-            _answer(rig, inv, 200, tag, SDP_B)
-            ok: Response = rig.expect(CALLER[2], 200)
-            placed.to = ok.headers.get("To") or ""
-            placed.target = str(ok.contacts[0].uri)
-            rig.rx(placed.in_dialog("ACK", cseq=2), CALLER[2])
+            placed, inv, tag = _answered_and_acked(rig)
             acks = [d for d, p in rig.sent if p == CALLEE[2] and d.startswith(b"ACK ")]
             assert len(acks) == 1
             rig.sent.clear()
