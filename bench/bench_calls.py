@@ -230,6 +230,8 @@ class Result:
     steps: list[Step] = field(default_factory=list)
     held: Held | None = None
     afterwards: Afterwards | None = None
+    repeats: list[Afterwards] = field(default_factory=list)
+    """--memory-rounds: the same ladder again on the same switch, and the RSS after each"""
     cdr_rows: int | None = None
     calls_completed: int = 0
     calls_failed: int = 0
@@ -410,6 +412,19 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
         if args.memory_after and switch.alive():
             peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps)])
             watch_after(switch.pid, rss_before, peak, args.memory_after, res)
+            first = res.afterwards
+            for _ in range(args.memory_rounds - 1):
+                # Is what the first ladder left reused by the next one (allocator high-water mark),
+                # or does every ladder add to it (a leak)?
+                n_steps = len(res.steps)
+                run_ladder(lines, args.rates, args, home, res)
+                if not switch.alive():
+                    break
+                peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps[n_steps:])])
+                watch_after(switch.pid, rss_before, peak, args.memory_after, res)
+                assert res.afterwards is not None
+                res.repeats.append(res.afterwards)
+            res.afterwards = first
         if args.policy and switch.alive():
             wait_idle(server.pids)
             policy_doc = home / "policy.json"
@@ -569,6 +584,9 @@ def table(results: list[Result]) -> str:
                 else f"NOT back within 10 % after {a.samples[-1][0]:.0f} s"
             out.append(f"  {res.name} memory: RSS {a.before_mib:.0f} MiB before the lines ladder, peak {a.peak_mib:.0f}, "
                        f"{a.samples[-1][1]:.0f} MiB {a.samples[-1][0]:.0f} s after it: {back}")
+            for n, r in enumerate(res.repeats, start=2):
+                out.append(f"  {res.name} memory, ladder {n} on the same switch: peak {r.peak_mib:.0f} MiB, "
+                           f"{r.samples[-1][1]:.0f} MiB {r.samples[-1][0]:.0f} s after it")
         if res.cdr_rows is not None:
             # A call SIPp gave up on (failed) still ends in the switch, usually with a CDR.
             ok = res.calls_completed <= res.cdr_rows <= res.calls_completed + res.calls_failed
@@ -655,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
                         "are gone before the ladder (default 35; quick 3)")
     p.add_argument("--memory-after", type=float, default=60.0,
                    help="seconds to watch the switch's RSS after the lines ladder (0 = not; default 60)")
+    p.add_argument("--memory-rounds", type=int, default=1,
+                   help="run the lines ladder this many times on the same switch, watching the RSS after each "
+                        "(does a second ladder reuse the first one's memory or add to it?)")
     p.add_argument("--with-peers", action="store_true",
                    help="also measure Kamailio and sippy/b2bua (bench/peers/setup_peers.sh installs them)")
     p.add_argument("--policy", action="store_true",

@@ -39,6 +39,7 @@ import tempfile
 import time
 import tracemalloc
 import types
+from array import array
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,10 @@ class GcMonitor:
         self.pauses: list[list[float]] = [[], [], []]
         self.cpu: list[list[float]] = [[], [], []]
         self.collected = [0, 0, 0]
-        self.when: list[tuple[float, int]] = []
+        # arrays, not lists of floats: a float per call made during the run would sit in every
+        # pymalloc arena and keep it from going back to the system (what --mallocstats measures)
+        self.when_t = array("d")
+        self.when_gen = array("b")
         """(time, generation) of every collection: its rate once the first calls' timers expire."""
         self._started = 0.0
         self._started_cpu = 0.0
@@ -102,7 +106,8 @@ class GcMonitor:
         gen = info["generation"]
         self.pauses[gen].append(wall)
         self.cpu[gen].append(cpu)
-        self.when.append((self._started, gen))
+        self.when_t.append(self._started)
+        self.when_gen.append(gen)
         self.collected[gen] += info["collected"]
 
     def start(self) -> GcMonitor:
@@ -132,7 +137,7 @@ class GcMonitor:
         """Collections per second per generation between ``begin`` and ``end`` (perf_counter)."""
         if end <= begin:
             return
-        counts = [sum(1 for t, g in self.when if begin <= t < end and g == gen) for gen in range(3)]
+        counts = [sum(1 for t, g in zip(self.when_t, self.when_gen) if begin <= t < end and g == gen) for gen in range(3)]
         print(f"gc steady state ({end - begin:.0f} s after the first {STEADY_AFTER:.0f} s): "
               + ", ".join(f"gen{gen} {n / (end - begin):.2f}/s" for gen, n in enumerate(counts)))
 
@@ -176,7 +181,7 @@ def rss_mib() -> float:
     return 0.0
 
 
-def heap_report(before: tracemalloc.Snapshot, calls: int, top: int = 20) -> None:
+def heap_report(before: tracemalloc.Snapshot, calls: int, top: int = 20, frames: int = 3) -> None:
     """What the calls left allocated: tracemalloc's diff since ``before`` by traceback, and the RSS."""
     snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
     diff = snap.compare_to(before, "traceback")
@@ -186,7 +191,7 @@ def heap_report(before: tracemalloc.Snapshot, calls: int, top: int = 20) -> None
           f"per call), traced now {traced / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB; RSS {rss_mib():.1f} MiB")
     for d in diff[:top]:
         print(f"  {d.size_diff / 1024:+9.1f} KiB {d.count_diff:+8d} blocks")
-        for line in d.traceback.format()[-6:]:
+        for line in d.traceback.format()[-2 * frames:]:
             print(f"      {line}")
 
 
@@ -267,6 +272,9 @@ async def main() -> None:
     ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                     help="trace allocations with this many frames from before the calls; after the run (and "
                          "--settle) print the top 20 tracebacks still holding memory and the RSS")
+    ap.add_argument("--tracemalloc-peak", action="store_true",
+                    help="with --tracemalloc, also print the top 30 right after the calls, while their "
+                         "transactions still linger (Timers J/L/M): what a call burst's peak is made of")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="pace the calls at this many per second (INVITE->180 then counts from each call's due time, "
                          "so a collector pause also delays the calls queued behind it); default: back to back")
@@ -361,7 +369,7 @@ async def main() -> None:
     snap0 = tracemalloc.take_snapshot() if args.tracemalloc else None
     monitor = GcMonitor().start()
     ok = 0
-    pdd: list[float] = []
+    pdd = array("d")  # not a list of floats: see GcMonitor
     t_cpu = time.process_time()
     t_wall = time.perf_counter()
     if prof:
@@ -413,7 +421,7 @@ async def main() -> None:
     if args.live:
         live_census(args.n)
     await asyncio.sleep(0.3)
-    pdd.sort()
+    pdd = array("d", sorted(pdd))
     print(f"database: {s.database_url.split('://')[0]}")
     print(f"calls: {ok}/{args.n} completed")
     print(f"CPU per call (INVITE/407/ACK/INVITE/100/180/200/ACK/BYE/200, both legs): {cpu / args.n * 1e6:.0f} µs"
@@ -432,6 +440,11 @@ async def main() -> None:
         t_full = time.perf_counter()
         gc.collect()
         print(f"one full collection now: {(time.perf_counter() - t_full) * 1e3:.1f} ms for {tracked} tracked objects")
+    if snap0 is not None and args.tracemalloc_peak:
+        # What the calls' lingering transactions hold (Timers J/L/M), before they expire.
+        print("right after the calls:")
+        gc.collect()
+        heap_report(snap0, args.n, top=30, frames=args.tracemalloc)
     if args.settle > 0:
         idle = GcMonitor().start()
         await asyncio.sleep(args.settle)
@@ -450,7 +463,7 @@ async def main() -> None:
         pymalloc_report()
     if snap0 is not None:
         gc.collect()
-        heap_report(snap0, args.n)
+        heap_report(snap0, args.n, frames=args.tracemalloc)
     if args.find_cycles:
         cycle_census(args.n)
         gc.enable()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switch import gcstats
+from switch.sip.headers import clear_parse_caches
 
 __all__ = ["tune_gc"]
 
@@ -57,7 +58,9 @@ def tune_gc(
       minutes, memory is back near its baseline within a minute of the load
       ending. After each full collection the C heap's free pages go back to the
       system (glibc ``malloc_trim``): datagrams and SIP texts live there, not in
-      Python's arenas, and would otherwise keep the RSS of the peak.
+      Python's arenas, and would otherwise keep the RSS of the peak. The SIP
+      parse caches are emptied first: their entries, made during the burst,
+      would pin its arenas (an arena goes back only when all of it is free).
     """
     gcstats.install()
     gc.collect()
@@ -70,6 +73,7 @@ def tune_gc(
         nonlocal full_at
         now = loop.time()
         if now >= full_at and (quiet is None or quiet() or now >= full_at + full_at_most - full_every):
+            clear_parse_caches()
             gc.collect()
             _trim_heap()
             full_at = loop.time() + full_every

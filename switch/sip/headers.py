@@ -24,9 +24,10 @@ from typing import Iterator, Mapping
 
 from .abnf import GEN_VALUE_RE, TOKEN_RE
 from .errors import ParseError
-from .uri import SipUri, Uri, format_host, parse_uri, split_hostport
+from .uri import SipUri, Uri, clear_uri_caches, format_host, parse_uri, split_hostport
 
 __all__ = [
+    "clear_parse_caches",
     "Headers",
     "Via",
     "NameAddr",
@@ -374,6 +375,17 @@ _NO_PARAMS: Mapping[str, str | None] = MappingProxyType({})
 # element text -> NameAddr; safe to share because NameAddr is immutable all the way down
 _ADDR_CACHE: dict[str, NameAddr] = {}
 _ADDR_CACHE_SIZE = 2048
+
+
+def clear_parse_caches() -> None:
+    """Empty the address and URI parse caches (called with the quiet-time full collection).
+
+    Their entries are the texts of the latest messages (From/To with tags, Contact), made
+    during whatever burst filled them: left in place they would keep a few thousand small
+    blocks spread over that burst's allocator arenas, which then cannot be released.
+    """
+    _ADDR_CACHE.clear()
+    clear_uri_caches()
 
 
 @dataclass(frozen=True, slots=True)

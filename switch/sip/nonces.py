@@ -26,7 +26,7 @@ import hmac
 import re
 import secrets
 import struct
-from collections import OrderedDict
+from array import array
 from collections.abc import Sequence
 from typing import Final
 
@@ -135,10 +135,24 @@ class NonceCounter:
     cnonce per request still work. Entries idle for ``ttl`` seconds are
     dropped; keep ``ttl >= NonceManager.lifetime`` so a dropped entry's nonce
     is already STALE. When ``max_entries`` is reached the least recently used
-    entry is evicted (counted in ``evictions``), which could re-open a replay
-    window for that nonce: size it above the authenticated request rate times
-    ``ttl``. Feed it only with credentials that passed ``verify``.
+    entries are evicted (an eighth of the table at a time, counted in
+    ``evictions``), which could re-open a replay window for those nonces: size
+    it above the authenticated request rate times ``ttl``. Feed it only with
+    credentials that passed ``verify``.
+
+    Why three flat arrays and not a dict of (nonce, cnonce) -> (nc, time):
+    every authenticated request adds an entry that lives ``ttl`` (600 s), and
+    as Python objects (two strings, two tuples, a float, a dict node: ~340 B
+    in six small blocks) those made during a call burst sit in every
+    allocator arena of the burst and keep it from going back to the system
+    long after the calls. Here an entry is a 64-bit fingerprint of the pair,
+    its nc and its last use, 48 bytes in a table that grows and shrinks as a
+    whole (open addressing, linear probing, rebuilt when full). Two pairs
+    sharing a fingerprint (odds ~n^2/2^65, and the hash is salted per
+    instance) only cost the later one a fresh challenge.
     """
+
+    _MIN_SLOTS: Final = 64
 
     def __init__(self, max_entries: int = 100_000, ttl: float = 300.0) -> None:
         if max_entries < 1:
@@ -146,34 +160,81 @@ class NonceCounter:
         self.max_entries = max_entries
         self.ttl = ttl
         self.evictions = 0
-        # key -> (highest nc seen, last use); ordered by last use.
-        self._entries: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        self._salt = secrets.token_hex(8)
+        self._max_slots = _pow2_at_least(2 * max_entries)
+        self._now = 0.0
+        self._rebuilt = 0.0
+        self._alloc(min(self._MIN_SLOTS, self._max_slots))
+
+    def _alloc(self, slots: int) -> None:
+        self._mask = slots - 1
+        self._keys = array("Q", bytes(8 * slots))  # 0 = empty slot
+        self._ncs = array("Q", bytes(8 * slots))
+        self._last = array("d", bytes(8 * slots))
+        self._used = 0  # occupied slots, expired ones included until the next rebuild
+        self._limit = min(self.max_entries, slots // 2)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Entries still within ``ttl`` of the latest ``accept``."""
+        keys, last, now, ttl = self._keys, self._last, self._now, self.ttl
+        return sum(1 for i in range(len(keys)) if keys[i] != 0 and now - last[i] < ttl)
 
-    def _expire(self, now: float) -> None:
-        while self._entries:
-            key, (_, last) = next(iter(self._entries.items()))
-            if now - last < self.ttl:
-                break
-            del self._entries[key]
+    def _slot(self, key: int) -> int:
+        """The slot holding ``key``, or the empty slot where it belongs."""
+        keys, mask = self._keys, self._mask
+        i = key & mask
+        while True:
+            k = keys[i]
+            if k == key or k == 0:
+                return i
+            i = (i + 1) & mask
 
     def accept(self, nonce: str, cnonce: str | None, nc: int | str, now: float) -> bool:
         """Record ``nc`` and return True, or False if it is not above the last one."""
         value = int(nc, 16) if isinstance(nc, str) else nc
-        if value < 1:
+        if value < 1 or value > _NC_MAX:
             return False
-        self._expire(now)
-        key = (nonce, cnonce or "")
-        entry = self._entries.get(key)
-        if entry is not None:
-            if value <= entry[0]:
+        if now > self._now:
+            self._now = now
+        key = (hash((self._salt, nonce, cnonce or "")) & _NC_MAX) or 1
+        i = self._slot(key)
+        if self._keys[i] == key:
+            if now - self._last[i] < self.ttl and value <= self._ncs[i]:
                 return False
-            self._entries.move_to_end(key)
-        else:
-            while len(self._entries) >= self.max_entries:
-                self._entries.popitem(last=False)
-                self.evictions += 1
-        self._entries[key] = (value, now)
+            self._ncs[i] = value  # a higher count, or an expired entry starting over
+            self._last[i] = now
+            return True
+        if self._used >= self._limit or now - self._rebuilt > self.ttl:
+            self._rebuild(now)  # full, or not swept for a ttl: expired entries would hold the table's size
+            i = self._slot(key)
+        self._keys[i] = key
+        self._ncs[i] = value
+        self._last[i] = now
+        self._used += 1
         return True
+
+    def _rebuild(self, now: float) -> None:
+        """Drop expired entries, evict the oldest if still full, and re-size the table around the rest."""
+        self._rebuilt = now
+        keys, ncs, last, ttl = self._keys, self._ncs, self._last, self.ttl
+        live = [i for i in range(len(keys)) if keys[i] != 0 and now - last[i] < ttl]
+        room = self.max_entries - max(1, self.max_entries // 8)
+        if len(live) > room:
+            live.sort(key=last.__getitem__)
+            self.evictions += len(live) - room
+            live = live[len(live) - room :]
+        kept = [(keys[i], ncs[i], last[i]) for i in live]
+        self._alloc(min(self._max_slots, max(self._MIN_SLOTS, _pow2_at_least(4 * (len(kept) + 1)))))
+        for key, value, used in kept:
+            j = self._slot(key)
+            self._keys[j] = key
+            self._ncs[j] = value
+            self._last[j] = used
+        self._used = len(kept)
+
+
+_NC_MAX: Final = (1 << 64) - 1
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()

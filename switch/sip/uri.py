@@ -62,6 +62,12 @@ _URI_CACHE: dict[str, SipUri | TelUri] = {}
 _HOST_CACHE: dict[str, str] = {}
 
 
+def clear_uri_caches() -> None:
+    """Empty the URI and host parse caches (see ``headers.clear_parse_caches``)."""
+    _URI_CACHE.clear()
+    _HOST_CACHE.clear()
+
+
 def _snip(text: str) -> str:
     """A short, printable rendering of peer data for a reason phrase."""
     return repr(text[:60] + ("..." if len(text) > 60 else ""))

@@ -57,3 +57,16 @@ async def test_a_full_collection_also_trims_the_c_heap(restore_gc: None, monkeyp
     app_mod.tune_gc(young_every=0.01, full_every=0.02, quiet=lambda: True)
     await asyncio.sleep(0.15)
     assert trims and trims[0] == 0
+
+
+async def test_a_full_collection_empties_the_sip_parse_caches(restore_gc: None) -> None:
+    from switch.sip import headers
+    from switch.sip.headers import NameAddr
+
+    NameAddr.parse("<sip:burst@example.net>;tag=left-by-a-burst")
+    assert headers._ADDR_CACHE
+    full0 = gcstats.STATS.gens[2].collections
+    tune_gc(young_every=0.01, full_every=0.02, quiet=lambda: True)
+    await asyncio.sleep(0.15)
+    assert gcstats.STATS.gens[2].collections > full0
+    assert "<sip:burst@example.net>;tag=left-by-a-burst" not in headers._ADDR_CACHE

@@ -303,3 +303,18 @@ def test_header_values_cannot_smuggle_lines() -> None:
             h.set("Subject", bad)
     with pytest.raises(ParseError):
         h.add("Bad Name", "x")
+
+
+def test_parse_caches_can_be_emptied() -> None:
+    """The quiet-time full collection empties them (switch/gc_policy.py): cached values made
+    during a burst would otherwise keep that burst's allocator arenas from going back."""
+    from switch.sip import headers, uri
+
+    a = NameAddr.parse("<sip:cache-test@example.net>;tag=cache-1")
+    assert NameAddr.parse("<sip:cache-test@example.net>;tag=cache-1") is a  # cached: the same object
+    uri.parse_uri("sip:cache-test-2@example.net")
+    assert headers._ADDR_CACHE and uri._URI_CACHE
+    headers.clear_parse_caches()
+    assert not headers._ADDR_CACHE and not uri._URI_CACHE and not uri._HOST_CACHE
+    b = NameAddr.parse("<sip:cache-test@example.net>;tag=cache-1")
+    assert b == a and b is not a

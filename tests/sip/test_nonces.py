@@ -140,6 +140,41 @@ def test_nonce_counter_bounded_lru() -> None:
     assert nc.accept("b", "c", 1, 5.0) is True  # forgotten (documented risk)
 
 
+def test_nonce_counter_grows_evicts_and_shrinks_without_losing_counts() -> None:
+    """The table is rebuilt as it fills (grow, drop expired, evict the oldest eighth):
+    every entry that stays keeps its count, across each rebuild."""
+    nc = NonceCounter(max_entries=10_000, ttl=100.0)
+    for i in range(10_000):
+        assert nc.accept(f"n{i}", "c", 3, i * 0.001)
+    assert len(nc) == 10_000 and nc.evictions == 0
+    assert all(nc.accept(f"n{i}", "c", 3, 10.0) is False for i in range(0, 10_000, 7))  # replays, all caught
+    # One more makes room: the oldest eighth (by last use) goes, the rest keep their counts.
+    assert nc.accept("new", "c", 1, 11.0)
+    assert nc.evictions == 10_000 - (10_000 - 10_000 // 8)
+    assert nc.accept("n1", "c", 1, 11.0) is True  # n1 was among the oldest: forgotten (documented risk)
+    assert nc.accept("n9999", "c", 3, 11.0) is False
+    assert nc.accept("n9999", "c", 4, 11.0) is True
+    # Once everything has been idle past ttl, a rebuild shrinks the table back.
+    for i in range(600):
+        nc.accept(f"late{i}", "c", 1, 500.0)
+    assert len(nc) == 600
+    assert len(nc._keys) <= 4096
+
+
+def test_nonce_counter_expired_entry_starts_over() -> None:
+    nc = NonceCounter(ttl=10.0)
+    assert nc.accept("n", "c", 5, 0.0)
+    assert nc.accept("n", "c", 5, 5.0) is False
+    assert nc.accept("n", "c", 1, 11.0) is True  # idle past ttl: the nonce is STALE anyway
+    assert nc.accept("n", "c", 1, 12.0) is False
+
+
+def test_nonce_counter_refuses_counts_out_of_range() -> None:
+    nc = NonceCounter()
+    assert nc.accept("n", "c", "1" + "0" * 16, 0.0) is False  # more than 64 bits
+    assert nc.accept("n", "c", "ffffffff", 0.0) is True
+
+
 def test_module_is_sans_io() -> None:
     import switch.sip
 

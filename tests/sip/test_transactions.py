@@ -128,11 +128,20 @@ def test_accepted_invite_transactions_let_go_of_the_parsed_invite() -> None:
     net.flush()
     assert net.server.transaction_state(server_tid) is State.ACCEPTED
     assert net.server.server_request(server_tid) is None
+    assert net.server._server[server_tid].response_bytes is None  # the 2xx is not retransmitted after the ACK
+    sent_before = len(net.sent())
     # Still absorbs a retransmitted INVITE and passes a repeated ACK on, until Timer L.
     net.server.receive(packets(net, "INVITE", "c2s")[0].data, Peer("udp", *CLIENT), net.now)
     net.server.receive(packets(net, "ACK", "c2s")[0].data, Peer("udp", *CLIENT), net.now)
     net.flush()
     assert [e.request.method for e in requests(net.server_events)] == ["INVITE", "ACK", "ACK"]
+    assert len(net.sent()) == sent_before  # absorbed: nothing sent back
+    # With the ACK in, only copies already in the network can come: the IST waits T4, not all of L.
+    net.advance(4.5)
+    assert net.server.transaction_state(server_tid) is State.ACCEPTED
+    net.advance(5.5)
+    assert net.server.live_transactions == 0
+    assert net.client.transaction_state(tid) is State.ACCEPTED  # Timer M: 2xx retransmissions still get here
     net.advance(40.0)
     assert net.client.live_transactions == 0 and net.server.live_transactions == 0
 

@@ -254,7 +254,8 @@ def test_ist_2xx_retransmission_stops_at_the_ack_and_l_ends_quietly() -> None:
     layer.receive(ack, src, 2.0)
     events = drain_events(layer)
     assert len(events) == 1 and isinstance(events[0], RequestReceived) and events[0].tid is None
-    assert run(layer, 100.0) == [(32.0, "TransactionTerminated")]
+    # With the ACK in, the IST only waits T4 for copies of the INVITE still in the network.
+    assert run(layer, 100.0) == [(7.0, "TransactionTerminated")]
     assert layer.stats.retransmissions == 2
 
 
@@ -321,10 +322,32 @@ def test_stale_heap_entries_are_compacted() -> None:
     drain_events(layer)
     # 3000 live K timers; the 6000 disarmed E/F entries must not all linger.
     assert layer.live_transactions == 3000
-    assert len(layer._heap) <= 2 * 3000 + 1024
+    assert len(layer._heap) <= 3000 + 3000 // 4 + 1024
     assert run(layer, 10.0)[-1] == (5.0, "TransactionTerminated")
     assert layer.live_transactions == 0
     assert layer.get_timer() is None
+
+
+def test_stale_entries_do_not_hold_finished_transactions_for_timer_f() -> None:
+    """Finished non-INVITE transactions (K, 5 s) must not stay in memory until their disarmed
+    Timer F's deadline (32 s) because the heap still points at them: stale entries are
+    compacted away once they pass a quarter of the live timers."""
+    layer = make_layer("10.0.0.1", 5060)
+    for n in range(4000):  # a busy switch: 4,000 requests still waiting (8,000 live E/F timers)
+        layer.send_request(make_request("OPTIONS", call_id=f"p{n}"), REMOTE_UDP, 0.0)
+    layer.datagrams_to_send()
+    finished = set()
+    for n in range(3000):
+        finished.add(layer.send_request(make_request("OPTIONS", call_id=f"c{n}"), REMOTE_UDP, 0.0))
+        request = layer.datagrams_to_send()[0][0]
+        layer.receive(response_bytes(request, 200), REMOTE_UDP, 0.0)
+    drain_events(layer)
+    run(layer, 6.0)
+    assert layer.live_transactions == 4000
+    layer.send_request(make_request("OPTIONS", call_id="later"), REMOTE_UDP, 6.0)
+    # Their Timer F entries (due at 32 s) are stale: at most a quarter of the live timers (+1024) stay.
+    held = [e for e in layer._heap if e[2].tid in finished]
+    assert len(held) <= 8002 // 4 + 1024  # (of 6,000: every finished one had an E and an F entry)
 
 
 def _events_of_type(events: list[Event], cls: type) -> list[Event]:

@@ -305,17 +305,17 @@ class _Finished:
     everything else is ignored.
     """
 
-    __slots__ = ("port", "peer", "remote_tag", "ack", "invite", "stray")
+    __slots__ = ("port", "peer", "remote_tag", "ack", "seed", "stray")
 
-    def __init__(self, port: SipPort, peer: Peer, remote_tag: str | None, ack: bytes | None, invite: Request,
+    def __init__(self, port: SipPort, peer: Peer, remote_tag: str | None, ack: bytes | None, seed: _Seed,
                  stray: dict[str, Request] | None) -> None:
         self.port = port
         self.peer = peer
         self.remote_tag = remote_tag
         self.ack = ack
         """Our ACK to the dialog's 2xx, as sent."""
-        self.invite = invite
-        """What ``Dialog.from_uac`` reads of our INVITE, nothing more."""
+        self.seed = seed
+        """What ``Dialog.from_uac`` reads of our INVITE, nothing more (built into a request only if needed)."""
         self.stray = stray
 
     def __call__(self, ev: ResponseReceived | TransactionTimeout) -> None:
@@ -330,7 +330,7 @@ class _Finished:
             else:
                 if self.stray is None:
                     self.stray = {}
-                _ack_and_bye(self.port, self.peer, self.invite, self.stray, resp)
+                _ack_and_bye(self.port, self.peer, _seed_request(self.seed), self.stray, resp)
         except Exception:  # noqa: BLE001 - never into the endpoint
             log.exception("finished B-leg towards %s:%d: internal error on a late 2xx", self.peer.host, self.peer.port)
 
@@ -352,14 +352,28 @@ def _ack_and_bye(port: SipPort, peer: Peer, invite: Request, stray: dict[str, Re
     port.request(d.create_request("BYE", headers=(("Reason", Cause.CANCELLED.reason_header),)), peer)
 
 
-def _dialog_seed(invite: Request) -> Request:
-    """The INVITE cut to what a dialog is built from: Request-URI, From, Call-ID, CSeq, Contact (§12.1.2)."""
+_SEED_HEADERS = ("From", "Call-ID", "CSeq", "Contact")
+# (method, Request-URI, *values of _SEED_HEADERS): one small object per finished leg
+_Seed = tuple[str | None, ...]
+
+
+def _dialog_seed(invite: Request) -> _Seed:
+    """The INVITE cut to what a dialog is built from: Request-URI, From, Call-ID, CSeq, Contact (§12.1.2).
+
+    A tuple of what the INVITE already holds, not a new Request: each finished B-leg keeps it
+    for Timer M's 32 s, and almost none ever needs it (a late 2xx from another fork).
+    """
+    return (invite.method, invite.uri, *(invite.headers.get(name) for name in _SEED_HEADERS))
+
+
+def _seed_request(seed: _Seed) -> Request:
     h = Headers()
-    for name in ("From", "Call-ID", "CSeq", "Contact"):
-        value = invite.headers.get(name)
+    for name, value in zip(_SEED_HEADERS, seed[2:]):
         if value is not None:
             h.add(name, value)
-    return Request(invite.method, invite.uri, h)
+    method, uri = seed[0], seed[1]
+    assert method is not None and uri is not None
+    return Request(method, uri, h)
 
 
 def _contacts(resp: Response) -> list:  # type: ignore[type-arg]

@@ -10,7 +10,8 @@ gives up and tells the TU.
 
 A 2xx moves to Accepted (RFC 6026) for Timer L (64*T1): INVITE
 retransmissions are absorbed instead of looking like new requests, and an ACK
-that matches the transaction is handed to the TU. The layer also does the UAS
+that matches the transaction is handed to the TU. Once the ACK has come, L is
+cut to T4 (Timer I's wait; 0 on reliable transports): see ``_ack_for_2xx``. The layer also does the UAS
 core's 2xx retransmission (§13.3.1.4: T1 doubling to T2, even on reliable
 transports) while waiting for the ACK, which arrives as a separate request
 with its own branch; it finds this transaction through the dialog
@@ -112,8 +113,17 @@ def _ack_for_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, 
         ctx.txn_disarm(t, Input.TIMER_2XX)
         ctx.txn_ack_pending(t, False)
         # From here ACCEPTED only absorbs retransmitted INVITEs and passes ACKs on for Timer
-        # L's 32 s: the parsed INVITE (a few KB of header objects) is not needed any more.
+        # L's 32 s: neither the parsed INVITE (a few KB of header objects) nor the 2xx we
+        # retransmitted (~0.5 KB with SDP) is needed any more.
         t.request = None  # type: ignore[assignment]
+        t.response_bytes = None
+        # And it need not wait the rest of Timer L's 64*T1 for them. L is that long because the
+        # client retransmits its INVITE until a response reaches it (Timer B); an ACK for our
+        # 2xx shows one has, so only copies already in the network can still come, and those
+        # live at most T4 (§17: the wait of Timers I and K). Kamailio's tm likewise keeps a
+        # finished transaction its wt_timer (5 s). At 500 calls/s this is 13,500 fewer
+        # transactions in memory after a call burst.
+        ctx.txn_arm(t, Input.TIMER_L, t.timers.i, now)
     assert isinstance(msg, Request) and src is not None
     ctx.txn_emit(RequestReceived(tid=None, request=msg, source=src))
 
