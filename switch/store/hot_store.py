@@ -53,6 +53,21 @@ _COLUMNS = (
 _UPSERT_TAIL = " ON CONFLICT (line_id, contact_uri) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("line_id", "contact_uri")
 )
+#: PostgreSQL array types of ``_COLUMNS`` without ``path`` (always NULL here), for unnest()
+_PG_ARRAY_TYPES = (
+    "int", "text", "text", "int", "text", "timestamptz", "text", "int", "text", "text", "int", "float8",
+    "timestamptz", "timestamptz",
+)
+_PATH_INDEX = _COLUMNS.index("path")
+
+
+def _columns_of(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows of ``_row(b, False)`` as one list per column (``path`` left out), for the unnest() upsert."""
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    del cols[_PATH_INDEX]
+    return cols
+
+
 _QUALIFY_COLUMNS = (
     "sent", "lost", "consecutive_lost", "first_lost_at", "last_sent_at", "last_reply_at", "last_rtt_ms",
     "avg_rtt_ms", "history",
@@ -334,9 +349,14 @@ class PostgresHotStore:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._pool: Any = None
-        self._insert = (
-            f"INSERT INTO bindings ({', '.join(_COLUMNS)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(_COLUMNS)))})"
-            + _UPSERT_TAIL
+        # One set-based statement per batch (arrays, unnest) instead of executemany's statement per
+        # row: a registration storm's batches of 2,000 bindings cost PostgreSQL (on the same cores
+        # as the switch) one plan and one index pass instead of 2,000.
+        casts = [f"${i + 1}::{t}[]" for i, t in enumerate(_PG_ARRAY_TYPES)]
+        picks = ", ".join("NULL" if c == "path" else f"v.{c}" for c in _COLUMNS)
+        self._upsert = (
+            f"INSERT INTO bindings ({', '.join(_COLUMNS)}) SELECT {picks} FROM unnest({', '.join(casts)}) "
+            f"AS v({', '.join(c for c in _COLUMNS if c != 'path')})" + _UPSERT_TAIL
         )
 
     async def open(self) -> None:
@@ -412,7 +432,9 @@ class PostgresHotStore:
                     line_ids, [k[0] for k in kept], [k[1] for k in kept],
                 )
                 if rows:
-                    await conn.executemany(self._insert, rows)
+                    # One row per (line, contact): ON CONFLICT cannot touch a row twice in a statement.
+                    last = {(r[0], r[1]): r for r in rows}
+                    await conn.execute(self._upsert, *_columns_of(list(last.values())))
 
     async def write_qualify(self, rows: Sequence[Reachability]) -> None:
         """Upsert ping histories; rows whose binding is gone by now are skipped."""

@@ -47,7 +47,14 @@ Layer policies (see `switch/sip/transaction/layer.py` for the reasons):
 * RFC 6026 Accepted states are used on both sides. The layer retransmits a 2xx
   to INVITE for the UAS core (§13.3.1.4) until the ACK, which it recognises by
   Call-ID, CSeq number and tags; without an ACK, Timer L reports
-  `TransactionTimeout(timer="L")`.
+  `TransactionTimeout(timer="L")`. Once the ACK has come, the rest of Timer L
+  is cut to T4 (Timer I's wait: 5 s on UDP, 0 on TCP): L is 64*T1 because the
+  client retransmits its INVITE until a response reaches it, and the ACK shows
+  one has, so only copies already in the network (at most T4 old, §17) can
+  still come (and the client already stopped retransmitting at our immediate
+  100 Trying). This departs from RFC 6026's fixed L the way Kamailio's `tm`
+  does with its 5 s `wt_timer`. At 500 calls/s it keeps ~13,500 transactions
+  fewer in memory after a burst.
 * New requests are screened before the TU sees them: Max-Forwards 0 → 483
   (OPTIONS excepted), loop → 482, merged request → 482, unknown Require → 420.
   These answers travel through an ordinary server transaction.

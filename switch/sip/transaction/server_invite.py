@@ -156,7 +156,7 @@ ServerInviteTransaction.TABLE = {
     (S.CONFIRMED, I.TIMER_I): Transition(None, S.TERMINATED, "-"),
     (S.ACCEPTED, I.RECV_REQUEST): Transition(None, S.ACCEPTED, "absorb"),
     (S.ACCEPTED, I.SEND_2XX): Transition(_send_response, S.ACCEPTED, "send response"),
-    (S.ACCEPTED, I.RECV_ACK): Transition(_ack_for_2xx, S.ACCEPTED, "ACK to TU, stop 2xx retransmit"),
+    (S.ACCEPTED, I.RECV_ACK): Transition(_ack_for_2xx, S.ACCEPTED, "ACK to TU, stop 2xx retransmit, L = T4"),
     (S.ACCEPTED, I.TIMER_2XX): Transition(_retransmit_2xx, S.ACCEPTED, "send 2xx, interval = min(2x, T2)"),
     (S.ACCEPTED, I.TIMER_L): Transition(_accepted_over, S.TERMINATED, "inform TU if no ACK came"),
     (S.ACCEPTED, I.TRANSPORT_ERROR): Transition(report_transport_error, S.TERMINATED, "inform TU"),
