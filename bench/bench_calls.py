@@ -297,7 +297,7 @@ def run_ladder(lad: Ladder, rates: list[int], args: argparse.Namespace, out: Pat
         wait_idle(lad.server.pids)
 
 
-def watch_after(pid: int, before_kib: int, peak_kib: int, seconds: float, res: Result) -> None:
+def watch_after(pid: int, before_kib: int, peak_kib: int, seconds: float, name: str) -> Afterwards:
     """RSS every 5 s for ``seconds`` after a ladder: is the memory of the load given back?"""
     samples: list[tuple[float, float]] = []
     back: float | None = None
@@ -311,9 +311,10 @@ def watch_after(pid: int, before_kib: int, peak_kib: int, seconds: float, res: R
         if t >= seconds:
             break
         time.sleep(min(5.0, max(0.0, seconds - t)))
-    res.afterwards = Afterwards(round(before_kib / 1024, 1), round(max(peak_kib, *(int(m * 1024) for _, m in samples)) / 1024, 1),
-                                samples, back)
-    print(f"[{res.name}] memory after the ladder: {asdict(res.afterwards)}", flush=True)
+    after = Afterwards(round(before_kib / 1024, 1), round(max(peak_kib, *(int(m * 1024) for _, m in samples)) / 1024, 1),
+                  samples, back)
+    print(f"[{name}] memory after the ladder: {asdict(after)}", flush=True)
+    return after
 
 
 def run_held(lad: Ladder, args: argparse.Namespace, out: Path, res: Result) -> None:
@@ -411,8 +412,7 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
         run_ladder(lines, args.rates, args, home, res)
         if args.memory_after and switch.alive():
             peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps)])
-            watch_after(switch.pid, rss_before, peak, args.memory_after, res)
-            first = res.afterwards
+            res.afterwards = watch_after(switch.pid, rss_before, peak, args.memory_after, res.name)
             for _ in range(args.memory_rounds - 1):
                 # Is what the first ladder left reused by the next one (allocator high-water mark),
                 # or does every ladder add to it (a leak)?
@@ -421,10 +421,7 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
                 if not switch.alive():
                     break
                 peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps[n_steps:])])
-                watch_after(switch.pid, rss_before, peak, args.memory_after, res)
-                assert res.afterwards is not None
-                res.repeats.append(res.afterwards)
-            res.afterwards = first
+                res.repeats.append(watch_after(switch.pid, rss_before, peak, args.memory_after, res.name))
         if args.policy and switch.alive():
             wait_idle(server.pids)
             policy_doc = home / "policy.json"
