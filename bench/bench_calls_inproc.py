@@ -85,11 +85,11 @@ class GcMonitor:
     """
 
     def __init__(self) -> None:
-        self.pauses: list[list[float]] = [[], [], []]
-        self.cpu: list[list[float]] = [[], [], []]
-        self.collected = [0, 0, 0]
         # arrays, not lists of floats: a float per call made during the run would sit in every
         # pymalloc arena and keep it from going back to the system (what --mallocstats measures)
+        self.pauses = [array("d"), array("d"), array("d")]
+        self.cpu = [array("d"), array("d"), array("d")]
+        self.collected = [0, 0, 0]
         self.when_t = array("d")
         self.when_gen = array("b")
         """(time, generation) of every collection: its rate once the first calls' timers expire."""
@@ -173,6 +173,47 @@ def live_census(calls: int, top: int = 25) -> None:
         print(f"  {n:8d}  {n / max(calls, 1):7.2f}/call  {name}")
 
 
+def _all_objects() -> dict[int, object]:
+    """Every object the collector tracks and everything they refer to directly (strings, ints, bytes)."""
+    objs = gc.get_objects()
+    seen = {id(o): o for o in objs}
+    for o in objs:
+        for r in gc.get_referents(o):
+            seen.setdefault(id(r), r)
+    return seen
+
+
+def arena_census(before_ids: set[int], top: int = 15, samples: int = 200) -> None:
+    """Small objects made during the calls that still live in 1 MiB address ranges holding nothing before.
+
+    They are what keeps pymalloc from returning those arenas: one live block pins its 1 MiB.
+    """
+    buckets_before = {i >> 20 for i in before_ids}
+    now = _all_objects()
+    new = [o for i, o in now.items() if i not in before_ids and (i >> 20) not in buckets_before
+           and sys.getsizeof(o) <= 512]
+    del now
+    by_bucket = Counter(id(o) >> 20 for o in new)
+    print(f"arena census: {len(new)} small objects made since the calls in {len(by_bucket)} new 1 MiB ranges")
+    census = Counter(_type_name(o) for o in new)
+    for name, n in census.most_common(top):
+        held = Counter()
+        picked = [o for o in new if _type_name(o) == name][:samples // top]
+        for o in picked:
+            for ref in gc.get_referrers(o):
+                if ref is new or ref is picked:
+                    continue
+                owner = _type_name(ref)
+                if isinstance(ref, dict):
+                    owners = [_type_name(x) for x in gc.get_referrers(ref) if x is not new and x is not picked
+                              and not isinstance(x, list)][:1]
+                    owner = f"dict of {owners[0] if owners else '?'}"
+                held[owner] += 1
+        print(f"  {n:8d}  {name:30s} held by {', '.join(f'{k} ({v})' for k, v in held.most_common(4))}")
+        for o in picked[:2]:
+            print(f"            e.g. {repr(o)[:110]}")
+
+
 def rss_mib() -> float:
     """This process's resident memory (VmRSS)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -218,7 +259,7 @@ def pymalloc_report() -> None:
             print(f"pymalloc: {line}")
     # the size classes holding most of the arenas' pools
     rows = [ln.split() for ln in lines if re.match(r"\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+$", ln)]
-    for cls, size, pools, used, avail in sorted(rows, key=lambda r: -int(r[2]))[:8]:
+    for cls, size, pools, used, avail in sorted(rows, key=lambda r: -int(r[2]))[:int(os.environ.get("BENCH_CLASSES", 8))]:
         print(f"pymalloc:   {size:>4} B blocks: {pools:>6} pools, {used:>8} in use, {avail:>8} free")
     glibc_report()
     print(f"RSS {rss_mib():.1f} MiB")
@@ -241,6 +282,14 @@ def glibc_report() -> None:
     m = f()
     print(f"glibc: heap {m.arena / 2**20:.1f} MiB (in use {m.uordblks / 2**20:.1f}, free {m.fordblks / 2**20:.1f} "
           f"in {m.ordblks} chunks), mmapped {m.hblkhd / 2**20:.1f} MiB in {m.hblks}")
+    try:
+        lite = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        return
+    lite.sqlite3_memory_used.restype = ctypes.c_int64
+    lite.sqlite3_memory_highwater.restype = ctypes.c_int64
+    print(f"sqlite: {lite.sqlite3_memory_used() / 2**20:.1f} MiB in use (high-water "
+          f"{lite.sqlite3_memory_highwater(0) / 2**20:.1f} MiB) of that heap")
 
 
 def cycle_census(calls: int, top: int = 40) -> None:
@@ -275,6 +324,8 @@ async def main() -> None:
     ap.add_argument("--tracemalloc-peak", action="store_true",
                     help="with --tracemalloc, also print the top 30 right after the calls, while their "
                          "transactions still linger (Timers J/L/M): what a call burst's peak is made of")
+    ap.add_argument("--arena-census", action="store_true",
+                    help="after --settle, list the small objects made during the calls that sit in new arenas")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="pace the calls at this many per second (INVITE->180 then counts from each call's due time, "
                          "so a collector pause also delays the calls queued behind it); default: back to back")
@@ -361,12 +412,13 @@ async def main() -> None:
     if args.tracemalloc:
         gc.collect()
         tracemalloc.start(args.tracemalloc)
-        print(f"RSS before the calls: {rss_mib():.1f} MiB")
     if args.mallocstats:
         gc.collect()
         print("before the calls:")
         pymalloc_report()
     snap0 = tracemalloc.take_snapshot() if args.tracemalloc else None
+    before_ids = set(_all_objects()) if args.arena_census else set()
+    print(f"RSS before the calls: {rss_mib():.1f} MiB")
     monitor = GcMonitor().start()
     ok = 0
     pdd = array("d")  # not a list of floats: see GcMonitor
@@ -458,6 +510,8 @@ async def main() -> None:
             glibc_report()
         if args.live:
             live_census(args.n)
+        if args.arena_census:
+            arena_census(before_ids)
     if args.mallocstats:
         gc.collect()
         pymalloc_report()

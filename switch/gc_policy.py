@@ -63,6 +63,8 @@ def tune_gc(
       would pin its arenas (an arena goes back only when all of it is free).
     """
     gcstats.install()
+    _trim_heap()  # now, not at the first full collection: importing ctypes after a burst of calls
+    # would put its ~700 objects in the burst's arenas and keep them from going back
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 0, 1_000_000_000)

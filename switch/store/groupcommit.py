@@ -67,29 +67,36 @@ class GroupCommitter(Generic[T]):
             self._wakeup.clear()
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                err: BaseException | None = None
-                started = asyncio.get_running_loop().time()
-                try:
-                    await self._write([item for item, _ in batch])
-                except asyncio.CancelledError:
-                    for _, done in batch:
-                        done(RuntimeError("shutting down"))
-                    raise
-                except Exception as exc:  # noqa: BLE001 - reported to every waiter
-                    log.exception("group commit of %d items failed", len(batch))
-                    err = exc
-                took = asyncio.get_running_loop().time() - started
-                self.write_seconds += took
-                self.max_write_seconds = max(self.max_write_seconds, took)
-                self.batches += 1
-                self.items += len(batch)
-                for _, done in batch:
-                    try:
-                        done(err)
-                    except Exception:  # noqa: BLE001
-                        log.exception("group commit callback failed")
+                # In its own frame, so nothing of the batch is held while waiting for the next:
+                # the last burst's rows would stay alive (and pin the memory they sit in) for as
+                # long as the switch is idle.
+                await self._commit(batch)
+                del batch
             if self._closed:
                 return
+
+    async def _commit(self, batch: list[tuple[T, Done]]) -> None:
+        err: BaseException | None = None
+        started = asyncio.get_running_loop().time()
+        try:
+            await self._write([item for item, _ in batch])
+        except asyncio.CancelledError:
+            for _, done in batch:
+                done(RuntimeError("shutting down"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to every waiter
+            log.exception("group commit of %d items failed", len(batch))
+            err = exc
+        took = asyncio.get_running_loop().time() - started
+        self.write_seconds += took
+        self.max_write_seconds = max(self.max_write_seconds, took)
+        self.batches += 1
+        self.items += len(batch)
+        for _, done in batch:
+            try:
+                done(err)
+            except Exception:  # noqa: BLE001
+                log.exception("group commit callback failed")
 
     def stats(self) -> dict[str, float]:
         return {

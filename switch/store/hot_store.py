@@ -131,6 +131,30 @@ def _naive(epoch: float) -> str:
     return f"{text}.{us:06d}"
 
 
+def _pow2_parts(n: int, most: int) -> list[tuple[int, int]]:
+    """(start, size) covering ``n`` rows in chunks whose sizes are powers of two, none over ``most``.
+
+    The sqlite3 module keeps every statement text it prepares (128 per connection): one multi-row
+    statement per batch size kept ~6 MiB of prepared statements of thousands of parameters after
+    a burst of calls. Power-of-two chunks make a handful of texts, prepared once and reused.
+    """
+    top = 1 << (max(most, 1).bit_length() - 1)
+    parts = []
+    i = 0
+    while i < n:
+        size = min(top, 1 << ((n - i).bit_length() - 1))
+        parts.append((i, size))
+        i += size
+    return parts
+
+
+def _padded(items: list[Any]) -> list[Any]:
+    """``items`` repeated at the end up to a power-of-two length: for ``IN (…)`` lists, where a
+    repeated member changes nothing and the statement text stays one of a few (see _pow2_parts)."""
+    size = 1 << (len(items) - 1).bit_length() if items else 0
+    return items + [items[-1]] * (size - len(items)) if items else items
+
+
 def _values(width: int, rows: int) -> str:
     """``(?,?,…),(?,?,…)…``: the placeholders of a multi-row VALUES list."""
     return ",".join(["(" + ",".join("?" * width) + ")"] * rows)
@@ -199,8 +223,8 @@ class SqliteHotStore:
             # lines per statement this is a handful of index probes per line.
             for i in range(0, len(changes), 200):
                 chunk = changes[i : i + 200]
-                ids = [line_id for line_id, _ in chunk]
-                kept = [(line_id, c) for line_id, contacts in chunk for c in contacts]
+                ids = _padded([line_id for line_id, _ in chunk])
+                kept = _padded([(line_id, c) for line_id, contacts in chunk for c in contacts])
                 sql = f"DELETE FROM bindings WHERE line_id IN ({','.join('?' * len(ids))})"
                 if kept:
                     sql += f" AND (line_id, contact_uri) NOT IN (VALUES {_values(2, len(kept))})"
@@ -210,9 +234,9 @@ class SqliteHotStore:
             # means a shorter commit (15 columns x 500 rows stays under SQLite's
             # 32766-parameter limit).
             width = len(_COLUMNS)
-            for i in range(0, len(rows), 500):
-                part = rows[i : i + 500]
-                conn.execute(f"{self._insert_head} VALUES {_values(width, len(part))}{_UPSERT_TAIL}",
+            for i, size in _pow2_parts(len(rows), 500):
+                part = rows[i : i + size]
+                conn.execute(f"{self._insert_head} VALUES {_values(width, size)}{_UPSERT_TAIL}",
                              [v for r in part for v in r])
             conn.execute("COMMIT")
         except BaseException:
@@ -270,12 +294,12 @@ class SqliteHotStore:
     async def write_qualify(self, rows: Sequence[Reachability]) -> None:
         """Upsert ping histories; rows whose binding is gone by now are skipped.
 
-        One transaction per 500 rows: binding commits queue behind this on the same
+        One transaction per (at most) 256 rows: binding commits queue behind this on the same
         writer thread, and 10,000 histories in one go would hold them up for ~0.1 s.
         """
         loop = asyncio.get_running_loop()
-        for i in range(0, len(rows), 500):
-            await loop.run_in_executor(self._executor, self._write_qualify, list(rows[i : i + 500]))
+        for i, size in _pow2_parts(len(rows), 500):
+            await loop.run_in_executor(self._executor, self._write_qualify, list(rows[i : i + size]))
 
     def _write_lamps(self, states: list[LampRow], events: list[LampEventRow]) -> None:
         """Multi-row statements, as ``_write``: ``executemany`` steps once per row, and each
@@ -289,16 +313,16 @@ class SqliteHotStore:
         rows = [(e.adapter_id, e.lamp, e.old_state, e.new_state, e.reason, _naive(e.at)) for e in events]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(latest), 500):
-                part = latest[i : i + 500]
+            for i, size in _pow2_parts(len(latest), 500):
+                part = latest[i : i + size]
                 conn.execute(
                     f"INSERT INTO adapter_lamps (adapter_id, lamp, state, reason, since) VALUES {_values(5, len(part))} "
                     "ON CONFLICT (adapter_id, lamp) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
                     "since = excluded.since",
                     [v for r in part for v in r],
                 )
-            for i in range(0, len(rows), 500):
-                chunk = rows[i : i + 500]
+            for i, size in _pow2_parts(len(rows), 500):
+                chunk = rows[i : i + size]
                 conn.execute(
                     "INSERT INTO lamp_events (adapter_id, lamp, old_state, new_state, reason, at) "
                     f"VALUES {_values(6, len(chunk))}",
@@ -319,12 +343,11 @@ class SqliteHotStore:
         head = f"INSERT INTO call_records ({', '.join(cols)}) VALUES "
         values = [_sqlite_value(r[c]) for r in rows for c in cols]
         # multi-row statements, not executemany (see _write_lamps); under SQLite's 32766 parameters
-        step = max(1, 30_000 // len(cols)) * len(cols)
+        width = len(cols)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(values), step):
-                part = values[i : i + step]
-                conn.execute(head + _values(len(cols), len(part) // len(cols)), part)
+            for i, size in _pow2_parts(len(rows), 30_000 // width):
+                conn.execute(head + _values(width, size), values[i * width : (i + size) * width])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -43,6 +43,7 @@ __all__ = [
     "load_tariff_documents",
     "period_totals",
     "save_tariff",
+    "tariff_fingerprint",
 ]
 
 
@@ -68,6 +69,13 @@ async def load_tariff_documents(sf: SessionFactory) -> list[dict[str, Any]]:
     async with sf() as session:
         rows = (await session.execute(select(Tariff.document).order_by(Tariff.valid_from, Tariff.version))).scalars()
         return [dict(d) for d in rows]
+
+
+async def tariff_fingerprint(sf: SessionFactory) -> tuple[tuple[int, str], ...]:
+    """(version, sha256) of every stored tariff: the periodic reload rebuilds the book only when it changes."""
+    async with sf() as session:
+        rows = await session.execute(select(Tariff.version, Tariff.sha256).order_by(Tariff.valid_from, Tariff.version))
+        return tuple((int(v), str(sha)) for v, sha in rows)
 
 
 async def save_tariff(sf: SessionFactory, document: Mapping[str, Any], valid_from: datetime, actor: str) -> bool:

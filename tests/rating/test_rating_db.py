@@ -149,3 +149,33 @@ async def test_rerate_refuses_a_backwards_or_zoneless_period(migrated_db: Migrat
         await rerate(sf, t, t)
     with pytest.raises(ValueError, match="time zone"):
         await rerate(sf, datetime(2026, 11, 1), datetime(2026, 12, 1))
+
+
+async def test_the_periodic_reload_keeps_what_did_not_change_and_picks_up_a_new_tariff(
+    migrated_db: MigratedDb, secret_box: SecretBox, tmp_path: Path
+) -> None:
+    """Rebuilding the price list and every account each 30 s moved them into the memory a burst of
+    calls had just used, keeping it from going back (bench/README.md, call-ladder memory)."""
+    sf = migrated_db.session_factory
+    await ensure_bundled_tariffs(sf)
+    await _lines(migrated_db, secret_box)
+    service = RatingService(await load_book(sf), session_factory=sf)
+    await service.reload()
+    book, accounts = service.book, service.accounts
+    assert len(accounts) == 2
+    await service.reload()
+    assert service.book is book and service.accounts is accounts
+    [path] = bundled_tariff_paths()
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["version"] = 2
+    data["valid_from"] = datetime.fromtimestamp(T0 + 3600, UTC).isoformat()
+    v2 = tmp_path / "v2.yaml"
+    v2.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    await import_tariff(sf, v2, "operator:test")
+    await service.reload()
+    assert service.book is not book and service.book.versions == [1, 2]
+    async with sf() as s, s.begin():
+        await s.execute(update(m.Customer).values(credit_limit_ore=12_345))
+    await service.reload()
+    assert service.accounts is not accounts
+    assert {a.credit_limit_ore for a in service.accounts.values()} == {12_345}

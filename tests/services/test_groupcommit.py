@@ -131,3 +131,26 @@ async def test_last_change_per_line_wins_within_a_batch(n: int) -> None:
     assert flat[-1].bindings[0].contact == f"sip:{n - 1}@h"
     assert sum(1 for c in seen[-1] if c.line_id == 7) == 1
     await loc.close()
+
+
+async def test_the_last_batch_is_not_held_while_waiting_for_the_next() -> None:
+    """An idle switch must not keep the last burst's rows alive (they pin the memory they sit in)."""
+    import gc
+    import weakref
+
+    class Row:
+        pass
+
+    async def write(items: list[Row]) -> None:
+        pass
+
+    committer: GroupCommitter[Row] = GroupCommitter(write)
+    committer.start()
+    row = Row()
+    gone = weakref.ref(row)
+    await committer.write_now(row)
+    del row
+    await asyncio.sleep(0.01)
+    gc.collect()
+    assert gone() is None
+    await committer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switch.store.hot_store import _naive, _utc
+from switch.store.hot_store import _naive, _padded, _pow2_parts, _utc
 
 
 def _reference(epoch: float) -> str:
@@ -20,3 +20,18 @@ def test_naive_text_equals_datetime_isoformat(epoch: float) -> None:
 @given(st.integers(min_value=0, max_value=4_102_444_799), st.sampled_from([0.0, 5e-7, 1.5e-6, 0.4999995, 0.9999995, 0.9999999]))
 def test_naive_text_rounds_like_datetime_at_the_edges(second: int, fraction: float) -> None:
     assert _naive(second + fraction) == _reference(second + fraction)
+
+
+@given(st.integers(min_value=0, max_value=5000), st.sampled_from([1, 200, 256, 500, 1500]))
+def test_pow2_parts_cover_every_row_once_in_a_few_statement_sizes(n: int, most: int) -> None:
+    parts = _pow2_parts(n, most)
+    assert [i for i, _ in parts] == [sum(s for _, s in parts[:k]) for k in range(len(parts))]
+    assert sum(s for _, s in parts) == n
+    assert all(s & (s - 1) == 0 and s <= most for _, s in parts)
+
+
+def test_padded_lists_repeat_the_last_member_up_to_a_power_of_two() -> None:
+    assert _padded([]) == []
+    assert _padded([7]) == [7]
+    assert _padded([1, 2, 3]) == [1, 2, 3, 3]
+    assert len(_padded(list(range(200)))) == 256

@@ -116,8 +116,12 @@ class CreditControl:
 
     # -- totals ---------------------------------------------------------------------------
     def load_totals(self, totals: Mapping[int, int]) -> None:
-        """The current period's totals from the database (at start)."""
-        self.totals = dict(totals)
+        """The current period's totals from the database (at start, and re-read every reload).
+
+        Unchanged totals keep their dict: a copy every 30 s would move them into whatever memory
+        a burst of calls has just left (see ``RatingService.reload``)."""
+        if totals != self.totals:
+            self.totals = dict(totals)
 
     def charged(self, customer_id: int, period_start: datetime, ore: int, cut: bool = False) -> None:
         """A call of ``customer_id`` was priced (the RatingService listener); ``cut``: it was ended

@@ -24,7 +24,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from switch.store.engine import SessionFactory
-from switch.store.repo_billing import add_totals, load_line_accounts, load_tariff_documents, period_totals
+from switch.store.repo_billing import (
+    add_totals,
+    load_line_accounts,
+    load_tariff_documents,
+    period_totals,
+    tariff_fingerprint,
+)
 
 from ..periodic import Periodic
 from .credit import CreditControl, Suspender
@@ -86,6 +92,8 @@ class RatingService:
         self._sf = session_factory
         self._unsaved: dict[tuple[int, datetime], list[int]] = {}
         self._accounts_loaded_at = 0.0
+        #: the stored tariffs' (version, sha256) the book was built from
+        self._tariffs_seen: object = None
         self._reload: Periodic | None = None
         self._adopted = False
         self.rated = 0
@@ -157,18 +165,26 @@ class RatingService:
             self.credit.accounts_changed()
 
     async def reload(self) -> None:
-        """Tariffs and line → customer accounts from the database."""
+        """Tariffs and line → customer accounts from the database.
+
+        What did not change is kept, not rebuilt: rebuilding every 30 s re-allocated the whole
+        price list and 10,000 accounts, and copies made just after a burst of calls land in the
+        burst's memory and keep it from being returned (see bench/README.md, call-ladder memory).
+        """
         assert self._sf is not None
-        docs = await load_tariff_documents(self._sf)
-        self.book = TariffBook(tariff_from_document(d) for d in docs)
+        seen = await tariff_fingerprint(self._sf)
+        if seen != self._tariffs_seen:
+            docs = await load_tariff_documents(self._sf)
+            self.book = TariffBook(tariff_from_document(d) for d in docs)
+            self._tariffs_seen = seen
         await self.reload_accounts()
 
     async def reload_accounts(self) -> None:
         assert self._sf is not None
         loaded = await load_line_accounts(self._sf)
-        self.set_accounts({
-            line_id: Account(a.customer_id, a.kind, a.credit_limit_ore) for line_id, a in loaded.items()
-        })
+        accounts = {line_id: Account(a.customer_id, a.kind, a.credit_limit_ore) for line_id, a in loaded.items()}
+        if accounts != self.accounts:
+            self.set_accounts(accounts)
         self._accounts_loaded_at = time.monotonic()
 
     # -- rating ------------------------------------------------------------------------
