@@ -391,6 +391,7 @@ async def start(settings: Settings) -> Switch:
     await endpoint.start(settings.sip_listen, Dispatch(
         handlers={"REGISTER": registrar.on_register, **calls.handlers},
         on_cancel=calls.on_cancel,
+        on_late_answer=calls.on_late_answer,
         seen=(status.sip_seen,),
     ))
     qualifier.start()

@@ -26,6 +26,7 @@ from switch.sip.errors import ParseError
 from switch.sip.message import Message, Request, Response, response_for
 from switch.sip.transaction.events import (
     CancelReceived,
+    LateAnswer,
     Peer,
     RequestReceived,
     ResponseReceived,
@@ -65,6 +66,8 @@ class Dispatch:
     on_cancel: Callable[[CancelReceived], None] | None = None
     #: told (transport, host, port) of every message and keep-alive from a peer
     seen: tuple[SeenHook, ...] = ()
+    #: another fork's 2xx to an INVITE handed over with ``linger_invite``; None: ignored
+    on_late_answer: Callable[[LateAnswer], None] | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +111,7 @@ class Endpoint:
         # the receivers (``Dispatch``): none until ``start`` opens the sockets
         self._handlers: Mapping[str, RequestHandler] = {}
         self._on_cancel: Callable[[CancelReceived], None] | None = None
+        self._on_late_answer: Callable[[LateAnswer], None] | None = None
         self._seen: tuple[SeenHook, ...] = ()
         self._clients: dict[str, ClientCallback] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -144,6 +148,7 @@ class Endpoint:
         if dispatch is not None:
             self._handlers = dict(dispatch.handlers)
             self._on_cancel = dispatch.on_cancel
+            self._on_late_answer = dispatch.on_late_answer
             self._seen = dispatch.seen
         for host, port in listen:
             udp, tcp = await self._open_pair(host, port)
@@ -402,6 +407,9 @@ class Endpoint:
                 cb(TransactionTimeout(tid=ev.tid, timer="transport"))
         elif isinstance(ev, TransactionTerminated):
             self._clients.pop(ev.tid, None)
+        elif isinstance(ev, LateAnswer):
+            if self._on_late_answer is not None:
+                self._on_late_answer(ev)
 
     def default_answer(self, ev: RequestReceived) -> None:
         """What the switch itself says to a request no service took: 200 to OPTIONS, else 405."""
@@ -480,6 +488,14 @@ class Endpoint:
         if tid not in self._clients:
             return False
         self._clients[tid] = callback
+        return True
+
+    def linger_invite(self, tid: str, ack: bytes, remote_tag: str, note: bytes) -> bool:
+        """Hand an accepted INVITE's last Timer M to the layer (``TransactionLayer.linger_client``)."""
+        if not self.layer.linger_client(tid, ack, remote_tag, note, self.loop.time()):
+            return False
+        self._clients.pop(tid, None)
+        self._flush()  # the layer's next deadline may have moved
         return True
 
     def forget_client(self, tid: str) -> None:

@@ -114,6 +114,8 @@ class SipPort(Protocol):
 
     def rebind_client(self, tid: str, callback: Callable[[ResponseReceived | TransactionTimeout], None]) -> bool: ...
 
+    def linger_invite(self, tid: str, ack: bytes, remote_tag: str, note: bytes) -> bool: ...
+
 
 class LegEnv:
     """What every leg of every call shares: the endpoint, our addresses, the dialog index."""

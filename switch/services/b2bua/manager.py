@@ -46,7 +46,7 @@ from switch.sip import digest
 from switch.sip.errors import ParseError, SipError
 from switch.sip.headers import NameAddr
 from switch.sip.message import MAGIC_COOKIE, Request, response_for, stateless_tag
-from switch.sip.transaction.events import CancelReceived, Peer, RequestReceived
+from switch.sip.transaction.events import CancelReceived, LateAnswer, Peer, RequestReceived
 from switch.sip.uri import SipUri, TelUri, parse_uri
 from switch.store.models import CallDirection, ForwardKind
 
@@ -82,7 +82,7 @@ from .call import Call, CallConfig, Target
 from .causes import Cause
 from .events import Try
 from .leg import LOOP_HEADER, Identity, LegEnv
-from .uac_leg import UacLeg
+from .uac_leg import LateForks, UacLeg
 from .uas_leg import UasLeg
 
 if TYPE_CHECKING:
@@ -284,6 +284,7 @@ class CallManager:
         end_hooks: Sequence[Callable[[Call], None]] = (),
     ) -> None:
         self.endpoint = endpoint
+        self._late_forks = LateForks(endpoint)
         self.auth = auth
         self.lines = lines
         self.location = location
@@ -837,6 +838,10 @@ class CallManager:
         table = self.trunks.table
         trunk = table.trunk_for_source(host)
         return trunk is not None and trunk is table.trunk_for_source(peer_host)
+
+    def on_late_answer(self, ev: LateAnswer) -> None:
+        """Another fork's 2xx after its B-leg was handed over: ACK it and BYE it (uac_leg.LateForks)."""
+        self._late_forks(ev)
 
     def on_cancel(self, ev: CancelReceived) -> None:
         leg = self.env.server_tids.get(ev.tid)

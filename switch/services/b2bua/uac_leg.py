@@ -9,6 +9,7 @@ does. The mid-dialog behaviour both share lives in ``leg.LegBase``.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import TYPE_CHECKING
 
 from switch.sip.dialog import Dialog
@@ -16,7 +17,7 @@ from switch.sip.digest import DigestClient, DigestError
 from switch.sip.errors import ParseError, SipError, TransactionError
 from switch.sip.headers import Headers
 from switch.sip.message import Request, Response, new_call_id, new_tag
-from switch.sip.transaction.events import Peer, ResponseReceived, TransactionTimeout
+from switch.sip.transaction.events import LateAnswer, Peer, ResponseReceived, TransactionTimeout
 
 from ..digest_answer import answer_challenge
 from .causes import Cause
@@ -26,7 +27,7 @@ from .leg import ALLOW, LOOP_HEADER, SDP, AckState, Identity, LegBase, LegEnv, L
 if TYPE_CHECKING:
     from .call import Call, Handle, Target
 
-__all__ = ["UacLeg"]
+__all__ = ["LateForks", "UacLeg"]
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,15 @@ class UacLeg(LegBase):
             return
         state = self._ack_state
         dialog = self.dialog
+        ack = state.ack if state is not None else None
+        if (ack is not None and dialog is not None and not self._stray and not self._earlier_tids
+                and self.env.port.linger_invite(self.tid, ack.to_bytes(), dialog.remote_tag or "",
+                                                _pack_seed(_dialog_seed(self.invite)))):
+            # The usual end of an answered call: the layer re-sends our ACK for the 2xx's
+            # retransmissions itself and keeps no object for it (transaction/linger.py);
+            # another fork's 2xx comes to LateForks.
+            self.invite = None
+            return
         finished = _Finished(
             self.env.port,
             self.peer,
@@ -335,6 +345,33 @@ class _Finished:
             log.exception("finished B-leg towards %s:%d: internal error on a late 2xx", self.peer.host, self.peer.port)
 
 
+class LateForks:
+    """ACK and BYE the 2xx of another fork that comes after a B-leg handed its INVITE to the layer.
+
+    What ``_Finished`` does for the 2xx it sees, for the legs that left no object behind
+    (``UacLeg._hand_over``): once per INVITE and To tag, its retransmissions get the same
+    ACK again. The memory of those is bounded: past 1,024 INVITEs it starts over (a 2xx
+    retransmitted after that gets a second BYE, which its UAS answers 481).
+    """
+
+    def __init__(self, port: SipPort) -> None:
+        self.port = port
+        self._strays: dict[str, dict[str, Request]] = {}
+
+    def __call__(self, ev: LateAnswer) -> None:
+        try:
+            seed = _unpack_seed(ev.note)
+        except (struct.error, ValueError):
+            log.warning("late 2xx for %s: unreadable note", ev.tid)
+            return
+        if len(self._strays) >= 1024 and ev.tid not in self._strays:
+            self._strays.clear()
+        try:
+            _ack_and_bye(self.port, ev.peer, _seed_request(seed), self._strays.setdefault(ev.tid, {}), ev.response)
+        except Exception:  # noqa: BLE001 - never into the endpoint
+            log.exception("late 2xx from another fork towards %s:%d", ev.peer.host, ev.peer.port)
+
+
 def _ack_and_bye(port: SipPort, peer: Peer, invite: Request, stray: dict[str, Request], resp: Response) -> None:
     """ACK a 2xx we do not want, then BYE its dialog, once per To tag (§13.2.2.4, §15)."""
     tag = resp.to.tag or ""
@@ -364,6 +401,40 @@ def _dialog_seed(invite: Request) -> _Seed:
     for Timer M's 32 s, and almost none ever needs it (a late 2xx from another fork).
     """
     return (invite.method, invite.uri, *(invite.headers.get(name) for name in _SEED_HEADERS))
+
+
+_NONE = 0xFFFFFFFF
+
+
+def _pack_seed(seed: _Seed) -> bytes:
+    """A seed as bytes for ``linger_invite`` (each value length-prefixed; None kept apart from "")."""
+    out = bytearray()
+    for value in seed:
+        if value is None:
+            out += struct.pack("!I", _NONE)
+        else:
+            b = value.encode("utf-8", "surrogateescape")
+            out += struct.pack("!I", len(b))
+            out += b
+    return bytes(out)
+
+
+def _unpack_seed(data: bytes) -> _Seed:
+    values: list[str | None] = []
+    at = 0
+    while at < len(data):
+        (n,) = struct.unpack_from("!I", data, at)
+        at += 4
+        if n == _NONE:
+            values.append(None)
+            continue
+        if at + n > len(data):
+            raise ValueError("truncated seed")
+        values.append(data[at : at + n].decode("utf-8", "surrogateescape"))
+        at += n
+    if len(values) != 2 + len(_SEED_HEADERS):
+        raise ValueError("not a seed")
+    return tuple(values)
 
 
 def _seed_request(seed: _Seed) -> Request:

@@ -12,6 +12,7 @@ from .client_non_invite import ClientNonInviteTransaction
 from .events import (
     CancelReceived,
     Event,
+    LateAnswer,
     Peer,
     RequestReceived,
     ResponseReceived,
@@ -30,6 +31,7 @@ __all__ = [
     "Drop",
     "Event",
     "Input",
+    "LateAnswer",
     "LayerConfig",
     "LayerStats",
     "Peer",

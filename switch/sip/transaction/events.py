@@ -20,6 +20,7 @@ __all__ = [
     "TransactionTimeout",
     "TransactionTerminated",
     "TransportError",
+    "LateAnswer",
     "Event",
 ]
 
@@ -102,4 +103,22 @@ class TransportError:
     tid: str
 
 
-Event = RequestReceived | ResponseReceived | CancelReceived | TransactionTimeout | TransactionTerminated | TransportError
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateAnswer:
+    """A 2xx for an INVITE the TU handed to the layer with ``linger_client`` that is not the
+    dialog's own retransmission (the layer re-sends the TU's ACK for those itself): another
+    fork answered (§13.2.2.4). The TU must ACK it and end that dialog with BYE."""
+
+    tid: str
+    response: Response
+    source: Peer
+    peer: Peer
+    """Where the INVITE went (send the ACK and BYE there)."""
+    note: bytes
+    """What the TU gave ``linger_client`` to build them from."""
+
+
+Event = (
+    RequestReceived | ResponseReceived | CancelReceived | TransactionTimeout | TransactionTerminated | TransportError
+    | LateAnswer
+)

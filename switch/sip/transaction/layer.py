@@ -49,6 +49,14 @@ Timers: one heap of (deadline, seq, transaction, timer) for all transactions.
 Disarming only forgets the sequence number in the transaction; stale entries
 are skipped when they reach the top, and the heap is rebuilt when stale
 entries outnumber live ones.
+
+Lingering (linger.py): a non-INVITE server transaction that has sent its final
+response on UDP, and an INVITE client transaction whose 2xx the TU has ACKed
+and handed over (``linger_client``), become records: key, bytes to send, peer.
+A retransmitted request (or 2xx) matching one gets those bytes again, as the
+transaction in Completed (Accepted) would have sent them, until Timer J (M);
+the transaction object itself is terminated at once (its TU hears
+``TransactionTerminated`` then, not 32 s later).
 """
 
 from __future__ import annotations
@@ -78,11 +86,13 @@ from .client_non_invite import ClientNonInviteTransaction
 from .events import (
     CancelReceived,
     Event,
+    LateAnswer,
     Peer,
     RequestReceived,
     ResponseReceived,
     TransactionTerminated,
 )
+from .linger import Lingering, Record
 from .server_invite import ServerInviteTransaction
 from .server_non_invite import ServerNonInviteTransaction
 
@@ -167,6 +177,8 @@ class TransactionLayer:
         #: automatic 100 Trying still waiting in ``_out``, by server tid: a stateless
         #: final answer given before the flush takes its place (one datagram, not two)
         self._trying: dict[str, tuple[bytes, Peer]] = {}
+        #: completed NISTs and handed-over ICTs, as records (see "Lingering" above)
+        self._lingering = Lingering()
 
     # ------------------------------------------------------------------ public API
 
@@ -251,7 +263,9 @@ class TransactionLayer:
         """
         txn = self._server.get(tid)
         if txn is None:
-            self._drop(Drop.UNKNOWN_TRANSACTION)
+            # a completed (lingering) transaction discards it (§17.2.2); anything else is gone
+            late = len(self._lingering) and self._lingering.find(tid, now) is not None
+            self._drop(Drop.LATE_TU_RESPONSE if late else Drop.UNKNOWN_TRANSACTION)
             return False
         return self._feed(txn, response_input(response.status, sending=True), response, None, now)
 
@@ -328,17 +342,22 @@ class TransactionLayer:
         return out
 
     def get_timer(self) -> float | None:
-        """The earliest deadline over all transactions, or None."""
+        """The earliest deadline over all transactions (and lingering records), or None."""
         heap = self._heap
+        linger = self._lingering.next_deadline()
         while heap:
             _, seq, txn, timer = heap[0]
             if txn.armed.get(timer) == seq:
-                return heap[0][0]
+                first = heap[0][0]
+                return first if linger is None or first < linger else linger
             heapq.heappop(heap)
-        return None
+        return linger
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline is not after ``now``."""
+        linger = self._lingering.next_deadline()
+        if linger is not None and linger <= now:
+            self._lingering.expire(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, seq, txn, timer = heapq.heappop(heap)
@@ -417,6 +436,34 @@ class TransactionLayer:
         return len(self._client) + len(self._server)
 
     @property
+    def lingering(self) -> int:
+        """Finished transactions kept as records for their last Timer J / M (see linger.py)."""
+        return len(self._lingering)
+
+    @property
+    def lingering_bytes(self) -> int:
+        return self._lingering.buffered_bytes
+
+    def linger_client(self, tid: str, ack: bytes, remote_tag: str, note: bytes, now: float) -> bool:
+        """Hand an accepted INVITE client transaction's last Timer M to a record (False: not possible).
+
+        From now on every retransmission of the 2xx with To tag ``remote_tag`` gets
+        ``ack`` re-sent to the INVITE's destination by the layer; a 2xx with any other
+        To tag (another fork) reaches the TU as :class:`LateAnswer` with ``note``. The
+        TU drops its own state for the INVITE; the transaction ends now. Only an INVITE
+        in Accepted (RFC 6026) qualifies: one in Completed ACKs by itself, and one whose
+        Timer M has run has nothing left to do.
+        """
+        txn = self._client.get(tid)
+        if not isinstance(txn, ClientInviteTransaction) or txn.state is not State.ACCEPTED or txn.timers.m <= 0:
+            return False
+        self._lingering.add(tid, ack, txn.peer, now + txn.timers.m,
+                            remote_tag.encode("utf-8", "surrogateescape") + b"\x00" + note)
+        txn.tu_knows = False
+        self.txn_terminated(txn)
+        return True
+
+    @property
     def live_client_transactions(self) -> int:
         return len(self._client)
 
@@ -453,6 +500,24 @@ class TransactionLayer:
             # Dropping them once they are a fifth of the heap costs at most ~5 entry checks per
             # stale entry and lets those transactions go right after they end.
             self._compact()
+
+    def txn_linger(self, txn: Transaction, data: bytes, delay: float, now: float) -> bool:
+        """A completed NIST becomes a record until ``now + delay`` (see "Lingering" above)."""
+        if txn is self._forgetting or not isinstance(txn, ServerTransaction):
+            return False  # answered statelessly: nothing is kept at all
+        self._lingering.add(txn.tid, data, txn.peer, now + delay)
+        mk = txn.merge_key
+        if mk is not None:
+            self._lingering.add(_merge_text(mk), b"", txn.peer, now + delay)
+        self.txn_terminated(txn)
+        txn.tu_knows = False  # told now; the object's own Timer J (if anyone fires it) ends silently
+        return True
+
+    def _resend_lingering(self, rec: Record) -> None:
+        self._out.append((rec.payload, rec.peer))
+        self.stats.sent += 1
+        self.stats.retransmissions += 1
+        self.stats.absorbed += 1
 
     def txn_disarm(self, txn: Transaction, timer: Input) -> None:
         if txn.armed.pop(timer, None) is not None:
@@ -544,7 +609,8 @@ class TransactionLayer:
         # without validating the rest. Under overload most arrivals are
         # retransmissions; absorbing them cheaply is what keeps the server
         # from collapsing when responses are late.
-        if self._server and req.method not in ("ACK", "CANCEL"):
+        lingering = self._lingering
+        if (self._server or len(lingering)) and req.method not in ("ACK", "CANCEL"):
             try:
                 via = req.top_via
                 branch = via.branch
@@ -553,9 +619,14 @@ class TransactionLayer:
             if branch is not None and len(branch) > _COOKIE_LEN and branch.startswith(MAGIC_COOKIE):
                 host = via.host.lower()
                 sent_by = host if via.port is None else f"{host}:{via.port}"
-                txn = self._server.get(f"{branch}|{sent_by}|{req.method}")
+                fast_key = f"{branch}|{sent_by}|{req.method}"
+                txn = self._server.get(fast_key)
                 if txn is not None:
                     self._feed(txn, Input.RECV_REQUEST, req, source, now)
+                    return
+                rec = lingering.find(fast_key, now) if len(lingering) else None
+                if rec is not None:
+                    self._resend_lingering(rec)
                     return
         try:
             validate_request(req)
@@ -578,8 +649,12 @@ class TransactionLayer:
         if txn is not None:
             self._feed(txn, Input.RECV_REQUEST, req, source, now)
             return
+        rec = lingering.find(key, now) if len(lingering) else None
+        if rec is not None:
+            self._resend_lingering(rec)
+            return
         try:
-            rejection = self._screen(req)
+            rejection = self._screen(req, now)
         except ParseError as err:  # e.g. an unterminated quote in Require
             self._answer_malformed(req, source, err)
             return
@@ -618,6 +693,10 @@ class TransactionLayer:
         if own is not None:
             self._feed(own, Input.RECV_REQUEST, req, source, now)
             return
+        rec = self._lingering.find(key, now) if len(self._lingering) else None
+        if rec is not None:
+            self._resend_lingering(rec)
+            return
         invite = self._server.get(_server_key(req, "INVITE", rfc3261))
         nist = self._new_server(key, req, source, rfc3261)
         if isinstance(invite, ServerInviteTransaction):
@@ -631,7 +710,7 @@ class TransactionLayer:
             self._count_rejected(481)
             self._feed(nist, Input.SEND_300_699, self._own_response(req, 481, None), None, now)
 
-    def _screen(self, req: Request) -> tuple[int, str | None, tuple[tuple[str, str], ...]] | None:
+    def _screen(self, req: Request, now: float) -> tuple[int, str | None, tuple[tuple[str, str], ...]] | None:
         """Checks before a new request reaches the TU; returns (status, reason, headers) to refuse it."""
         method = req.method
         if req.max_forwards == 0 and method not in self.config.max_forwards_exempt:
@@ -642,10 +721,13 @@ class TransactionLayer:
                 b = via.branch
                 if b is not None and f"{b}|{method}" in client and self._is_our_sent_by(via):
                     return 482, "Loop Detected", ()
-        if req.to.tag is None and self._merge:
-            other = self._merge.get((req.from_.tag, req.call_id, req.cseq.seq, method))
+        if req.to.tag is None and (self._merge or len(self._lingering)):
+            mk = (req.from_.tag, req.call_id, req.cseq.seq, method)
+            other = self._merge.get(mk)
             if other is not None and other in self._server:
                 return 482, "Merged Request", ()
+            if len(self._lingering) and self._lingering.find(_merge_text(mk), now) is not None:
+                return 482, "Merged Request", ()  # its transaction completed, and lingers
         for name in ("Require", "Proxy-Require"):
             # Proxy-Require too: adapters use the switch as their outbound proxy (§16.3
             # item 5), and a B2BUA that forwarded it would promise what it cannot keep.
@@ -751,9 +833,19 @@ class TransactionLayer:
         if not self._is_our_sent_by(via):
             self._drop(Drop.FOREIGN_VIA)
             return
-        txn = self._client.get(f"{via.branch}|{cseq.method}")
+        ckey = f"{via.branch}|{cseq.method}"
+        txn = self._client.get(ckey)
         if txn is None:
             if cseq.method == "INVITE" and 200 <= resp.status < 300:
+                rec = self._lingering.find(ckey, now) if len(self._lingering) else None
+                if rec is not None:
+                    tag, _, note = rec.note.partition(b"\x00")
+                    if rec.payload and (resp.to.tag or "").encode("utf-8", "surrogateescape") == tag:
+                        self._resend_lingering(rec)  # our dialog's 2xx again: our ACK again (§13.2.2.4)
+                    else:
+                        self._events.append(LateAnswer(tid=ckey, response=resp, source=source, peer=rec.peer,
+                                                       note=note))
+                    return
                 # RFC 6026 §7.2 keeps the ICT for 64*T1; later 2xx still need an ACK from the TU.
                 self._events.append(ResponseReceived(tid="", response=resp, source=source))
                 return
@@ -828,6 +920,12 @@ def _server_key(req: Request, method: str, rfc3261: bool) -> str:
     # RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number and top Via.
     # The To tag is left out: it only differs for the ACK, which is checked separately.
     return f"2543|{req.uri}|{req.from_.tag}|{req.call_id}|{req.cseq.seq}|{via.transport} {sent_by}|{method}"
+
+
+def _merge_text(mk: _MergeKey) -> str:
+    """A merge key as a lingering record's key (NUL first: no transaction id starts so)."""
+    from_tag, call_id, seq, method = mk
+    return f"\x00{from_tag}|{call_id}|{seq}|{method}"
 
 
 def _cancel_tid(txn: ClientInviteTransaction) -> str:

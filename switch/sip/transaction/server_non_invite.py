@@ -31,8 +31,14 @@ def _send_provisional(t: ServerNonInviteTransaction, ctx: Context, msg: Message 
 
 def _send_final(t: ServerNonInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
     assert isinstance(msg, Response)
-    ctx.txn_send(t, t.store_response(msg), retransmission=False)
-    ctx.txn_arm(t, Input.TIMER_J, t.timers.j, now)
+    data = t.store_response(msg)
+    ctx.txn_send(t, data, retransmission=False)
+    j = t.timers.j
+    if j > 0 and ctx.txn_linger(t, data, j, now):
+        # COMPLETED kept as a record of its bytes (linger.py): the same answers to the same
+        # retransmissions until Timer J, without this object.
+        return
+    ctx.txn_arm(t, Input.TIMER_J, j, now)
     # COMPLETED only re-sends the stored bytes for Timer J's 32 s. Letting go of the
     # parsed request (~5 KB with its cached header objects) keeps a registration
     # burst's worth of completed transactions from holding hundreds of MB.
