@@ -216,3 +216,25 @@ def test_only_an_accepted_invite_can_be_handed_over() -> None:
     opt = layer.send_request(make_request("OPTIONS", call_id="o"), A, 0.0)
     assert not layer.linger_client(opt, b"ACK", "x", b"", 0.1)
     assert layer.live_client_transactions == 2
+
+
+def test_a_cancel_for_an_answered_and_acked_invite_gets_200_with_its_tag() -> None:
+    """§9.2: the INVITE transaction still exists (as a record): 200 to the CANCEL, nothing else."""
+    layer = make_layer(*SERVER)
+    src = Peer("udp", *CLIENT)
+    layer.receive(wire_request("INVITE"), src, 0.0)
+    [ev] = drain_events(layer)
+    assert isinstance(ev, RequestReceived) and ev.tid is not None
+    ok = layer.create_response(ev.tid, 200)
+    layer.send_response(ev.tid, ok, 0.0)
+    layer.receive(wire_request("ACK", branch="z9hG4bK-ack", to_tag=ok.to.tag), src, 0.1)
+    layer.datagrams_to_send()
+    drain_events(layer)
+    assert layer.transaction(ev.tid) is None and layer.lingering >= 1
+    layer.receive(wire_request("CANCEL"), src, 1.0)
+    [(data, _)] = layer.datagrams_to_send()
+    assert short(data) == "200" and f"tag={ok.to.tag}".encode() in data
+    assert drain_events(layer) == []  # no CancelReceived: the INVITE has long been answered
+    layer.handle_timer(10.0)
+    layer.receive(wire_request("CANCEL", branch="z9hG4bK-late"), src, 11.0)
+    assert [short(d) for d, _ in layer.datagrams_to_send()] == ["481"]

@@ -172,9 +172,12 @@ def test_nict_timer_k(remote: Peer, k: float) -> None:
     layer.receive(response_bytes(request, 200), remote, 1.0)
     events = event_names(drain_events(layer))
     if k:
-        assert events == ["ResponseReceived"]
-        assert layer.get_timer() == 1.0 + k
-        assert run(layer, 100.0) == [(1.0 + k, "TransactionTerminated")]
+        # Completed on UDP is a lingering record (linger.py): the TU hears the end at once
+        assert events == ["ResponseReceived", "TransactionTerminated"]
+        assert layer.lingering == 1 and layer.get_timer() == 1.0 + k + GRACE
+        layer.receive(response_bytes(request, 200), remote, 1.0 + k - 0.01)  # a copy: absorbed
+        assert drain_events(layer) == [] and layer.stats.absorbed == 1
+        assert run(layer, 100.0) == [] and layer.lingering == 0
     else:
         assert events == ["ResponseReceived", "TransactionTerminated"]
         assert layer.get_timer() is None
@@ -255,9 +258,14 @@ def test_ist_2xx_retransmission_stops_at_the_ack_and_l_ends_quietly() -> None:
     ack = wire_request("ACK", branch="z9hG4bK-ack-2xx", to_tag=ok.to.tag)
     layer.receive(ack, src, 2.0)
     events = drain_events(layer)
-    assert len(events) == 1 and isinstance(events[0], RequestReceived) and events[0].tid is None
-    # With the ACK in, the IST only waits T4 for copies of the INVITE still in the network.
-    assert run(layer, 100.0) == [(7.0, "TransactionTerminated")]
+    assert isinstance(events[0], RequestReceived) and events[0].tid is None
+    assert event_names(events[1:]) == ["TransactionTerminated"]
+    # With the ACK in, the IST only waits T4 for copies of the INVITE still in the network,
+    # as a lingering record that absorbs them silently.
+    assert layer.lingering >= 1 and layer.get_timer() == 7.0 + GRACE
+    layer.receive(wire_request("INVITE"), src, 6.9)
+    assert drain_events(layer) == [] and layer.datagrams_to_send() == []
+    assert run(layer, 100.0) == [] and layer.lingering == 0
     assert layer.stats.retransmissions == 2
 
 
@@ -312,26 +320,28 @@ def test_get_timer_is_the_earliest_over_all_transactions() -> None:
 
 def test_disarmed_timers_do_not_fire() -> None:
     layer = make_layer("10.0.0.1", 5060)
-    layer.send_request(make_request("OPTIONS"), REMOTE_UDP, 0.0)
+    layer.send_request(make_request("INVITE"), REMOTE_UDP, 0.0)
     request = layer.datagrams_to_send()[0][0]
-    layer.receive(response_bytes(request, 200), REMOTE_UDP, 0.1)
+    layer.receive(response_bytes(request, 486), REMOTE_UDP, 0.1)
+    layer.datagrams_to_send()  # the ACK
     drain_events(layer)
-    # E (0.5) and F (32) were disarmed lazily: the next live deadline is K.
-    assert layer.get_timer() == 5.1
-    assert run(layer, 100.0) == [(5.1, "TransactionTerminated")]
+    # A (0.5) and B (32) were disarmed lazily: the next live deadline is D.
+    assert layer.get_timer() == 32.1
+    assert run(layer, 100.0) == [(32.1, "TransactionTerminated")]
 
 
 def test_stale_heap_entries_are_compacted() -> None:
     layer = make_layer("10.0.0.1", 5060)
     for n in range(3000):
-        layer.send_request(make_request("OPTIONS", call_id=f"c{n}"), REMOTE_UDP, 0.0)
+        layer.send_request(make_request("INVITE", call_id=f"c{n}"), REMOTE_UDP, 0.0)
         request = layer.datagrams_to_send()[0][0]
-        layer.receive(response_bytes(request, 200), REMOTE_UDP, 0.0)
+        layer.receive(response_bytes(request, 486), REMOTE_UDP, 0.0)
+        layer.datagrams_to_send()
     drain_events(layer)
-    # 3000 live K timers; the 6000 disarmed E/F entries must not all linger.
+    # 3000 live D timers; the 6000 disarmed A/B entries must not all linger.
     assert layer.live_transactions == 3000
     assert len(layer._heap) <= 3000 + 3000 // 4 + 1024
-    assert run(layer, 10.0)[-1] == (5.0, "TransactionTerminated")
+    assert run(layer, 40.0)[-1] == (32.0, "TransactionTerminated")
     assert layer.live_transactions == 0
     assert layer.get_timer() is None
 

@@ -60,7 +60,10 @@ def _timeout(t: ClientNonInviteTransaction, ctx: Context, msg: Message | None, s
 def _final(t: ClientNonInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
     disarm_all(t, ctx)
     emit_response(t, ctx, msg, src, now)
-    ctx.txn_arm(t, Input.TIMER_K, t.timers.k, now)
+    k = t.timers.k
+    if k > 0 and ctx.txn_linger(t, b"", k, now):
+        return  # COMPLETED on UDP: a record absorbs the response's copies (linger.py)
+    ctx.txn_arm(t, Input.TIMER_K, k, now)
     # COMPLETED only absorbs response retransmissions (Timer K): the request is not needed.
     t.request = None  # type: ignore[assignment]
     t.request_bytes = b""

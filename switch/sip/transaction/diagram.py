@@ -55,11 +55,29 @@ Layer policies (see `switch/sip/transaction/layer.py` for the reasons):
   100 Trying). This departs from RFC 6026's fixed L the way Kamailio's `tm`
   does with its 5 s `wt_timer`. At 500 calls/s it keeps ~13,500 transactions
   fewer in memory after a burst.
+* States that only absorb are kept as *lingering records*, not as transaction
+  objects (`switch/sip/transaction/linger.py`): a non-INVITE server transaction
+  in Completed on UDP (its final response, re-sent for each retransmission until
+  Timer J), an INVITE server transaction after the ACK of its 2xx (absorbs
+  copies of the INVITE for T4), a non-INVITE client transaction in Completed on
+  UDP (absorbs copies of the response until Timer K), and an INVITE client
+  transaction in Accepted once the TU has ACKed the 2xx and handed it over with
+  `linger_client` (the layer re-sends that ACK for the dialog's retransmitted
+  2xx; another fork's 2xx reaches the TU as `LateAnswer`). A record is the key,
+  the bytes and the peer in flat buffers: the machines behave as their tables
+  say, but the object is terminated at once -- the TU gets
+  `TransactionTerminated` then, and a record has no TU to tell of a transport
+  error or of its timer. Records are released in one batch per second (up to
+  1 s after their deadline; they stop matching at the deadline itself). Kept as
+  objects, a call burst's finished transactions held ~3.5 KB per call in
+  Python's small-object arenas for 32 s, and those arenas stayed with the
+  process afterwards.
 * New requests are screened before the TU sees them: Max-Forwards 0 → 483
   (OPTIONS excepted), loop → 482, merged request → 482, unknown Require → 420.
   These answers travel through an ordinary server transaction.
 * A CANCEL matching a pending INVITE server transaction is answered 200 and
-  reported as `CancelReceived`; otherwise 481.
+  reported as `CancelReceived`; one matching an answered and ACKed INVITE (a
+  lingering record) is answered 200 with its To tag; otherwise 481.
 * A 2xx to INVITE arriving after its client transaction ended is passed to the
   TU with `tid=""` so it can ACK again.
 
@@ -70,7 +88,7 @@ layer = TransactionLayer(LayerConfig(timers=TimerConfig(), via_addresses={"udp":
                                      supported=frozenset({"100rel"}), user_agent="softswitch"))
 layer.receive(data, Peer("udp", host, port), now)        # or receive_message(msg, peer, now)
 while (ev := layer.next_event()) is not None: ...        # RequestReceived, ResponseReceived, CancelReceived,
-                                                         # TransactionTimeout, TransactionTerminated, TransportError
+                                                         # TransactionTimeout, TransactionTerminated, TransportError, LateAnswer
 for data, peer in layer.datagrams_to_send(): ...         # send each; Peer.conn set => same TCP connection
 deadline = layer.get_timer()                             # re-arm one loop timer; then layer.handle_timer(now)
 

@@ -502,22 +502,31 @@ class TransactionLayer:
             self._compact()
 
     def txn_linger(self, txn: Transaction, data: bytes, delay: float, now: float) -> bool:
-        """A completed NIST becomes a record until ``now + delay`` (see "Lingering" above)."""
-        if txn is self._forgetting or not isinstance(txn, ServerTransaction):
+        """A transaction that only absorbs from now on becomes a record until ``now + delay``:
+        a completed NIST (answering with ``data``), an ACKed IST and a completed NICT (silent).
+        See "Lingering" above."""
+        if txn is self._forgetting:
             return False  # answered statelessly: nothing is kept at all
-        self._lingering.add(txn.tid, data, txn.peer, now + delay)
-        mk = txn.merge_key
-        if mk is not None:
-            self._lingering.add(_merge_text(mk), b"", txn.peer, now + delay)
+        if isinstance(txn, ServerTransaction):
+            # the To tag: the 200 for a CANCEL that comes after an ACKed INVITE carries it (§9.2)
+            tag = txn.to_tag.encode("utf-8", "surrogateescape") if txn.to_tag else b""
+            self._lingering.add(txn.tid, data, txn.peer, now + delay, tag)
+            mk = txn.merge_key
+            if mk is not None:
+                self._lingering.add(_merge_text(mk), b"", txn.peer, now + delay)
+        else:
+            self._lingering.add(txn.tid, data, txn.peer, now + delay)
         self.txn_terminated(txn)
         txn.tu_knows = False  # told now; the object's own Timer J (if anyone fires it) ends silently
         return True
 
     def _resend_lingering(self, rec: Record) -> None:
-        self._out.append((rec.payload, rec.peer))
-        self.stats.sent += 1
-        self.stats.retransmissions += 1
+        """A retransmission matched a record: its bytes again, or (none) silence."""
         self.stats.absorbed += 1
+        if rec.payload:
+            self._out.append((rec.payload, rec.peer))
+            self.stats.sent += 1
+            self.stats.retransmissions += 1
 
     def txn_disarm(self, txn: Transaction, timer: Input) -> None:
         if txn.armed.pop(timer, None) is not None:
@@ -697,9 +706,16 @@ class TransactionLayer:
         if rec is not None:
             self._resend_lingering(rec)
             return
-        invite = self._server.get(_server_key(req, "INVITE", rfc3261))
+        invite_key = _server_key(req, "INVITE", rfc3261)
+        invite = self._server.get(invite_key)
+        acked = None if invite is not None or not len(self._lingering) else self._lingering.find(invite_key, now)
         nist = self._new_server(key, req, source, rfc3261)
-        if isinstance(invite, ServerInviteTransaction):
+        if acked is not None:
+            # the INVITE was answered and ACKed (it lingers): 200, with its To tag, and nothing else
+            resp = response_for(req, 200, to_tag=acked.note.decode("utf-8", "surrogateescape") or new_tag())
+            self._add_server_header(resp)
+            self._feed(nist, Input.SEND_2XX, resp, None, now)
+        elif isinstance(invite, ServerInviteTransaction):
             # §9.2: the CANCEL itself is answered 200, with the INVITE's To tag.
             resp = response_for(req, 200, to_tag=_local_tag(invite))
             self._add_server_header(resp)
@@ -848,6 +864,9 @@ class TransactionLayer:
                     return
                 # RFC 6026 §7.2 keeps the ICT for 64*T1; later 2xx still need an ACK from the TU.
                 self._events.append(ResponseReceived(tid="", response=resp, source=source))
+                return
+            if len(self._lingering) and self._lingering.find(ckey, now) is not None:
+                self.stats.absorbed += 1  # a completed NICT's retransmitted response (Timer K)
                 return
             self._drop(Drop.UNMATCHED_RESPONSE)
             return

@@ -108,24 +108,28 @@ def _confirm(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src:
 
 
 def _ack_for_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
-    if not t.acked:
-        t.acked = True
-        ctx.txn_disarm(t, Input.TIMER_2XX)
-        ctx.txn_ack_pending(t, False)
-        # From here ACCEPTED only absorbs retransmitted INVITEs and passes ACKs on for Timer
-        # L's 32 s: neither the parsed INVITE (a few KB of header objects) nor the 2xx we
-        # retransmitted (~0.5 KB with SDP) is needed any more.
-        t.request = None  # type: ignore[assignment]
-        t.response_bytes = None
-        # And it need not wait the rest of Timer L's 64*T1 for them. L is that long because the
-        # client retransmits its INVITE until a response reaches it (Timer B); an ACK for our
-        # 2xx shows one has, so only copies already in the network can still come, and those
-        # live at most T4 (§17: the wait of Timers I and K). Kamailio's tm likewise keeps a
-        # finished transaction its wt_timer (5 s). At 500 calls/s this is 13,500 fewer
-        # transactions in memory after a call burst.
-        ctx.txn_arm(t, Input.TIMER_L, t.timers.i, now)
     assert isinstance(msg, Request) and src is not None
     ctx.txn_emit(RequestReceived(tid=None, request=msg, source=src))
+    if t.acked:
+        return
+    t.acked = True
+    ctx.txn_disarm(t, Input.TIMER_2XX)
+    ctx.txn_ack_pending(t, False)
+    # From here ACCEPTED only absorbs retransmitted INVITEs and passes ACKs on for Timer
+    # L's 32 s: neither the parsed INVITE (a few KB of header objects) nor the 2xx we
+    # retransmitted (~0.5 KB with SDP) is needed any more.
+    t.request = None  # type: ignore[assignment]
+    t.response_bytes = None
+    # And it need not wait the rest of Timer L's 64*T1 for them. L is that long because the
+    # client retransmits its INVITE until a response reaches it (Timer B); an ACK for our
+    # 2xx shows one has, so only copies already in the network can still come, and those
+    # live at most T4 (§17: the wait of Timers I and K). Kamailio's tm likewise keeps a
+    # finished transaction its wt_timer (5 s). At 500 calls/s this is 13,500 fewer
+    # transactions in memory after a call burst. On UDP that wait is a lingering record
+    # that absorbs the INVITE's copies (linger.py; later ACKs reach the TU as before).
+    wait = t.timers.i
+    if not (wait > 0 and ctx.txn_linger(t, b"", wait, now)):
+        ctx.txn_arm(t, Input.TIMER_L, wait, now)
 
 
 def _retransmit_2xx(t: ServerInviteTransaction, ctx: Context, msg: Message | None, src: Peer | None, now: float) -> None:
