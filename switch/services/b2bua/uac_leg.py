@@ -361,7 +361,7 @@ class LateForks:
     def __call__(self, ev: LateAnswer) -> None:
         try:
             seed = _unpack_seed(ev.note)
-        except (struct.error, ValueError):
+        except ValueError:
             log.warning("late 2xx for %s: unreadable note", ev.tid)
             return
         if len(self._strays) >= 1024 and ev.tid not in self._strays:
@@ -423,6 +423,8 @@ def _unpack_seed(data: bytes) -> _Seed:
     values: list[str | None] = []
     at = 0
     while at < len(data):
+        if at + 4 > len(data):
+            raise ValueError("truncated seed")
         (n,) = struct.unpack_from("!I", data, at)
         at += 4
         if n == _NONE:
