@@ -232,6 +232,8 @@ class Result:
     afterwards: Afterwards | None = None
     repeats: list[Afterwards] = field(default_factory=list)
     """--memory-rounds: the same ladder again on the same switch, and the RSS after each"""
+    cold_mib: float | None = None
+    """--warmup-calls: the RSS before any call (the ladder's baseline is then the RSS after the warm-up)"""
     cdr_rows: int | None = None
     calls_completed: int = 0
     calls_failed: int = 0
@@ -408,6 +410,22 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
             wait_idle(server.pids)
             # RFC 3261 Timer J/K: the held calls' transactions linger 32 s; the ladder starts clean.
             time.sleep(args.held_settle)
+        if args.warmup_calls:
+            # A switch in service has placed calls before: its SQLite page caches and prepared
+            # statements, its CDR writer and its thread pools are warm. The ladder's baseline is
+            # that idle switch, after its transactions' 32 s and a full collection (tune_gc: 30 s).
+            res.cold_mib = round(rss_kib(switch.pid) / 1024, 1)
+            r = run_sipp(
+                lines.scenario, lines.server.target, inf_csv=lines.inf_csv, calls=args.warmup_calls,
+                rate=min(100, args.warmup_calls), transport="u1",
+                extra=[*SIPP_TUNING, *SIPP_BEHAVIOURS, "-i", lines.uac_ip, "-d", str(args.hold_ms), *lines.extra],
+                timeout=args.warmup_calls / 100 * 3 + 30, local_port=free_port_on(lines.uac_ip),
+                workdir=home / "warmup", trace_msg=False, trace_rtt=False, limit=1000,
+            )
+            print(f"[{res.name}] warm-up: {r.successful}/{args.warmup_calls} calls; RSS before them "
+                  f"{res.cold_mib} MiB", flush=True)
+            wait_idle(server.pids)
+            time.sleep(args.warmup_settle)
         rss_before = rss_kib(switch.pid)
         run_ladder(lines, args.rates, args, home, res)
         if args.memory_after and switch.alive():
@@ -579,6 +597,9 @@ def table(results: list[Result]) -> str:
             a = res.afterwards
             back = f"back within 10 % after {a.back_within_10pct_after_s:.0f} s" if a.back_within_10pct_after_s is not None \
                 else f"NOT back within 10 % after {a.samples[-1][0]:.0f} s"
+            if res.cold_mib is not None:
+                out.append(f"  {res.name} memory: RSS {res.cold_mib:.0f} MiB before any call, {a.before_mib:.0f} MiB idle "
+                           "after the warm-up calls (the baseline below)")
             out.append(f"  {res.name} memory: RSS {a.before_mib:.0f} MiB before the lines ladder, peak {a.peak_mib:.0f}, "
                        f"{a.samples[-1][1]:.0f} MiB {a.samples[-1][0]:.0f} s after it: {back}")
             for n, r in enumerate(res.repeats, start=2):
@@ -670,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
                         "are gone before the ladder (default 35; quick 3)")
     p.add_argument("--memory-after", type=float, default=60.0,
                    help="seconds to watch the switch's RSS after the lines ladder (0 = not; default 60)")
+    p.add_argument("--warmup-calls", type=int, default=0,
+                   help="calls at 100/s before the lines ladder, then --warmup-settle s idle: the memory baseline is "
+                        "then a switch that has served calls (0 = the RSS of the fresh switch; default 0)")
+    p.add_argument("--warmup-settle", type=float, default=40.0,
+                   help="seconds idle after the warm-up calls (Timer J's 32 s and a full collection; default 40)")
     p.add_argument("--memory-rounds", type=int, default=1,
                    help="run the lines ladder this many times on the same switch, watching the RSS after each "
                         "(does a second ladder reuse the first one's memory or add to it?)")

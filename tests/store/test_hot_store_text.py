@@ -25,9 +25,13 @@ def test_naive_text_rounds_like_datetime_at_the_edges(second: int, fraction: flo
 @given(st.integers(min_value=0, max_value=5000), st.sampled_from([1, 200, 256, 500, 1500]))
 def test_pow2_parts_cover_every_row_once_in_a_few_statement_sizes(n: int, most: int) -> None:
     parts = _pow2_parts(n, most)
-    assert [i for i, _ in parts] == [sum(s for _, s in parts[:k]) for k in range(len(parts))]
-    assert sum(s for _, s in parts) == n
-    assert all(s & (s - 1) == 0 and s <= most for _, s in parts)
+    at = 0
+    for i, size in parts:  # contiguous, in order, each a power of two within the limit
+        assert i == at and size & (size - 1) == 0 and 0 < size <= most
+        at += size
+    assert at == n
+    top = 1 << (most.bit_length() - 1)
+    assert len(parts) <= n // top + top.bit_length()  # whole chunks, then at most one of each smaller size
 
 
 def test_padded_lists_repeat_the_last_member_up_to_a_power_of_two() -> None:

@@ -158,14 +158,23 @@ class Lingering:
             self._rebuild()
 
     def _cut(self) -> None:
-        """Drop the released records from the front of every buffer."""
+        """Drop the released records from the front of every buffer.
+
+        Into new buffers of the live part's size, not ``del buf[:n]``: a bytearray keeps its
+        allocation after deleting from the front (and an array up to 16 times its length), so a
+        burst's 15 MB of records would stay resident after they were all released.
+        """
         head = self._head
         cut_to = self._start[head] - self._data_base if head < len(self._start) else len(self._data)
-        del self._data[:cut_to]
+        self._data = bytearray(self._data[cut_to:])
         self._data_base += cut_to
-        for arr in (self._fp, self._until, self._start, self._klen, self._plen, self._nlen):
-            del arr[:head]
-        del self._peers[:head]
+        self._fp = self._fp[head:]
+        self._until = self._until[head:]
+        self._start = self._start[head:]
+        self._klen = self._klen[head:]
+        self._plen = self._plen[head:]
+        self._nlen = self._nlen[head:]
+        self._peers = self._peers[head:]
         self._base += head
         self._head = 0
         if len(self._slot_fp) > _MIN_SLOTS and 8 * len(self._fp) < len(self._slot_fp):
