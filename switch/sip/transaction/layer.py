@@ -50,13 +50,15 @@ Disarming only forgets the sequence number in the transaction; stale entries
 are skipped when they reach the top, and the heap is rebuilt when stale
 entries outnumber live ones.
 
-Lingering (linger.py): a non-INVITE server transaction that has sent its final
-response on UDP, and an INVITE client transaction whose 2xx the TU has ACKed
-and handed over (``linger_client``), become records: key, bytes to send, peer.
-A retransmitted request (or 2xx) matching one gets those bytes again, as the
-transaction in Completed (Accepted) would have sent them, until Timer J (M);
-the transaction object itself is terminated at once (its TU hears
-``TransactionTerminated`` then, not 32 s later).
+Lingering (linger.py): transactions that only absorb from then on become records
+(key, bytes to send, peer): a non-INVITE server transaction that has sent its
+final response on UDP (Timer J), an INVITE server transaction after the ACK of
+its 2xx (T4), a completed non-INVITE client transaction on UDP (Timer K), and an
+INVITE client transaction whose 2xx the TU has ACKed and handed over
+(``linger_client``, Timer M). A retransmission matching one gets those bytes
+again (or nothing), as the transaction would have sent them; the transaction
+object itself is terminated at once (its TU hears ``TransactionTerminated``
+then, not at the timer).
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ class TransactionLayer:
         #: automatic 100 Trying still waiting in ``_out``, by server tid: a stateless
         #: final answer given before the flush takes its place (one datagram, not two)
         self._trying: dict[str, tuple[bytes, Peer]] = {}
-        #: completed NISTs and handed-over ICTs, as records (see "Lingering" above)
+        #: transactions that only absorb, as records (see "Lingering" above)
         self._lingering = Lingering()
 
     # ------------------------------------------------------------------ public API
@@ -264,7 +266,7 @@ class TransactionLayer:
         txn = self._server.get(tid)
         if txn is None:
             # a completed (lingering) transaction discards it (§17.2.2); anything else is gone
-            late = len(self._lingering) and self._lingering.find(tid, now) is not None
+            late = self._lingering.find(tid, now) is not None
             self._drop(Drop.LATE_TU_RESPONSE if late else Drop.UNKNOWN_TRANSACTION)
             return False
         return self._feed(txn, response_input(response.status, sending=True), response, None, now)
@@ -633,7 +635,7 @@ class TransactionLayer:
                 if txn is not None:
                     self._feed(txn, Input.RECV_REQUEST, req, source, now)
                     return
-                rec = lingering.find(fast_key, now) if len(lingering) else None
+                rec = lingering.find(fast_key, now)
                 if rec is not None:
                     self._resend_lingering(rec)
                     return
@@ -658,7 +660,8 @@ class TransactionLayer:
         if txn is not None:
             self._feed(txn, Input.RECV_REQUEST, req, source, now)
             return
-        rec = lingering.find(key, now) if len(lingering) else None
+        # (an RFC 3261 key was looked up by the fast path above already)
+        rec = None if rfc3261 else lingering.find(key, now)
         if rec is not None:
             self._resend_lingering(rec)
             return
@@ -702,13 +705,13 @@ class TransactionLayer:
         if own is not None:
             self._feed(own, Input.RECV_REQUEST, req, source, now)
             return
-        rec = self._lingering.find(key, now) if len(self._lingering) else None
+        rec = self._lingering.find(key, now)
         if rec is not None:
             self._resend_lingering(rec)
             return
         invite_key = _server_key(req, "INVITE", rfc3261)
         invite = self._server.get(invite_key)
-        acked = None if invite is not None or not len(self._lingering) else self._lingering.find(invite_key, now)
+        acked = self._lingering.find(invite_key, now) if invite is None else None
         nist = self._new_server(key, req, source, rfc3261)
         if acked is not None:
             # the INVITE was answered and ACKed (it lingers): 200, with its To tag, and nothing else
@@ -742,7 +745,7 @@ class TransactionLayer:
             other = self._merge.get(mk)
             if other is not None and other in self._server:
                 return 482, "Merged Request", ()
-            if len(self._lingering) and self._lingering.find(_merge_text(mk), now) is not None:
+            if self._lingering.find(_merge_text(mk), now) is not None:
                 return 482, "Merged Request", ()  # its transaction completed, and lingers
         for name in ("Require", "Proxy-Require"):
             # Proxy-Require too: adapters use the switch as their outbound proxy (§16.3
@@ -852,21 +855,21 @@ class TransactionLayer:
         ckey = f"{via.branch}|{cseq.method}"
         txn = self._client.get(ckey)
         if txn is None:
-            if cseq.method == "INVITE" and 200 <= resp.status < 300:
-                rec = self._lingering.find(ckey, now) if len(self._lingering) else None
-                if rec is not None:
-                    tag, _, note = rec.note.partition(b"\x00")
-                    if rec.payload and (resp.to.tag or "").encode("utf-8", "surrogateescape") == tag:
-                        self._resend_lingering(rec)  # our dialog's 2xx again: our ACK again (§13.2.2.4)
-                    else:
-                        self._events.append(LateAnswer(tid=ckey, response=resp, source=source, peer=rec.peer,
-                                                       note=note))
+            invite_2xx = cseq.method == "INVITE" and 200 <= resp.status < 300
+            rec = self._lingering.find(ckey, now)
+            if rec is not None:
+                if not invite_2xx:
+                    self.stats.absorbed += 1  # a completed NICT's response again (Timer K)
                     return
+                tag, _, note = rec.note.partition(b"\x00")
+                if rec.payload and (resp.to.tag or "").encode("utf-8", "surrogateescape") == tag:
+                    self._resend_lingering(rec)  # our dialog's 2xx again: our ACK again (§13.2.2.4)
+                else:
+                    self._events.append(LateAnswer(tid=ckey, response=resp, source=source, peer=rec.peer, note=note))
+                return
+            if invite_2xx:
                 # RFC 6026 §7.2 keeps the ICT for 64*T1; later 2xx still need an ACK from the TU.
                 self._events.append(ResponseReceived(tid="", response=resp, source=source))
-                return
-            if len(self._lingering) and self._lingering.find(ckey, now) is not None:
-                self.stats.absorbed += 1  # a completed NICT's retransmitted response (Timer K)
                 return
             self._drop(Drop.UNMATCHED_RESPONSE)
             return

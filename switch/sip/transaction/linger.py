@@ -141,6 +141,12 @@ class Lingering:
     # -- internals ------------------------------------------------------------------
 
     def _place(self, fp: int, rec: int) -> None:
+        self._put(fp, rec)
+        if 2 * self._filled > len(self._slot_fp):
+            self._rebuild()
+
+    def _put(self, fp: int, rec: int) -> None:
+        """Point ``fp``'s slot at record ``rec`` (a newer record for a key, or a twin fingerprint, wins)."""
         slot_fp, slot_rec = self._slot_fp, self._slot_rec
         mask = len(slot_fp) - 1
         i = fp & mask
@@ -150,12 +156,10 @@ class Lingering:
                 self._filled += 1
                 break
             if f == fp:
-                break  # the same key again (or a twin fingerprint): the newer record wins
+                break
             i = (i + 1) & mask
         slot_fp[i] = fp
         slot_rec[i] = rec
-        if 2 * self._filled > len(slot_fp):
-            self._rebuild()
 
     def _cut(self) -> None:
         """Drop the released records from the front of every buffer.
@@ -191,19 +195,4 @@ class Lingering:
         self._filled = 0
         fps = self._fp
         for idx in range(self._head, len(fps)):
-            self._place_plain(fps[idx], self._base + idx)
-
-    def _place_plain(self, fp: int, rec: int) -> None:
-        slot_fp, slot_rec = self._slot_fp, self._slot_rec
-        mask = len(slot_fp) - 1
-        i = fp & mask
-        while True:
-            f = slot_fp[i]
-            if f == 0:
-                self._filled += 1
-                break
-            if f == fp:
-                break
-            i = (i + 1) & mask
-        slot_fp[i] = fp
-        slot_rec[i] = rec
+            self._put(fps[idx], self._base + idx)
