@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from switch import _core_loader, gc_policy, gcstats  # noqa: E402
 from switch import app as app_mod  # noqa: E402
 from switch.database import open_database  # noqa: E402
-from switch.gc_policy import tune_gc  # noqa: E402
 from switch.settings import Settings  # noqa: E402
 from switch.sip.parser import parse_message  # noqa: E402
 from switch.store import importer  # noqa: E402
@@ -360,8 +359,8 @@ async def main() -> None:
             gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
         print(f"gc: thresholds only {gc.get_threshold()}{' (disabled)' if not gc.isenabled() else ''}")
     else:
-        tune_gc()  # as `softswitch run` does
-        print(f"gc: tune_gc(), thresholds {gc.get_threshold()} and young collections on a clock")
+        app_mod.tune_switch_gc(services)  # as `softswitch run` does
+        print(f"gc: tune_switch_gc(), thresholds {gc.get_threshold()} and young collections on a clock")
     print(f"SIP core: {_core_loader.STATE}")
     ep = services.endpoint
     realm = s.effective_realm()
@@ -503,9 +502,10 @@ async def main() -> None:
         idle.stop()
         idle.report(args.n, f"settle {args.settle:g}s")
         print(f"left after settling: {services.endpoint.layer.live_transactions} transactions; RSS {rss_mib():.1f} MiB")
+        await services.hot_store.release_memory()
         gc.collect()
         gc_policy._trim_heap()
-        print(f"after a full collection and malloc_trim (as tune_gc's full ones): RSS {rss_mib():.1f} MiB")
+        print(f"after the writer's caches, a full collection and malloc_trim (as tune_gc's full ones): RSS {rss_mib():.1f} MiB")
         if args.mallocstats:
             glibc_report()
         if args.live:

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from switch import app as app_mod  # noqa: E402
 from switch.database import open_database  # noqa: E402
-from switch.gc_policy import tune_gc  # noqa: E402
 from switch.settings import Settings  # noqa: E402
 from switch.store import importer  # noqa: E402
 
@@ -69,7 +68,7 @@ async def main() -> None:
                                    s.effective_realm())
     await db.close()
     services = await app_mod.start(s)
-    tune_gc()  # as `softswitch run` does
+    app_mod.tune_switch_gc(services)  # as `softswitch run` does
     ep = services.endpoint
     sent: list[bytes] = []
     waiter = asyncio.Event()

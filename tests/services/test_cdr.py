@@ -204,3 +204,13 @@ async def _settle(cond: object, timeout: float = 5.0) -> None:
         if loop.time() > end:
             pytest.fail("condition not reached")
         await asyncio.sleep(0.01)
+
+
+async def test_releasing_the_writers_memory_loses_nothing(migrated_db: MigratedDb, hot: HotStore) -> None:
+    """``release_memory`` (run before quiet full collections) closes the connection or expires the pool;
+    the next batch opens a new one and is written as before."""
+    await hot.insert_call_records([cdr_row(draft(0))])
+    await hot.release_memory()
+    await hot.release_memory()  # twice in a row, with nothing open in between
+    await hot.insert_call_records([cdr_row(draft(1))])
+    assert [r.call_id for r in await _rows(migrated_db)] == [cdr_row(draft(n))["call_id"] for n in (0, 1)]

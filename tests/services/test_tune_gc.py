@@ -70,3 +70,23 @@ async def test_a_full_collection_empties_the_sip_parse_caches(restore_gc: None) 
     await asyncio.sleep(0.15)
     assert gcstats.STATS.gens[2].collections > full0
     assert "<sip:burst@example.net>;tag=left-by-a-burst" not in headers._ADDR_CACHE
+
+
+async def test_caches_are_released_before_the_full_collection(restore_gc: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's SQLite caches go first, so that the trim after the collection returns their pages too."""
+    order: list[str] = []
+    monkeypatch.setattr(app_mod, "_malloc_trim", lambda pad: order.append("trim") or 1)
+
+    async def release() -> None:
+        await asyncio.sleep(0.01)  # the release runs in a thread: young collections go on meanwhile
+        order.append("release")
+
+    async def broken() -> None:
+        raise RuntimeError("database gone")
+
+    tune_gc(young_every=0.005, full_every=0.02, quiet=lambda: True, release=[broken, release])
+    assert order == ["trim"]  # at start-up
+    order.clear()
+    await asyncio.sleep(0.2)
+    assert order[:2] == ["release", "trim"]  # a failing release does not stop the others or the collection
+    assert order.count("release") >= 2  # and it happens again at the next quiet full collection
