@@ -319,6 +319,15 @@ def watch_after(pid: int, before_kib: int, peak_kib: int, seconds: float, name: 
     return after
 
 
+def switch_memory(switch: SwitchProcess, name: str, when: str) -> None:
+    """The switch's own account of its memory (``/health`` memory: C heap, SQLite, lingering transactions)."""
+    try:
+        _status, body = http_get_json(f"{switch.http_url}/health")
+        print(f"[{name}] switch's memory {when}: {body.get('memory')}", flush=True)
+    except OSError as exc:
+        print(f"[{name}] switch's memory {when}: /health failed ({exc})", flush=True)
+
+
 def run_held(lad: Ladder, args: argparse.Namespace, out: Path, res: Result) -> None:
     """``--hold-calls`` calls, all up at the same time: memory per held call."""
     n, rate = args.hold_calls, args.hold_rate
@@ -422,15 +431,19 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
                 timeout=args.warmup_calls / 100 * 3 + 30, local_port=free_port_on(lines.uac_ip),
                 workdir=home / "warmup", trace_msg=False, trace_rtt=False, limit=1000,
             )
+            res.calls_completed += r.successful  # their CDRs are counted with the rest
+            res.calls_failed += args.warmup_calls - r.successful
             print(f"[{res.name}] warm-up: {r.successful}/{args.warmup_calls} calls; RSS before them "
                   f"{res.cold_mib} MiB", flush=True)
             wait_idle(server.pids)
             time.sleep(args.warmup_settle)
         rss_before = rss_kib(switch.pid)
+        switch_memory(switch, res.name, "before the ladder")
         run_ladder(lines, args.rates, args, home, res)
         if args.memory_after and switch.alive():
             peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps)])
             res.afterwards = watch_after(switch.pid, rss_before, peak, args.memory_after, res.name)
+            switch_memory(switch, res.name, f"{args.memory_after:g} s after the ladder")
             for _ in range(args.memory_rounds - 1):
                 # Is what the first ladder left reused by the next one (allocator high-water mark),
                 # or does every ladder add to it (a leak)?
@@ -440,6 +453,7 @@ def bench_switch(backend: str, db_url: str, args: argparse.Namespace, out: Path)
                     break
                 peak = max([rss_before, *(int(st.rss_mib * 1024) for st in res.steps[n_steps:])])
                 res.repeats.append(watch_after(switch.pid, rss_before, peak, args.memory_after, res.name))
+                switch_memory(switch, res.name, f"{args.memory_after:g} s after ladder {len(res.repeats) + 1}")
         if args.policy and switch.alive():
             wait_idle(server.pids)
             policy_doc = home / "policy.json"

@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from switch import _core_loader, gc_policy, gcstats  # noqa: E402
+from switch import _core_loader, gcstats, memstats  # noqa: E402
 from switch import app as app_mod  # noqa: E402
 from switch.database import open_database  # noqa: E402
 from switch.settings import Settings  # noqa: E402
@@ -265,30 +265,13 @@ def pymalloc_report() -> None:
 
 
 def glibc_report() -> None:
-    """glibc's mallinfo2: bytes the C heap has in use and free (objects > 512 B, buffers, PYTHONMALLOC=malloc)."""
-    import ctypes
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                     "keepcost")]
-
-    try:
-        f = ctypes.CDLL("libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return
-    f.restype = MallInfo2
-    m = f()
-    print(f"glibc: heap {m.arena / 2**20:.1f} MiB (in use {m.uordblks / 2**20:.1f}, free {m.fordblks / 2**20:.1f} "
-          f"in {m.ordblks} chunks), mmapped {m.hblkhd / 2**20:.1f} MiB in {m.hblks}")
-    try:
-        lite = ctypes.CDLL("libsqlite3.so.0")
-    except OSError:
-        return
-    lite.sqlite3_memory_used.restype = ctypes.c_int64
-    lite.sqlite3_memory_highwater.restype = ctypes.c_int64
-    print(f"sqlite: {lite.sqlite3_memory_used() / 2**20:.1f} MiB in use (high-water "
-          f"{lite.sqlite3_memory_highwater(0) / 2**20:.1f} MiB) of that heap")
+    """glibc's mallinfo2 and SQLite's own count (switch.memstats, as /health shows them)."""
+    m = memstats.snapshot()
+    if m.get("heap_mib") is not None:
+        print(f"glibc: heap {m['heap_mib']:.1f} MiB (in use {m['heap_in_use_mib']:.1f}, free {m['heap_free_mib']:.1f}), "
+              f"mmapped {m['mmapped_mib']:.1f} MiB")
+    if m["sqlite_mib"] is not None:
+        print(f"sqlite: {m['sqlite_mib']:.1f} MiB in use of that heap")
 
 
 def cycle_census(calls: int, top: int = 40) -> None:
@@ -504,7 +487,7 @@ async def main() -> None:
         print(f"left after settling: {services.endpoint.layer.live_transactions} transactions; RSS {rss_mib():.1f} MiB")
         await services.hot_store.release_memory()
         gc.collect()
-        gc_policy._trim_heap()
+        memstats.trim_heap()
         print(f"after the writer's caches, a full collection and malloc_trim (as tune_gc's full ones): RSS {rss_mib():.1f} MiB")
         if args.mallocstats:
             glibc_report()

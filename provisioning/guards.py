@@ -51,6 +51,22 @@ access = logging.getLogger("softswitch.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+#: the largest id or count a query or path may give: a database integer (SQLite and PostgreSQL bigint)
+MAX_WHOLE = 2**63 - 1
+
+
+def whole_number(raw: str, at_most: int = MAX_WHOLE) -> int | None:
+    """``raw`` as a whole number of ASCII digits, at most ``at_most``; None if it is not one.
+
+    ``str.isdigit`` alone let through '²' (which ``int`` refuses) and ids past a
+    database integer (which the driver refuses): both were 500s.
+    """
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    n = int(raw)
+    return n if n <= at_most else None
+
+
 def _too_long(value: Any, where: str) -> str | None:
     """The path of the first string longer than MAX_STRING (keys included), or None."""
     if isinstance(value, str):

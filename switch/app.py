@@ -34,7 +34,7 @@ from provisioning.app import start_http
 from provisioning.connections import HttpLimits
 from provisioning.deps import HttpDeps, ProvisioningConfig
 from provisioning.ui.deps import BindingView, UiDeps
-from switch import _core_loader, gcstats
+from switch import _core_loader, gcstats, memstats
 from switch.sip.timers import TimerConfig
 from switch.store import lamp_history, repo_adapters, repo_bindings
 from switch.store.crypto import SecretBox
@@ -166,6 +166,8 @@ def _health(location: LocationService, endpoint: Endpoint, calls: CallManager) -
     return {
         "sip_core": _core_loader.STATE,
         "gc": gcstats.STATS.snapshot(),
+        # RSS, C heap and SQLite (switch/memstats.py), and what the finished transactions keep
+        "memory": {**memstats.snapshot(), "lingering_mib": round(ep.layer.lingering_bytes / 2**20, 1)},
         "bindings": location.count(),
         "binding_commits": location.commit_stats(),
         # the announcement player's counters (docs/announcements.md)

@@ -11,9 +11,8 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-from switch import gcstats
+from switch import gcstats, memstats
 from switch.sip.headers import clear_parse_caches
 
 __all__ = ["tune_gc"]
@@ -71,8 +70,7 @@ def tune_gc(
       returns their pages too.
     """
     gcstats.install()
-    _trim_heap()  # now, not at the first full collection: importing ctypes after a burst of calls
-    # would put its ~700 objects in the burst's arenas and keep them from going back
+    memstats.trim_heap()
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 0, 1_000_000_000)
@@ -85,7 +83,7 @@ def tune_gc(
         nonlocal full_at
         clear_parse_caches()
         gc.collect()
-        _trim_heap()
+        memstats.trim_heap()
         full_at = loop.time() + full_every
 
     async def release_then_full() -> None:
@@ -115,20 +113,3 @@ def tune_gc(
         loop.call_later(young_every, collect)
 
     loop.call_later(young_every, collect)
-
-
-def _trim_heap() -> None:
-    """Return the C heap's free pages to the system (glibc only; elsewhere nothing)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None

@@ -15,6 +15,7 @@ from switch.store.repo_adapters import normalise_mac
 from ..ata import config_status, origin_of
 from ..auth import STAFF_READ, require
 from ..errors import problem_details
+from ..guards import whole_number
 from ..deps import HttpDeps
 from ..keys import DEPS
 
@@ -95,10 +96,11 @@ async def lamp_events(request: web.Request) -> web.Response:
     if isinstance(adapter, web.Response):
         return adapter
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    limit = whole_number(raw, 500)
+    if not limit:
         return problem_details(400, f"limit must be an integer from 1 to 500, got {raw!r}")
     deps = request.app[DEPS]
-    rows = await lamp_history.list_lamp_events(deps.session_factory, adapter.id, limit=int(raw))
+    rows = await lamp_history.list_lamp_events(deps.session_factory, adapter.id, limit=limit)
     return web.json_response(
         {
             "mac": adapter.mac,

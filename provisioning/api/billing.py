@@ -33,6 +33,7 @@ from switch.store.repo_lines import normalise_number
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem_details
+from ..guards import whole_number
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -213,12 +214,13 @@ async def invoice_period_summary(request: web.Request) -> web.StreamResponse:
 async def report_inactive_lines(request: web.Request) -> web.StreamResponse:
     """Termination candidates: lines with no outgoing and no answered call for ``months=`` (default 6)."""
     raw = request.query.get("months", "6")
-    if not raw.isdigit() or not 1 <= int(raw) <= 120:
+    months = whole_number(raw, 120)
+    if not months:
         return problem_details(400, f"months must be a whole number from 1 to 120, got {raw!r}", field="months")
     fmt = _format(request, "json")
     if isinstance(fmt, web.Response):
         return fmt
-    cutoff = datetime.now(UTC) - timedelta(days=round(int(raw) * 365.25 / 12))
+    cutoff = datetime.now(UTC) - timedelta(days=round(months * 365.25 / 12))
     found = await inactive_lines(request.app[DEPS].session_factory, cutoff)
     items = [
         {

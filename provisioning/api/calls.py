@@ -19,6 +19,7 @@ from switch.store.repo_lines import normalise_number
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, require
 from ..errors import problem_details
+from ..guards import whole_number
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -68,7 +69,7 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return problem_details(400, f"not a telephone number: {raw!r} (8-digit national or E.164)")
     limit_s = request.query.get("limit", "100")
-    if not limit_s.isdigit() or not 1 <= int(limit_s) <= 1000:
+    if not whole_number(limit_s, 1000):
         return problem_details(400, f"limit must be an integer from 1 to 1000, got {limit_s!r}")
     since = _parse_time(request.query.get("since"), "since")
     until = _parse_time(request.query.get("until"), "until")

@@ -29,6 +29,7 @@ from switch.store.repo_manage import ManageError, Page, etag_of
 
 from ..auth import ADMIN, PRINCIPAL, STAFF_READ, STAFF_WRITE, require
 from ..errors import problem_details
+from ..guards import MAX_WHOLE, whole_number
 from ..keys import DEPS, TOKEN_CACHE
 
 routes = web.RouteTableDef()
@@ -66,9 +67,10 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise ManageError(400, name, "must be a whole number")
-    return int(raw)
+    n = whole_number(raw)
+    if n is None:
+        raise ManageError(400, name, f"must be a whole number from 0 to {MAX_WHOLE}")
+    return n
 
 
 async def _listed(request: web.Request, lister: Callable[..., Awaitable[Page]], *filters: str) -> web.Response:
@@ -461,9 +463,10 @@ async def create_token(request: web.Request) -> web.Response:
 @require(ADMIN)
 async def revoke_token(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    token_id = whole_number(raw)
+    if token_id is None:
         return problem_details(400, "id: must be a whole number", field="id")
-    ok = await repo_tokens.revoke_token(request.app[DEPS].session_factory, int(raw))
+    ok = await repo_tokens.revoke_token(request.app[DEPS].session_factory, token_id)
     if not ok:
         return problem_details(404, f"no live token {raw}")
     request.app[TOKEN_CACHE].clear()  # a revoked token stops working now, not after the cache's 30 s

@@ -33,6 +33,7 @@ from switch.store.repo_policy import LineRef
 
 from ..auth import CUSTOMER, PRINCIPAL, STAFF_READ, STAFF_WRITE, Principal, require
 from ..errors import problem_details
+from ..guards import whole_number
 from ..keys import DEPS
 
 routes = web.RouteTableDef()
@@ -279,7 +280,8 @@ async def create_suspension(request: web.Request) -> web.Response:
 @require(*STAFF_WRITE)
 async def lift_suspension(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    suspension_id = whole_number(raw)
+    if suspension_id is None:
         return problem_details(404, f"no suspension {raw!r}", field="id")
     body = await _body(request) if request.body_exists else {}  # not can_read_body: a guard may have read it already
     if isinstance(body, web.Response):
@@ -287,7 +289,7 @@ async def lift_suspension(request: web.Request) -> web.Response:
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > 2000:
         return problem_details(400, "note must be text of at most 2000 characters", field="note")
-    row = await _policy(request).lift(int(raw), note, actor_of(request[PRINCIPAL]))
+    row = await _policy(request).lift(suspension_id, note, actor_of(request[PRINCIPAL]))
     if row is None:
         return problem_details(404, f"no suspension {raw}", field="id")
     numbers = {li.line_id: li.number for li in request.app[DEPS].lines.by_id.values()}

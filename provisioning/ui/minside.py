@@ -17,6 +17,7 @@ from aiohttp import web
 from switch.store import repo_users
 from switch.store.models import BarringCategory, ForwardKind
 
+from ..guards import whole_number
 from . import queries
 from .deps import UI_DEPS, UiDeps
 import provisioning.ui.web as web_flow
@@ -139,9 +140,9 @@ async def set_forwarding(request: web.Request) -> web.StreamResponse:
     raw_timeout = str(form.get("timeout_s", "")).strip()
     timeout: int | None = None
     if raw_timeout:
-        if not raw_timeout.isdigit():
+        timeout = whole_number(raw_timeout)
+        if timeout is None:
             return await _index(request, error="timeout_s: must be a whole number of seconds", status=400)
-        timeout = int(raw_timeout)
     try:
         await deps.policy.set_forwarding(li.line_id, ForwardKind(kind), str(form.get("target", "")).strip(),
                                          timeout if kind == "no_answer" else None, _actor(request))

@@ -8,6 +8,7 @@ from aiohttp import web
 from switch.store import repo_users
 from switch.store.repo_adapters import format_mac, normalise_mac
 
+from ..guards import whole_number
 from . import queries
 from .deps import UI_DEPS, UiDeps
 from .lamps import LAMP_ORDER, lamp_view, needs_attention
@@ -283,7 +284,7 @@ async def line_forwarding(request: web.Request) -> web.StreamResponse:
             await deps.policy.clear_forwarding(li.line_id, ForwardKind(kind), _actor(request))
         else:
             raw = str(form.get("timeout_s", "")).strip()
-            timeout = int(raw) if raw.isdigit() and kind == "no_answer" else None
+            timeout = whole_number(raw) if kind == "no_answer" else None
             await deps.policy.set_forwarding(li.line_id, ForwardKind(kind), str(form.get("target", "")).strip(),
                                              timeout, _actor(request))
     except PolicyValidationError as err:
@@ -349,9 +350,10 @@ async def suspension_lift(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["id"]
     form = await request.post()
     back = str(form.get("back", "/ui/"))
-    if not raw.isdigit() or deps.policy is None:
+    suspension_id = whole_number(raw)
+    if suspension_id is None or deps.policy is None:
         raise web.HTTPNotFound()
-    await deps.policy.lift(int(raw), str(form.get("note", "")).strip()[:1000], _actor(request))
+    await deps.policy.lift(suspension_id, str(form.get("note", "")).strip()[:1000], _actor(request))
     raise web.HTTPFound(safe_next(back, "operator"))
 
 

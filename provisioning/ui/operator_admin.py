@@ -19,7 +19,7 @@ from switch.store.repo_adapters import format_mac, normalise_mac
 from switch.store.repo_audit import add_audit_event, list_audit_events
 from switch.store.engine import write_session
 
-from ..guards import MAX_IMPORT
+from ..guards import MAX_IMPORT, whole_number
 from .deps import UI_DEPS, UiDeps
 from .i18n import translate
 from .web import SESSION_KEY, language, render, require_operator
@@ -252,9 +252,10 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     deps: UiDeps = request.app[UI_DEPS]
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    token_id = whole_number(raw)
+    if token_id is None:
         raise web.HTTPNotFound()
-    if await repo_tokens.revoke_token(deps.session_factory, int(raw)):
+    if await repo_tokens.revoke_token(deps.session_factory, token_id):
         async with write_session(deps.session_factory) as session:
             add_audit_event(session, actor=_actor(request), action="token.revoke", subject_type="token", subject_id=raw)
         if deps.token_revoked is not None:
@@ -303,7 +304,7 @@ def _trunk_body(form: Any, creating: bool) -> tuple[dict[str, Any], dict[str, st
             body[key] = value
     port = str(form.get("port", "")).strip()
     if port:
-        if port.isdigit() and len(port) <= 6:
+        if port.isascii() and port.isdigit() and len(port) <= 6:
             body["port"] = int(port)
         else:
             errors["port"] = "routing_err_port"

@@ -77,3 +77,24 @@ async def test_every_error_is_problem_json_naming_the_status_and_successes_stay_
         assert body["status"] == status and body["detail"] and body["title"] not in ("", "Error"), (path, body)
     async with prov.client.get("/api/v1/unclaimed-adapters", headers=prov.auth) as r:
         assert r.status == 200 and r.content_type == "application/json"
+
+
+@pytest.mark.parametrize("bad", ["²", "10522735685832933376", "9" * 40, "-1", "1e3", " 7"])
+async def test_numbers_in_queries_and_paths_are_checked_before_use(prov: Prov, bad: str) -> None:
+    """'²' passes str.isdigit but not int(); an id past a database integer passes int() but not the
+    driver: both were 500s (found by the schemathesis fuzz test, GET /api/v1/customers?offset=...)."""
+    from urllib.parse import quote
+
+    q = quote(bad)
+    for method, path, expected in [
+        ("GET", f"/api/v1/customers?offset={q}", 400),
+        ("GET", f"/api/v1/customers?limit={q}", 400),
+        ("GET", f"/api/v1/adapters/00:0E:08:AB:CD:01/lamp-events?limit={q}", 400),
+        ("GET", f"/api/v1/lines/22000001/calls?limit={q}", 400),
+        ("GET", f"/api/v1/reports/inactive-lines?months={q}", 400),
+        ("POST", f"/api/v1/tokens/{q}/revoke", 400),
+        ("POST", f"/api/v1/suspensions/{q}/lift", 404),
+    ]:
+        status, body = await prov.api(method, path)
+        assert status == expected, (path, status, body)
+        assert body["status"] == expected and body["detail"], (path, body)

@@ -10,7 +10,7 @@ import pytest
 
 from switch import gc_policy as app_mod
 from switch.gc_policy import tune_gc
-from switch import gcstats
+from switch import gcstats, memstats
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_full_collections_are_bounded_to_minutes_not_an_hour() -> None:
 
 async def test_a_full_collection_also_trims_the_c_heap(restore_gc: None, monkeypatch: pytest.MonkeyPatch) -> None:
     trims: list[int] = []
-    monkeypatch.setattr(app_mod, "_malloc_trim", lambda pad: trims.append(pad) or 1)
+    monkeypatch.setattr(memstats, "_malloc_trim", lambda pad: trims.append(pad) or 1)
     app_mod.tune_gc(young_every=0.01, full_every=0.02, quiet=lambda: True)
     await asyncio.sleep(0.15)
     assert trims and trims[0] == 0
@@ -75,7 +75,7 @@ async def test_a_full_collection_empties_the_sip_parse_caches(restore_gc: None) 
 async def test_caches_are_released_before_the_full_collection(restore_gc: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer's SQLite caches go first, so that the trim after the collection returns their pages too."""
     order: list[str] = []
-    monkeypatch.setattr(app_mod, "_malloc_trim", lambda pad: order.append("trim") or 1)
+    monkeypatch.setattr(memstats, "_malloc_trim", lambda pad: order.append("trim") or 1)
 
     async def release() -> None:
         await asyncio.sleep(0.01)  # the release runs in a thread: young collections go on meanwhile
