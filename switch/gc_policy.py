@@ -64,12 +64,15 @@ def tune_gc(
       Python's arenas, and would otherwise keep the RSS of the peak. The SIP
       parse caches are emptied first: their entries, made during the burst,
       would pin its arenas (an arena goes back only when all of it is free).
+      Big blocks (256 KiB and more) are mmapped on their own from start-up on
+      (``memstats.fix_mmap_threshold``), so that they do not pin the heap either.
       Before that, each of ``release`` is awaited: caches outside Python's
       objects that a burst grew (the SQLite writer's connection: page cache and
       prepared statements, ~4 MiB after the call ladder), so that the trim
       returns their pages too.
     """
     gcstats.install()
+    memstats.fix_mmap_threshold()
     memstats.trim_heap()
     gc.collect()
     gc.freeze()

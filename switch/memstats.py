@@ -17,7 +17,7 @@ import ctypes
 import os
 from typing import Any
 
-__all__ = ["snapshot", "trim_heap"]
+__all__ = ["fix_mmap_threshold", "snapshot", "trim_heap"]
 
 
 class _MallInfo2(ctypes.Structure):
@@ -34,6 +34,8 @@ def _libc_function(name: str) -> Any:
 
 
 _malloc_trim = _libc_function("malloc_trim")
+_mallopt = _libc_function("mallopt")
+_M_MMAP_THRESHOLD = -3  # glibc malloc.h
 _mallinfo2 = _libc_function("mallinfo2")  # glibc >= 2.33
 if _mallinfo2 is not None:
     _mallinfo2.restype = _MallInfo2
@@ -47,6 +49,20 @@ except (OSError, AttributeError):
     _sqlite_used = None
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _MIB = 2**20
+
+
+def fix_mmap_threshold(size: int = 256 * 1024) -> bool:
+    """Serve every allocation of ``size`` bytes or more with its own mmap, whatever was freed before.
+
+    glibc starts at 128 KiB but raises the threshold to the size of each mmapped
+    block freed (up to 32 MiB): after the lingering records' buffers (switch.sip.
+    transaction.linger) or a big dict were freed once, their successors came from
+    the heap, where one of them allocated late in a burst pins everything below it
+    and the rest fragments it. A fixed threshold sends them back to the system on
+    free. Measured (bench_calls_inproc, 12,000 calls): C heap after the calls 37.9
+    -> 30.8 MiB, in use +1.8 -> +0.3 MiB over the baseline.
+    """
+    return _mallopt is not None and _mallopt(_M_MMAP_THRESHOLD, size) == 1
 
 
 def trim_heap() -> None:

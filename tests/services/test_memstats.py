@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+
+import pytest
 
 from switch import memstats
 
@@ -29,3 +33,24 @@ def test_sqlite_memory_is_the_library_pythons_sqlite3_uses() -> None:
     assert memstats.snapshot()["sqlite_mib"] - before > 4  # type: ignore[operator]
     conn.close()
     assert memstats.snapshot()["sqlite_mib"] - before < 1  # type: ignore[operator]
+
+
+_BIG_BLOCKS = """
+import sys
+from switch import memstats
+if sys.argv[1] == "fixed":
+    assert memstats.fix_mmap_threshold()
+first = bytearray(24 << 20)
+del first  # freeing an mmapped block raises glibc's threshold to its size, unless it is fixed
+before = memstats.snapshot()
+second = bytearray(24 << 20)
+grown = memstats.snapshot()
+print(round(grown["mmapped_mib"] - before["mmapped_mib"]), round(grown["heap_mib"] - before["heap_mib"]))
+"""
+
+
+@pytest.mark.parametrize("mode, mmapped, heap", [("fixed", 24, 0), ("dynamic", 0, 24)])
+def test_big_blocks_stay_out_of_the_heap_once_the_threshold_is_fixed(mode: str, mmapped: int, heap: int) -> None:
+    """glibc moves the second big buffer into the heap (where it pins what is below it); fixed, it is mmapped."""
+    out = subprocess.run([sys.executable, "-c", _BIG_BLOCKS, mode], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(mmapped), str(heap)]
