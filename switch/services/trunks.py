@@ -175,6 +175,7 @@ class TrunkService:
         self._resolve = resolve
         self.dead_after = dead_after
         self.table = RoutingTable()
+        self._built_from: tuple[list[TrunkInfo], list[RouteEntry]] | None = None
         #: Trunk ids that failed ``dead_after`` OPTIONS pings in a row (read by routing).
         self.dead: set[int] = set()
         self._misses: dict[int, int] = {}
@@ -208,7 +209,12 @@ class TrunkService:
                 )
             )
         routes = [RouteEntry(r.route_id, r.prefix, r.trunk_ids) for r in route_rows if r.enabled]
+        if (trunks, routes) == self._built_from:
+            # The 30 s reload of an unchanged table keeps it (and its digest clients): a new one
+            # every time lands in whatever allocator arenas a call burst left and keeps them.
+            return self.table
         self.table = RoutingTable(trunks, routes)
+        self._built_from = (trunks, routes)
         self._clients = {}
         known = set(self.table.trunks)
         self.dead &= known
@@ -225,6 +231,7 @@ class TrunkService:
     def set_table(self, table: RoutingTable) -> None:
         """Install a table directly (tests, or a future API that edits routes in memory)."""
         self.table = table
+        self._built_from = None
         self._clients = {}
 
     def digest_client(self, trunk: TrunkInfo) -> DigestClient | None:

@@ -42,3 +42,26 @@ async def test_missing_emergency_trunk_is_warned_once_per_change(caplog: pytest.
     await service.reload()
     await service.reload()
     assert said("no enabled emergency trunk") == 2
+
+
+async def test_an_unchanged_reload_keeps_the_table_and_a_change_replaces_it() -> None:
+    """Every 30 s: the same rows and addresses keep the table (and its carriers' digest clients); a new
+    row, or DNS answering another address, builds a new one."""
+    state = {"trunks": [_trunk(emergency=True)], "address": "192.0.2.10"}
+
+    async def load() -> tuple[list[TrunkRecord], list[RouteRecord]]:
+        return state["trunks"], [RouteRecord(route_id=1, prefix="+47", trunk_ids=(1,), enabled=True)]
+
+    async def resolve(host: str, port: int) -> str:
+        return str(state["address"])
+
+    service = TrunkService(load, resolve=resolve)
+    first = await service.reload()
+    assert await service.reload() is first
+    state["address"] = "192.0.2.11"
+    second = await service.reload()
+    assert second is not first and second.trunks[1].address == "192.0.2.11"
+    state["trunks"] = [_trunk(emergency=False)]
+    third = await service.reload()
+    assert third is not second and not third.trunks[1].emergency
+    assert await service.reload() is third
