@@ -58,6 +58,7 @@ PURE_SHARED = ("switch.transport.ratelimit",)
 #: Leaf modules of the process that the services and the HTTP side may read; they import nothing first-party.
 SHARED_LEAVES = {
     "switch.gcstats": "garbage-collector pause counters (gc callbacks), shown by /health and /metrics",
+    "switch.memstats": "RSS, C heap and SQLite figures (ctypes), shown by /health; the heap trim of tune_gc",
     "switch.transport.conditions": "one rate-limited log line per condition: SIP TCP's and HTTP's connection caps",
 }
 
