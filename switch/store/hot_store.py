@@ -204,6 +204,7 @@ class SqliteHotStore:
         self._busy_ms = int(busy_timeout * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binding-writer")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
         self._insert_head = f"INSERT INTO bindings ({', '.join(_COLUMNS)})"
 
     def _connect(self) -> sqlite3.Connection:
@@ -374,9 +375,11 @@ class SqliteHotStore:
         lives. Closing it hands all of that back (``PRAGMA shrink_memory`` frees only
         the pages); reopening costs the next batch about a millisecond.
         """
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        if not self._closed:  # a collection due while the switch stops
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
 
     async def close(self) -> None:
+        self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
 

@@ -214,3 +214,11 @@ async def test_releasing_the_writers_memory_loses_nothing(migrated_db: MigratedD
     await hot.release_memory()  # twice in a row, with nothing open in between
     await hot.insert_call_records([cdr_row(draft(1))])
     assert [r.call_id for r in await _rows(migrated_db)] == [cdr_row(draft(n))["call_id"] for n in (0, 1)]
+
+
+async def test_releasing_memory_after_close_is_a_no_op(migrated_db: MigratedDb) -> None:
+    """A quiet-time collection can fall due while the switch stops, after the writer closed."""
+    store = make_hot_store(migrated_db.url, busy_timeout=SQLITE_BUSY_TIMEOUT)
+    await store.open()
+    await store.close()
+    await store.release_memory()
