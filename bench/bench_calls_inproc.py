@@ -214,11 +214,8 @@ def arena_census(before_ids: set[int], top: int = 15, samples: int = 200) -> Non
 
 
 def rss_mib() -> float:
-    """This process's resident memory (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """This process's resident memory (``switch.memstats``, as /health reports it)."""
+    return memstats.rss_mib() or 0.0
 
 
 def heap_report(before: tracemalloc.Snapshot, calls: int, top: int = 20, frames: int = 3) -> None:

@@ -82,22 +82,18 @@ def tune_gc(
 
     releasing: asyncio.Task[None] | None = None
 
-    def full() -> None:
-        nonlocal full_at
-        clear_parse_caches()
-        gc.collect()
-        memstats.trim_heap()
-        full_at = loop.time() + full_every
-
     async def release_then_full() -> None:
-        nonlocal releasing
+        nonlocal releasing, full_at
         try:
             for r in release:
                 try:
                     await r()
                 except Exception:  # a cache that cannot be released now is released next time
                     log.exception("releasing memory before a full collection failed")
-            full()
+            clear_parse_caches()
+            gc.collect()
+            memstats.trim_heap()
+            full_at = loop.time() + full_every
         finally:
             releasing = None
 
@@ -107,10 +103,7 @@ def tune_gc(
         if releasing is None and now >= full_at and (
             quiet is None or quiet() or now >= full_at + full_at_most - full_every
         ):
-            if release:
-                releasing = loop.create_task(release_then_full())  # young collections go on meanwhile
-            else:
-                full()
+            releasing = loop.create_task(release_then_full())  # young collections go on meanwhile
         else:
             gc.collect(1)
         loop.call_later(young_every, collect)

@@ -69,7 +69,8 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return problem_details(400, f"not a telephone number: {raw!r} (8-digit national or E.164)")
     limit_s = request.query.get("limit", "100")
-    if not whole_number(limit_s, 1000):
+    limit = whole_number(limit_s, 1000)
+    if not limit:
         return problem_details(400, f"limit must be an integer from 1 to 1000, got {limit_s!r}")
     since = _parse_time(request.query.get("since"), "since")
     until = _parse_time(request.query.get("until"), "until")
@@ -93,7 +94,7 @@ async def line_calls(request: web.Request) -> web.StreamResponse:
             stmt = stmt.where(m.CallRecord.setup_at >= since)
         if isinstance(until, datetime):
             stmt = stmt.where(m.CallRecord.setup_at < until)
-        stmt = stmt.order_by(m.CallRecord.setup_at.desc(), m.CallRecord.id.desc()).limit(int(limit_s))
+        stmt = stmt.order_by(m.CallRecord.setup_at.desc(), m.CallRecord.id.desc()).limit(limit)
         rows = (await session.execute(stmt)).scalars().all()
     if request.query.get("format") == "csv":
         buf = io.StringIO()
